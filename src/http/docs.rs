@@ -1,0 +1,41 @@
+//! The OpenAPI document (generated from the handlers' annotations) and its metadata.
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+
+/// Top-level document; paths are added by each area's router.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Chorus API",
+        description = "REST API of Chorus, a realtime social server. Realtime events are carried by \
+                       Socket.IO (`/socket.io/`) and plain WebSocket (`/ws`), specified in `protocol/PROTOCOL.md`. \
+                       Errors always have the shape `{\"error\":{\"code\",\"message\",\"fields\"?}}`; lists are \
+                       `{\"items\":[…],\"next_cursor\":…}` with `?cursor=&limit=`.",
+    ),
+    modifiers(&SecurityAddon),
+    tags(
+        (name = "auth", description = "Accounts, sessions and passwords"),
+        (name = "users", description = "Profiles, settings, search"),
+        (name = "ops", description = "Health, readiness, metrics"),
+    )
+)]
+pub struct ApiDoc;
+
+/// Adds the bearer-token scheme referenced by authenticated routes.
+struct SecurityAddon;
+
+impl Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .bearer_format("JWT")
+                    .build(),
+            ),
+        );
+    }
+}

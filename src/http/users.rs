@@ -1,0 +1,143 @@
+//! `/users/*`: profiles, own profile and settings, lists, search, suggestions.
+
+use axum::extract::State;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{AppJson, AppPath, AppQuery};
+use crate::auth::{AuthUser, MaybeAuthUser};
+use crate::error::{AppResult, ErrorBody};
+use crate::pagination::{Page, PageQuery};
+use crate::services::users::{
+    self as svc, Me, Profile, Settings, UpdateProfile, UpdateSettings, UserSummary,
+};
+use crate::state::AppState;
+
+/// Routes of this area.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_users))
+        .routes(routes!(search_users))
+        .routes(routes!(suggestions))
+        .routes(routes!(get_user))
+        .routes(routes!(update_me))
+        .routes(routes!(update_settings))
+}
+
+/// All users, newest first.
+#[utoipa::path(get, path = "/users", tag = "users", params(PageQuery),
+    responses(
+        (status = 200, description = "A page of users", body = Page<UserSummary>),
+        (status = 422, description = "Bad cursor or limit", body = ErrorBody),
+    ))]
+async fn list_users(
+    State(state): State<AppState>,
+    _me: MaybeAuthUser,
+    AppQuery(q): AppQuery<PageQuery>,
+) -> AppResult<AppJson<Page<UserSummary>>> {
+    Ok(AppJson(svc::list(&state, &q).await?))
+}
+
+/// `GET /users/search` parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SearchQuery {
+    /// Prefix of a username or display name (case-insensitive; a leading `@` is ignored).
+    pub q: String,
+    /// Opaque cursor.
+    pub cursor: Option<String>,
+    /// Page size, 1–100.
+    pub limit: Option<u32>,
+}
+
+/// Users whose username or display name starts with `q`, by username.
+#[utoipa::path(get, path = "/users/search", tag = "users", params(SearchQuery),
+    responses(
+        (status = 200, description = "Matching users", body = Page<UserSummary>),
+        (status = 400, description = "Missing q", body = ErrorBody),
+        (status = 422, description = "Bad q, cursor or limit", body = ErrorBody),
+    ))]
+async fn search_users(
+    State(state): State<AppState>,
+    _me: MaybeAuthUser,
+    AppQuery(q): AppQuery<SearchQuery>,
+) -> AppResult<AppJson<Page<UserSummary>>> {
+    let page = PageQuery {
+        cursor: q.cursor,
+        limit: q.limit,
+    };
+    Ok(AppJson(svc::search(&state, &q.q, &page).await?))
+}
+
+/// `GET /users/suggestions` parameters.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct SuggestionsQuery {
+    /// How many, 1–50 (default 10).
+    pub limit: Option<u32>,
+}
+
+/// Accounts the caller might want to follow.
+#[utoipa::path(get, path = "/users/suggestions", tag = "users", security(("bearer" = [])), params(SuggestionsQuery),
+    responses(
+        (status = 200, description = "Suggested accounts", body = Vec<UserSummary>),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 422, description = "Bad limit", body = ErrorBody),
+    ))]
+async fn suggestions(
+    State(state): State<AppState>,
+    me: AuthUser,
+    AppQuery(q): AppQuery<SuggestionsQuery>,
+) -> AppResult<AppJson<Vec<UserSummary>>> {
+    Ok(AppJson(
+        svc::suggestions(&state, me.id, q.limit.unwrap_or(10)).await?,
+    ))
+}
+
+/// A profile, by id or by `@username`.
+#[utoipa::path(get, path = "/users/{id}", tag = "users",
+    params(("id" = String, Path, description = "User id, or `@username`")),
+    responses(
+        (status = 200, description = "The profile", body = Profile),
+        (status = 404, description = "No such user (or blocked)", body = ErrorBody),
+    ))]
+async fn get_user(
+    State(state): State<AppState>,
+    _me: MaybeAuthUser,
+    AppPath(id): AppPath<String>,
+) -> AppResult<AppJson<Profile>> {
+    Ok(AppJson(svc::get_profile(&state, &id).await?))
+}
+
+/// Update the caller's profile: only the fields given change.
+#[utoipa::path(patch, path = "/users/me", tag = "users", security(("bearer" = [])), request_body = UpdateProfile,
+    responses(
+        (status = 200, description = "The updated account", body = Me),
+        (status = 400, description = "Malformed body or unknown field", body = ErrorBody),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 422, description = "Invalid fields", body = ErrorBody),
+    ))]
+async fn update_me(
+    State(state): State<AppState>,
+    me: AuthUser,
+    AppJson(req): AppJson<UpdateProfile>,
+) -> AppResult<AppJson<Me>> {
+    Ok(AppJson(svc::update_me(&state, me.id, req).await?))
+}
+
+/// Change notification preferences (per kind, per channel).
+#[utoipa::path(put, path = "/users/me/settings", tag = "users", security(("bearer" = [])), request_body = UpdateSettings,
+    responses(
+        (status = 200, description = "All settings after the change", body = Settings),
+        (status = 400, description = "Malformed body, unknown kind or field", body = ErrorBody),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+    ))]
+async fn update_settings(
+    State(state): State<AppState>,
+    me: AuthUser,
+    AppJson(req): AppJson<UpdateSettings>,
+) -> AppResult<AppJson<Settings>> {
+    Ok(AppJson(svc::update_settings(&state, me.id, req).await?))
+}

@@ -1,0 +1,417 @@
+//! Account use cases: register, login, token refresh with rotation and reuse detection,
+//! logout, password change and reset.
+//!
+//! Sessions: each login opens a *family* of refresh tokens. Every refresh marks the
+//! presented token used and issues the next one in the family. Presenting a used token again
+//! means it was stolen (or a client is badly broken): the whole family is revoked, and so
+//! are its access tokens (`sid:` revocation) and sockets.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use crate::auth::tokens::{hash_token, random_token};
+use crate::auth::{AuthUser, password};
+use crate::domain::user::{Email, NewPassword, Username};
+use crate::domain::{Id, Timestamp, now_ms};
+use crate::error::{AppError, AppResult, Validator};
+use crate::events::{EventBatch, EventName, Topic};
+use crate::jobs;
+use crate::mail::Mail;
+use crate::ratelimit::Bucket;
+use crate::realtime::close::CloseCode;
+use crate::services::users::{self, Me};
+use crate::state::AppState;
+use crate::store::{Tx, tokens, users as user_store};
+
+/// `POST /auth/register` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct RegisterRequest {
+    /// 3–30 characters of `[a-z0-9_.]` (upper case is folded).
+    pub username: String,
+    /// E-mail address.
+    pub email: String,
+    /// At least 8 characters.
+    pub password: String,
+    /// Shown name (defaults to the username), at most 50 characters.
+    pub display_name: Option<String>,
+}
+
+/// `POST /auth/login` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct LoginRequest {
+    /// Username or e-mail.
+    pub login: String,
+    /// Password.
+    pub password: String,
+}
+
+/// Register, login and refresh answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuthResponse {
+    /// The account.
+    pub user: Me,
+    /// Bearer token for `Authorization`.
+    pub access_token: String,
+    /// Opaque token for `POST /auth/refresh`; single use.
+    pub refresh_token: String,
+    /// Seconds until the access token expires.
+    pub expires_in: i64,
+}
+
+/// Job: send an e-mail.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SendEmail(pub Mail);
+
+impl jobs::Job for SendEmail {
+    const KIND: &'static str = "send_email";
+}
+
+/// Runs a [`SendEmail`] job.
+pub async fn run_send_email(state: AppState, job: SendEmail) -> anyhow::Result<()> {
+    state.mailer.send(&job.0).await
+}
+
+/// Opens a new session (refresh family) or continues `family`, inside `tx`.
+async fn issue_tokens(
+    state: &AppState,
+    tx: &mut Tx,
+    user: Id,
+    family: Option<Id>,
+) -> AppResult<(String, String)> {
+    let family = family.unwrap_or_else(|| state.ids.next());
+    let refresh = random_token(32);
+    let now = Timestamp::now();
+    let expires = Timestamp(now.0 + state.auth.refresh_ttl * 1000);
+    tokens::insert_refresh(
+        tx.ex(),
+        state.ids.next(),
+        user,
+        family,
+        &hash_token(&refresh),
+        now,
+        expires,
+    )
+    .await?;
+    let (access, _) = state.auth.issue_access(user, family)?;
+    Ok((access, refresh))
+}
+
+async fn respond(
+    state: &AppState,
+    user: Id,
+    access: String,
+    refresh: String,
+) -> AppResult<AuthResponse> {
+    let me = users::me(state, user).await?;
+    Ok(AuthResponse {
+        user: me,
+        access_token: access,
+        refresh_token: refresh,
+        expires_in: state.auth.access_ttl,
+    })
+}
+
+/// Registers an account and logs it in.
+pub async fn register(state: &AppState, ip: &str, req: RegisterRequest) -> AppResult<AuthResponse> {
+    state
+        .limits
+        .check(Bucket::AuthIp, &format!("register:{ip}"))
+        .await?;
+    let mut v = Validator::new();
+    let username = v.check("username", Username::parse(&req.username));
+    let email = v.check("email", Email::parse(&req.email));
+    let pw = v.check("password", NewPassword::parse(&req.password));
+    let display = match &req.display_name {
+        Some(d) => v.check("display_name", crate::domain::user::bounded_text(d, 50)),
+        None => None,
+    };
+    v.finish()?;
+    let (username, email, pw) = (
+        username.expect("checked"),
+        email.expect("checked"),
+        pw.expect("checked"),
+    );
+    let display = display
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| username.to_string());
+
+    let hash = password::hash(pw.expose().to_string()).await?;
+    let id = state.ids.next();
+    let mut tx = state.store.begin().await?;
+    let new = user_store::NewUser {
+        id,
+        username: username.as_str(),
+        email: email.as_str(),
+        password_hash: &hash,
+        display_name: &display,
+        now: Timestamp::now(),
+    };
+    // Uniqueness is the database's to decide (no check-then-insert race); its violation
+    // becomes a field error.
+    if let Err(e) = user_store::insert(tx.ex(), &new).await {
+        return Err(if e.is_conflict_on("username") {
+            AppError::conflict_field("username", "is already taken")
+        } else if e.is_conflict_on("email") {
+            AppError::conflict_field("email", "is already registered")
+        } else {
+            e.into()
+        });
+    }
+    let (access, refresh) = issue_tokens(state, &mut tx, id, None).await?;
+    state.commit(tx, EventBatch::new()).await?;
+    respond(state, id, access, refresh).await
+}
+
+/// Logs in by username or e-mail.
+pub async fn login(state: &AppState, ip: &str, req: LoginRequest) -> AppResult<AuthResponse> {
+    let login = req.login.trim().to_ascii_lowercase();
+    state
+        .limits
+        .check(Bucket::AuthIp, &format!("login:{ip}"))
+        .await?;
+    if login.is_empty() || req.password.is_empty() {
+        let mut v = Validator::new();
+        if login.is_empty() {
+            v.fail("login", "is required");
+        }
+        if req.password.is_empty() {
+            v.fail("password", "is required");
+        }
+        v.finish()?;
+    }
+    if login.len() > 254 || req.password.len() > 1024 {
+        return Err(AppError::Unauthorized("invalid login or password"));
+    }
+    state
+        .limits
+        .check(Bucket::AuthAccount, &format!("login:{login}"))
+        .await?;
+    let mut c = state.store.conn().await?;
+    let user = user_store::get_by_login(c.ex(), &login).await?;
+    drop(c);
+    // Verify against a dummy hash when the account does not exist: same work, same time.
+    let phc = user
+        .as_ref()
+        .map(|u| u.password_hash.clone())
+        .unwrap_or_else(|| password::dummy_hash().to_string());
+    let ok = password::verify(req.password, phc).await?;
+    let Some(user) = user.filter(|_| ok) else {
+        return Err(AppError::Unauthorized("invalid login or password"));
+    };
+    let mut tx = state.store.begin().await?;
+    let (access, refresh) = issue_tokens(state, &mut tx, user.id, None).await?;
+    state.commit(tx, EventBatch::new()).await?;
+    respond(state, user.id, access, refresh).await
+}
+
+/// Exchanges a refresh token for a new pair (rotation). A reused token revokes its family.
+pub async fn refresh(state: &AppState, refresh_token: &str) -> AppResult<AuthResponse> {
+    if refresh_token.is_empty() || refresh_token.len() > 256 {
+        return Err(AppError::Unauthorized("invalid refresh token"));
+    }
+    let hash = hash_token(refresh_token);
+    let now = Timestamp::now();
+    let mut tx = state.store.begin().await?;
+    match tokens::use_refresh(tx.ex(), &hash, now).await? {
+        Some((user, family)) => {
+            let (access, refresh) = issue_tokens(state, &mut tx, user, Some(family)).await?;
+            state.commit(tx, EventBatch::new()).await?;
+            respond(state, user, access, refresh).await
+        }
+        None => {
+            // Unknown, expired, revoked — or used before: then it is a replay.
+            if let Some((user, family)) = tokens::family_of(tx.ex(), &hash).await? {
+                tracing::warn!(%user, %family, "refresh token reuse detected; revoking the session");
+                tokens::revoke_family(tx.ex(), family, now).await?;
+                revoke_sessions(state, &mut tx, &[family]).await?;
+                let mut events = EventBatch::new();
+                close_sockets(&mut events, user, Some(family), None);
+                state.commit(tx, events).await?;
+            }
+            Err(AppError::Unauthorized("invalid refresh token"))
+        }
+    }
+}
+
+/// Revokes the access tokens of whole sessions (`sid:` keys) until they would expire.
+async fn revoke_sessions(state: &AppState, tx: &mut Tx, families: &[Id]) -> AppResult<()> {
+    for f in families {
+        state
+            .revocations
+            .revoke(tx, &format!("sid:{f}"), state.auth.access_ttl)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Tells every instance to close the user's sockets: of one session, of all but one, or all.
+fn close_sockets(events: &mut EventBatch, user: Id, session: Option<Id>, except: Option<Id>) {
+    #[derive(Serialize)]
+    struct Revoked {
+        session: Option<Id>,
+        except: Option<Id>,
+        code: u16,
+    }
+    events.ephemeral(
+        &[Topic::Control(user)],
+        EventName::SessionRevoked,
+        &Revoked {
+            session,
+            except,
+            code: CloseCode::TOKEN_REVOKED.0,
+        },
+    );
+}
+
+/// Ends the caller's session: its refresh family, this access token (at once) and its sockets.
+pub async fn logout(state: &AppState, user: &AuthUser) -> AppResult<()> {
+    let now = Timestamp::now();
+    let mut tx = state.store.begin().await?;
+    tokens::revoke_family(tx.ex(), user.sid, now).await?;
+    let remaining = (user.claims.exp - now_ms() / 1000).max(1);
+    state
+        .revocations
+        .revoke(&mut tx, &format!("jti:{}", user.claims.jti), remaining)
+        .await?;
+    revoke_sessions(state, &mut tx, &[user.sid]).await?;
+    let mut events = EventBatch::new();
+    close_sockets(&mut events, user.id, Some(user.sid), None);
+    state.commit(tx, events).await?;
+    Ok(())
+}
+
+/// `PUT /auth/password` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChangePasswordRequest {
+    /// The current password.
+    pub current_password: String,
+    /// The new password (at least 8 characters).
+    pub new_password: String,
+}
+
+/// Changes the password and ends every other session of the account.
+pub async fn change_password(
+    state: &AppState,
+    user: &AuthUser,
+    req: ChangePasswordRequest,
+) -> AppResult<()> {
+    let mut v = Validator::new();
+    let new = v.check("new_password", NewPassword::parse(&req.new_password));
+    if req.current_password.is_empty() {
+        v.fail("current_password", "is required");
+    }
+    v.finish()?;
+    let new = new.expect("checked");
+    let mut c = state.store.conn().await?;
+    let row = user_store::get(c.ex(), user.id)
+        .await?
+        .ok_or(AppError::NotFound)?;
+    drop(c);
+    if !password::verify(req.current_password, row.password_hash).await? {
+        return Err(AppError::field("current_password", "is incorrect"));
+    }
+    let hash = password::hash(new.expose().to_string()).await?;
+    let now = Timestamp::now();
+    let mut tx = state.store.begin().await?;
+    user_store::set_password(tx.ex(), user.id, &hash, now).await?;
+    let others = tokens::revoke_user_families(tx.ex(), user.id, Some(user.sid), now).await?;
+    revoke_sessions(state, &mut tx, &others).await?;
+    let mut events = EventBatch::new();
+    close_sockets(&mut events, user.id, None, Some(user.sid));
+    state.commit(tx, events).await?;
+    Ok(())
+}
+
+/// `POST /auth/password/forgot` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ForgotPasswordRequest {
+    /// The account's e-mail address.
+    pub email: String,
+}
+
+/// Sends a reset link if the address belongs to an account. Answers the same either way.
+pub async fn forgot_password(
+    state: &AppState,
+    ip: &str,
+    req: ForgotPasswordRequest,
+) -> AppResult<()> {
+    state
+        .limits
+        .check(Bucket::AuthIp, &format!("forgot:{ip}"))
+        .await?;
+    let email = Email::parse(&req.email).map_err(|m| AppError::field("email", m))?;
+    state
+        .limits
+        .check(Bucket::AuthAccount, &format!("forgot:{}", email.as_str()))
+        .await?;
+    let mut c = state.store.conn().await?;
+    let Some(user) = user_store::get_by_email(c.ex(), email.as_str()).await? else {
+        return Ok(());
+    };
+    drop(c);
+    let token = random_token(32);
+    let now = Timestamp::now();
+    let expires = Timestamp(now.0 + state.config.reset_token_ttl_secs as i64 * 1000);
+    let link = format!("{}/reset-password?token={token}", state.config.public_url());
+    let mail = Mail {
+        to: user.email.clone(),
+        subject: "Reset your Chorus password".into(),
+        text: format!(
+            "Hello {},\n\nSomeone (hopefully you) asked to reset the password of your Chorus account.\n\
+             Use this token within {} minutes: {token}\n\nOr open: {link}\n\n\
+             If you did not ask for this, ignore this message; your password is unchanged.\n",
+            user.username,
+            state.config.reset_token_ttl_secs / 60
+        ),
+    };
+    let mut tx = state.store.begin().await?;
+    tokens::insert_reset(
+        tx.ex(),
+        state.ids.next(),
+        user.id,
+        &hash_token(&token),
+        now,
+        expires,
+    )
+    .await?;
+    jobs::enqueue(
+        &mut tx,
+        &state.ids,
+        state.config.jobs.max_attempts,
+        &SendEmail(mail),
+    )
+    .await?;
+    state.commit(tx, EventBatch::new()).await?;
+    Ok(())
+}
+
+/// `POST /auth/password/reset` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ResetPasswordRequest {
+    /// The token from the e-mail.
+    pub token: String,
+    /// The new password (at least 8 characters).
+    pub new_password: String,
+}
+
+/// Sets a new password with a reset token (single use) and ends every session.
+pub async fn reset_password(state: &AppState, req: ResetPasswordRequest) -> AppResult<()> {
+    let new =
+        NewPassword::parse(&req.new_password).map_err(|m| AppError::field("new_password", m))?;
+    if req.token.is_empty() || req.token.len() > 256 {
+        return Err(AppError::field("token", "is invalid or expired"));
+    }
+    let hash = password::hash(new.expose().to_string()).await?;
+    let now = Timestamp::now();
+    let mut tx = state.store.begin().await?;
+    let Some(user) = tokens::use_reset(tx.ex(), &hash_token(&req.token), now).await? else {
+        return Err(AppError::field("token", "is invalid or expired"));
+    };
+    user_store::set_password(tx.ex(), user, &hash, now).await?;
+    let all = tokens::revoke_user_families(tx.ex(), user, None, now).await?;
+    revoke_sessions(state, &mut tx, &all).await?;
+    let mut events = EventBatch::new();
+    close_sockets(&mut events, user, None, None);
+    state.commit(tx, events).await?;
+    Ok(())
+}

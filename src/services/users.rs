@@ -1,0 +1,312 @@
+//! Profiles, settings, user lists, search and suggestions.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::ToSchema;
+
+use crate::domain::user::{NotificationKind, SocialNetwork, bounded_text, web_url};
+use crate::domain::{Id, Timestamp};
+use crate::error::{AppError, AppResult, Validator};
+use crate::events::EventBatch;
+use crate::pagination::{Page, PageQuery};
+use crate::state::AppState;
+use crate::store::users::{self as store, NotificationPref, ProfilePatch, UserRow};
+
+/// A user as shown inside other objects and in lists.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct UserSummary {
+    /// Id.
+    pub id: Id,
+    /// Username.
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+    /// Avatar media id, if any (see `GET /media/{id}` for its variants).
+    pub avatar_media_id: Option<Id>,
+    /// Whether only approved followers see their posts.
+    pub is_private: bool,
+}
+
+impl From<&UserRow> for UserSummary {
+    fn from(u: &UserRow) -> Self {
+        Self {
+            id: u.id,
+            username: u.username.clone(),
+            display_name: u.display_name.clone(),
+            avatar_media_id: u.avatar_media_id,
+            is_private: u.is_private,
+        }
+    }
+}
+
+/// A public profile.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Profile {
+    /// Id.
+    pub id: Id,
+    /// Username.
+    pub username: String,
+    /// Display name.
+    pub display_name: String,
+    /// Bio.
+    pub bio: String,
+    /// Avatar media id, if any.
+    pub avatar_media_id: Option<Id>,
+    /// Website.
+    pub website: Option<String>,
+    /// Links to other networks.
+    pub social_links: BTreeMap<SocialNetwork, String>,
+    /// Whether only approved followers see their posts.
+    pub is_private: bool,
+    /// Followers.
+    pub follower_count: i64,
+    /// Accounts followed.
+    pub following_count: i64,
+    /// Posts.
+    pub post_count: i64,
+    /// Joined.
+    pub created_at: Timestamp,
+}
+
+/// One notification preference.
+#[derive(Clone, Copy, Debug, Serialize, Deserialize, ToSchema)]
+pub struct Pref {
+    /// Shown in the app and pushed on the `notification` topic.
+    pub in_app: bool,
+    /// Sent by e-mail.
+    pub email: bool,
+}
+
+/// Account settings.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Settings {
+    /// Preferences per notification kind.
+    pub notifications: BTreeMap<NotificationKind, Pref>,
+}
+
+/// The caller's own account: the profile plus private fields.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct Me {
+    /// Public profile.
+    #[serde(flatten)]
+    pub profile: Profile,
+    /// E-mail address.
+    pub email: String,
+    /// Settings.
+    pub settings: Settings,
+}
+
+fn profile(u: &UserRow, links: Vec<(SocialNetwork, String)>) -> Profile {
+    Profile {
+        id: u.id,
+        username: u.username.clone(),
+        display_name: u.display_name.clone(),
+        bio: u.bio.clone(),
+        avatar_media_id: u.avatar_media_id,
+        website: u.website.clone(),
+        social_links: links.into_iter().collect(),
+        is_private: u.is_private,
+        follower_count: u.follower_count,
+        following_count: u.following_count,
+        post_count: u.post_count,
+        created_at: u.created_at,
+    }
+}
+
+fn settings(prefs: Vec<NotificationPref>) -> Settings {
+    Settings {
+        notifications: prefs
+            .into_iter()
+            .map(|p| {
+                (
+                    p.kind,
+                    Pref {
+                        in_app: p.in_app,
+                        email: p.email,
+                    },
+                )
+            })
+            .collect(),
+    }
+}
+
+/// The caller's own account.
+pub async fn me(state: &AppState, id: Id) -> AppResult<Me> {
+    let mut c = state.store.conn().await?;
+    let u = store::get(c.ex(), id).await?.ok_or(AppError::NotFound)?;
+    let links = store::social_links(c.ex(), id).await?;
+    let prefs = store::notification_prefs(c.ex(), id).await?;
+    Ok(Me {
+        profile: profile(&u, links),
+        email: u.email.clone(),
+        settings: settings(prefs),
+    })
+}
+
+/// Resolves `123` or `@username` to a user row.
+pub async fn resolve(state: &AppState, id_or_name: &str) -> AppResult<UserRow> {
+    let mut c = state.store.conn().await?;
+    let row = match id_or_name.strip_prefix('@') {
+        Some(name) => store::get_by_username(c.ex(), &name.to_ascii_lowercase()).await?,
+        None => match id_or_name.parse::<Id>() {
+            Ok(id) => store::get(c.ex(), id).await?,
+            Err(_) => None,
+        },
+    };
+    row.ok_or(AppError::NotFound)
+}
+
+/// A public profile by id or `@username`.
+pub async fn get_profile(state: &AppState, id_or_name: &str) -> AppResult<Profile> {
+    let u = resolve(state, id_or_name).await?;
+    let mut c = state.store.conn().await?;
+    let links = store::social_links(c.ex(), u.id).await?;
+    Ok(profile(&u, links))
+}
+
+/// Deserialises a field that may be absent (`None`), `null` (`Some(None)`) or a value.
+fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Ok(Some(Option::deserialize(d)?))
+}
+
+/// `PATCH /users/me` body: only the fields given change; `null` clears a nullable field.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateProfile {
+    /// At most 50 characters.
+    pub display_name: Option<String>,
+    /// At most 300 characters.
+    pub bio: Option<String>,
+    /// An http(s) URL, or `null` to remove.
+    #[serde(default, deserialize_with = "double_option")]
+    #[schema(value_type = Option<String>)]
+    pub website: Option<Option<String>>,
+    /// Private accounts show posts to approved followers only.
+    pub is_private: Option<bool>,
+    /// Per network: an http(s) URL, or `null` to remove.
+    #[schema(value_type = Option<BTreeMap<SocialNetwork, Option<String>>>)]
+    pub social_links: Option<BTreeMap<SocialNetwork, Option<String>>>,
+}
+
+/// Updates the caller's profile.
+pub async fn update_me(state: &AppState, id: Id, req: UpdateProfile) -> AppResult<Me> {
+    let mut v = Validator::new();
+    let mut patch = ProfilePatch {
+        is_private: req.is_private,
+        ..Default::default()
+    };
+    if let Some(d) = &req.display_name {
+        patch.display_name = v.check("display_name", bounded_text(d, 50));
+        if patch.display_name.as_deref() == Some("") {
+            v.fail("display_name", "must not be empty");
+        }
+    }
+    if let Some(b) = &req.bio {
+        patch.bio = v.check("bio", bounded_text(b, 300));
+    }
+    match &req.website {
+        Some(Some(w)) if !w.trim().is_empty() => {
+            patch.website = v.check("website", web_url(w)).map(Some)
+        }
+        Some(_) => patch.website = Some(None),
+        None => {}
+    }
+    let mut links = Vec::new();
+    for (net, url) in req.social_links.iter().flatten() {
+        match url {
+            Some(u) if !u.trim().is_empty() => {
+                if let Some(u) = v.check(&format!("social_links.{}", net.key()), web_url(u)) {
+                    links.push((*net, Some(u)));
+                }
+            }
+            _ => links.push((*net, None)),
+        }
+    }
+    v.finish()?;
+    let mut tx = state.store.begin().await?;
+    store::update_profile(tx.ex(), id, &patch, Timestamp::now()).await?;
+    for (net, url) in &links {
+        store::set_social_link(tx.ex(), id, *net, url.as_deref()).await?;
+    }
+    state.commit(tx, EventBatch::new()).await?;
+    me(state, id).await
+}
+
+/// `PUT /users/me/settings` body: preferences to change, per kind; kinds not given keep
+/// their current values, and within a kind an omitted channel keeps its value.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateSettings {
+    /// Per notification kind.
+    #[serde(default)]
+    pub notifications: BTreeMap<NotificationKind, PrefPatch>,
+}
+
+/// A partial preference.
+#[derive(Clone, Copy, Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PrefPatch {
+    /// In-app delivery.
+    pub in_app: Option<bool>,
+    /// E-mail delivery.
+    pub email: Option<bool>,
+}
+
+/// Updates notification settings.
+pub async fn update_settings(state: &AppState, id: Id, req: UpdateSettings) -> AppResult<Settings> {
+    let mut tx = state.store.begin().await?;
+    let current = store::notification_prefs(tx.ex(), id).await?;
+    for (kind, patch) in &req.notifications {
+        let cur = current
+            .iter()
+            .find(|p| p.kind == *kind)
+            .copied()
+            .expect("every kind has a preference");
+        let next = NotificationPref {
+            kind: *kind,
+            in_app: patch.in_app.unwrap_or(cur.in_app),
+            email: patch.email.unwrap_or(cur.email),
+        };
+        store::set_notification_pref(tx.ex(), id, next).await?;
+    }
+    let prefs = store::notification_prefs(tx.ex(), id).await?;
+    state.commit(tx, EventBatch::new()).await?;
+    Ok(settings(prefs))
+}
+
+/// All users, newest first.
+pub async fn list(state: &AppState, q: &PageQuery) -> AppResult<Page<UserSummary>> {
+    let page = q.parse::<Id>()?;
+    let mut c = state.store.conn().await?;
+    let rows = store::list(c.ex(), page.after, page.limit).await?;
+    Ok(Page::from_rows(rows, page.limit, |u| u.id).map(|u| UserSummary::from(&u)))
+}
+
+/// Users whose username or display name starts with `q` (case-insensitive).
+pub async fn search(state: &AppState, q: &str, page: &PageQuery) -> AppResult<Page<UserSummary>> {
+    let prefix = q.trim().trim_start_matches('@').to_lowercase();
+    if prefix.is_empty() {
+        return Err(AppError::field("q", "is required"));
+    }
+    if prefix.chars().count() > 50 {
+        return Err(AppError::field("q", "must be at most 50 characters"));
+    }
+    let page = page.parse::<String>()?;
+    let mut c = state.store.conn().await?;
+    let rows = store::search_prefix(c.ex(), &prefix, page.after.as_deref(), page.limit).await?;
+    Ok(Page::from_rows(rows, page.limit, |u| u.username.clone()).map(|u| UserSummary::from(&u)))
+}
+
+/// Accounts to follow: friends of friends first, then random accounts, never ones the
+/// caller already follows, has blocked, or is blocked by.
+pub async fn suggestions(state: &AppState, me: Id, limit: u32) -> AppResult<Vec<UserSummary>> {
+    if limit == 0 || limit > 50 {
+        return Err(AppError::field("limit", "must be between 1 and 50"));
+    }
+    let mut c = state.store.conn().await?;
+    let rows = store::suggestions(c.ex(), me, limit).await?;
+    Ok(rows.iter().map(UserSummary::from).collect())
+}

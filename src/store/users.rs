@@ -1,0 +1,312 @@
+//! Users, their social links and notification settings.
+
+use sqlx::FromRow;
+
+use super::{Ex, StoreResult, fetch_limit};
+use crate::domain::user::{NotificationKind, SocialNetwork};
+use crate::domain::{Id, Timestamp};
+use crate::{exec, run};
+
+/// A `users` row.
+#[derive(Clone, Debug, FromRow)]
+pub struct UserRow {
+    /// Id.
+    pub id: Id,
+    /// Lower-case username.
+    pub username: String,
+    /// Lower-case e-mail.
+    pub email: String,
+    /// Argon2id PHC string.
+    pub password_hash: String,
+    /// Display name.
+    pub display_name: String,
+    /// Bio.
+    pub bio: String,
+    /// Website.
+    pub website: Option<String>,
+    /// Avatar media id.
+    pub avatar_media_id: Option<Id>,
+    /// Only approved followers see posts.
+    pub is_private: bool,
+    /// Followers.
+    pub follower_count: i64,
+    /// Following.
+    pub following_count: i64,
+    /// Posts.
+    pub post_count: i64,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Last profile change.
+    pub updated_at: Timestamp,
+}
+
+const COLS: &str = "id, username, email, password_hash, display_name, bio, website, avatar_media_id, \
+                    is_private, follower_count, following_count, post_count, created_at, updated_at";
+
+/// Values of a new user.
+pub struct NewUser<'a> {
+    /// Id.
+    pub id: Id,
+    /// Normalised username.
+    pub username: &'a str,
+    /// Normalised e-mail.
+    pub email: &'a str,
+    /// Password hash.
+    pub password_hash: &'a str,
+    /// Display name.
+    pub display_name: &'a str,
+    /// Creation time.
+    pub now: Timestamp,
+}
+
+/// Inserts a user. A taken username or e-mail is a [`super::StoreError::Conflict`]
+/// mentioning `username` or `email`.
+pub async fn insert(ex: Ex<'_>, u: &NewUser<'_>) -> StoreResult<()> {
+    let sql = "INSERT INTO users (id, username, email, password_hash, display_name, display_name_lower, created_at, updated_at) \
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
+    exec!(ex, c => sqlx::query(sql)
+        .bind(u.id).bind(u.username).bind(u.email).bind(u.password_hash)
+        .bind(u.display_name).bind(u.display_name.to_lowercase()).bind(u.now)
+        .execute(c).await)?;
+    Ok(())
+}
+
+/// A user by id.
+pub async fn get(ex: Ex<'_>, id: Id) -> StoreResult<Option<UserRow>> {
+    let sql = format!("SELECT {COLS} FROM users WHERE id = $1");
+    Ok(run!(ex, c => sqlx::query_as::<_, UserRow>(&sql).bind(id).fetch_optional(c).await)?)
+}
+
+/// A user by (normalised) username.
+pub async fn get_by_username(ex: Ex<'_>, username: &str) -> StoreResult<Option<UserRow>> {
+    let sql = format!("SELECT {COLS} FROM users WHERE username = $1");
+    Ok(run!(ex, c => sqlx::query_as::<_, UserRow>(&sql).bind(username).fetch_optional(c).await)?)
+}
+
+/// A user by e-mail.
+pub async fn get_by_email(ex: Ex<'_>, email: &str) -> StoreResult<Option<UserRow>> {
+    let sql = format!("SELECT {COLS} FROM users WHERE email = $1");
+    Ok(run!(ex, c => sqlx::query_as::<_, UserRow>(&sql).bind(email).fetch_optional(c).await)?)
+}
+
+/// Login lookup: username or e-mail, in one query (both columns are stored lower-case).
+pub async fn get_by_login(ex: Ex<'_>, login: &str) -> StoreResult<Option<UserRow>> {
+    let sql = format!("SELECT {COLS} FROM users WHERE username = $1 OR email = $1 LIMIT 1");
+    Ok(run!(ex, c => sqlx::query_as::<_, UserRow>(&sql).bind(login).fetch_optional(c).await)?)
+}
+
+/// Several users by id, in no particular order.
+pub async fn get_many(ex: Ex<'_>, ids: &[Id]) -> StoreResult<Vec<UserRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = ids
+        .iter()
+        .map(|i| i.0.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    // Ids are integers we produced; inlining them is safe and keeps one SQL text for both
+    // backends (PostgreSQL's `= ANY($1)` has no SQLite equivalent).
+    let sql = format!("SELECT {COLS} FROM users WHERE id IN ({list})");
+    Ok(run!(ex, c => sqlx::query_as::<_, UserRow>(&sql).fetch_all(c).await)?)
+}
+
+/// Profile fields to change; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct ProfilePatch {
+    /// New display name.
+    pub display_name: Option<String>,
+    /// New bio.
+    pub bio: Option<String>,
+    /// New website (`Some(None)` clears it).
+    pub website: Option<Option<String>>,
+    /// New privacy flag.
+    pub is_private: Option<bool>,
+}
+
+/// Applies a profile patch.
+pub async fn update_profile(
+    ex: Ex<'_>,
+    id: Id,
+    p: &ProfilePatch,
+    now: Timestamp,
+) -> StoreResult<()> {
+    // COALESCE keeps unchanged columns; the website needs a flag because NULL is a value.
+    let sql = "UPDATE users SET \
+                 display_name = COALESCE($2, display_name), \
+                 display_name_lower = COALESCE($3, display_name_lower), \
+                 bio = COALESCE($4, bio), \
+                 website = CASE WHEN $5 THEN $6 ELSE website END, \
+                 is_private = COALESCE($7, is_private), \
+                 updated_at = $8 \
+               WHERE id = $1";
+    let (set_site, site) = match &p.website {
+        Some(v) => (true, v.clone()),
+        None => (false, None),
+    };
+    let r = exec!(ex, c => sqlx::query(sql)
+        .bind(id)
+        .bind(p.display_name.as_deref())
+        .bind(p.display_name.as_ref().map(|d| d.to_lowercase()))
+        .bind(p.bio.as_deref())
+        .bind(set_site)
+        .bind(site)
+        .bind(p.is_private)
+        .bind(now)
+        .execute(c).await)?;
+    if r == 0 {
+        return Err(super::StoreError::NotFound);
+    }
+    Ok(())
+}
+
+/// Replaces the avatar; returns the previous avatar media id (to be deleted by a job).
+pub async fn set_avatar(
+    ex: Ex<'_>,
+    id: Id,
+    media: Option<Id>,
+    now: Timestamp,
+) -> StoreResult<Option<Id>> {
+    // Read the old value under a row lock (PostgreSQL); SQLite write transactions are
+    // exclusive already and do not know `FOR UPDATE`.
+    let lock = if ex.backend() == super::Backend::Postgres {
+        " FOR UPDATE"
+    } else {
+        ""
+    };
+    let select = format!("SELECT avatar_media_id FROM users WHERE id = $1{lock}");
+    let update = "UPDATE users SET avatar_media_id = $2, updated_at = $3 WHERE id = $1";
+    run!(ex, c => async {
+        let old: Option<Option<Id>> = sqlx::query_scalar(&select).bind(id).fetch_optional(&mut *c).await?;
+        let old = old.ok_or(super::StoreError::NotFound)?;
+        sqlx::query(update).bind(id).bind(media).bind(now).execute(&mut *c).await?;
+        Ok(old)
+    }.await)
+}
+
+/// Sets a new password hash.
+pub async fn set_password(ex: Ex<'_>, id: Id, hash: &str, now: Timestamp) -> StoreResult<()> {
+    let sql = "UPDATE users SET password_hash = $2, updated_at = $3 WHERE id = $1";
+    exec!(ex, c => sqlx::query(sql).bind(id).bind(hash).bind(now).execute(c).await)?;
+    Ok(())
+}
+
+/// All users, newest first, after the cursor id.
+pub async fn list(ex: Ex<'_>, before: Option<Id>, limit: u32) -> StoreResult<Vec<UserRow>> {
+    let sql =
+        format!("SELECT {COLS} FROM users WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2");
+    let before = before.map(|i| i.0);
+    Ok(
+        run!(ex, c => sqlx::query_as::<_, UserRow>(&sql).bind(before).bind(fetch_limit(limit)).fetch_all(c).await)?,
+    )
+}
+
+/// Users whose username or display name starts with `prefix` (already lower-case), by
+/// username, after the cursor username. Both columns are indexed; the prefix becomes a
+/// range `[prefix, prefix + U+10FFFF)` so the indexes are used on both backends.
+pub async fn search_prefix(
+    ex: Ex<'_>,
+    prefix: &str,
+    after: Option<&str>,
+    limit: u32,
+) -> StoreResult<Vec<UserRow>> {
+    let upper = format!("{prefix}\u{10FFFF}");
+    let sql = format!(
+        "SELECT {COLS} FROM users \
+         WHERE ((username >= $1 AND username < $2) OR (display_name_lower >= $1 AND display_name_lower < $2)) \
+           AND ($3 IS NULL OR username > $3) \
+         ORDER BY username LIMIT $4"
+    );
+    Ok(run!(ex, c => sqlx::query_as::<_, UserRow>(&sql)
+        .bind(prefix).bind(&upper).bind(after).bind(fetch_limit(limit))
+        .fetch_all(c).await)?)
+}
+
+/// Social links of a user.
+pub async fn social_links(ex: Ex<'_>, id: Id) -> StoreResult<Vec<(SocialNetwork, String)>> {
+    let rows: Vec<(String, String)> = run!(ex, c => sqlx::query_as(
+        "SELECT network, url FROM user_social_links WHERE user_id = $1 ORDER BY network")
+        .bind(id).fetch_all(c).await)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(n, u)| SocialNetwork::from_key(&n).map(|n| (n, u)))
+        .collect())
+}
+
+/// Sets (`Some`) or removes (`None`) one social link.
+pub async fn set_social_link(
+    ex: Ex<'_>,
+    id: Id,
+    network: SocialNetwork,
+    url: Option<&str>,
+) -> StoreResult<()> {
+    match url {
+        Some(url) => {
+            let sql = "INSERT INTO user_social_links (user_id, network, url) VALUES ($1, $2, $3) \
+                       ON CONFLICT (user_id, network) DO UPDATE SET url = excluded.url";
+            exec!(ex, c => sqlx::query(sql).bind(id).bind(network.key()).bind(url).execute(c).await)?;
+        }
+        None => {
+            let sql = "DELETE FROM user_social_links WHERE user_id = $1 AND network = $2";
+            exec!(ex, c => sqlx::query(sql).bind(id).bind(network.key()).execute(c).await)?;
+        }
+    }
+    Ok(())
+}
+
+/// One notification preference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NotificationPref {
+    /// Kind.
+    pub kind: NotificationKind,
+    /// Shown in the app (and live on the socket).
+    pub in_app: bool,
+    /// Sent by e-mail.
+    pub email: bool,
+}
+
+/// Every notification preference of a user; kinds never set get their defaults.
+pub async fn notification_prefs(ex: Ex<'_>, id: Id) -> StoreResult<Vec<NotificationPref>> {
+    let rows: Vec<(String, bool, bool)> = run!(ex, c => sqlx::query_as(
+        "SELECT kind, in_app, email FROM user_notification_settings WHERE user_id = $1")
+        .bind(id).fetch_all(c).await)?;
+    Ok(NotificationKind::ALL
+        .into_iter()
+        .map(|kind| {
+            rows.iter()
+                .find(|(k, _, _)| k == kind.key())
+                .map(|&(_, in_app, email)| NotificationPref {
+                    kind,
+                    in_app,
+                    email,
+                })
+                .unwrap_or(NotificationPref {
+                    kind,
+                    in_app: true,
+                    email: kind.email_by_default(),
+                })
+        })
+        .collect())
+}
+
+/// Stores one notification preference.
+pub async fn set_notification_pref(ex: Ex<'_>, id: Id, p: NotificationPref) -> StoreResult<()> {
+    let sql = "INSERT INTO user_notification_settings (user_id, kind, in_app, email) VALUES ($1, $2, $3, $4) \
+               ON CONFLICT (user_id, kind) DO UPDATE SET in_app = excluded.in_app, email = excluded.email";
+    exec!(ex, c => sqlx::query(sql).bind(id).bind(p.kind.key()).bind(p.in_app).bind(p.email).execute(c).await)?;
+    Ok(())
+}
+
+/// Number of users (seeding, metrics).
+pub async fn count(ex: Ex<'_>) -> StoreResult<i64> {
+    Ok(run!(ex, c => sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(c).await)?)
+}
+
+/// Suggested accounts for `me`: random accounts other than `me`.
+/// (The social schema refines this with follows and blocks.)
+pub async fn suggestions(ex: Ex<'_>, me: Id, limit: u32) -> StoreResult<Vec<UserRow>> {
+    let sql = format!("SELECT {COLS} FROM users WHERE id <> $1 ORDER BY RANDOM() LIMIT $2");
+    Ok(
+        run!(ex, c => sqlx::query_as::<_, UserRow>(&sql).bind(me).bind(limit as i64).fetch_all(c).await)?,
+    )
+}
