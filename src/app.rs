@@ -60,22 +60,15 @@ impl Chorus {
             .with_context(|| format!("creating data dir {}", config.data_dir.display()))?;
         crate::metrics::install();
 
-        let store = Store::connect(
-            &config.effective_database_url(),
-            config.database_max_connections,
-        )
-        .await
-        .context("connecting to the database")?;
+        let store = Store::connect(&config.effective_database_url(), config.database_max_connections)
+            .await
+            .context("connecting to the database")?;
         store.migrate().await.context("applying migrations")?;
 
         let redis = match &config.redis_url {
             Some(url) => {
                 let client = redis::Client::open(url.as_str()).context("parsing redis_url")?;
-                Some(
-                    redis::aio::ConnectionManager::new(client)
-                        .await
-                        .context("connecting to Redis")?,
-                )
+                Some(redis::aio::ConnectionManager::new(client).await.context("connecting to Redis")?)
             }
             None => None,
         };
@@ -99,42 +92,31 @@ impl Chorus {
         };
 
         let secret = load_or_create_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
-        let auth = Auth::new(
-            &secret,
-            config.access_token_ttl_secs as i64,
-            config.refresh_token_ttl_secs as i64,
-        );
+        let auth = Auth::new(&secret, config.access_token_ttl_secs as i64, config.refresh_token_ttl_secs as i64);
         let revocations = match &redis {
-            Some(conn) => Revocations::Redis {
-                conn: conn.clone(),
-                namespace: config.redis_namespace.clone(),
-            },
+            Some(conn) => Revocations::Redis { conn: conn.clone(), namespace: config.redis_namespace.clone() },
             None => Revocations::Database(store.clone()),
         };
         let limits = match &redis {
-            Some(conn) => RateLimits::redis(
-                conn.clone(),
-                config.redis_namespace.clone(),
-                &config.rate_limit,
-            ),
+            Some(conn) => RateLimits::redis(conn.clone(), config.redis_namespace.clone(), &config.rate_limit),
             None => RateLimits::local(&config.rate_limit),
         };
-        let mailer = Mailer::new(config.smtp_url.as_deref(), &config.mail_from)
-            .context("configuring SMTP")?;
+        let mailer = Mailer::new(config.smtp_url.as_deref(), &config.mail_from).context("configuring SMTP")?;
 
         let broker = match (&config.redis_url, opts.memory_bus) {
-            (Some(url), _) => Broker::Redis(
-                RedisBroker::start(url, &config.redis_namespace, shutdown.clone()).await?,
-            ),
+            (Some(url), _) => Broker::Redis(RedisBroker::start(url, &config.redis_namespace, shutdown.clone()).await?),
             (None, Some(bus)) => Broker::Memory(MemoryBroker::on(bus)),
             (None, None) => Broker::Memory(MemoryBroker::new()),
         };
         let hub = Hub::new(config.hub.queue_frames);
         hub.attach_broker(broker.clone());
 
-        let listener = TcpListener::bind(config.listen)
-            .await
-            .with_context(|| format!("binding {}", config.listen))?;
+        let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        let mut config = config;
+        if config.public_url.is_none() {
+            // Links in e-mails and media URLs must name the port really bound (port 0 in tests).
+            config.public_url = Some(format!("http://{}", listener.local_addr()?));
+        }
 
         let state = AppState::new(Inner {
             ids: IdGen::new(node),
@@ -152,19 +134,12 @@ impl Chorus {
         });
         let router = crate::http::router(state.clone());
         let registry = job_registry();
-        Ok(Self {
-            listener,
-            state,
-            router,
-            registry,
-        })
+        Ok(Self { listener, state, router, registry })
     }
 
     /// The bound address (useful with port 0).
     pub fn local_addr(&self) -> SocketAddr {
-        self.listener
-            .local_addr()
-            .expect("bound listener has an address")
+        self.listener.local_addr().expect("bound listener has an address")
     }
 
     /// The instance's state.
@@ -180,30 +155,19 @@ impl Chorus {
     /// Serves until the shutdown token is cancelled, then drains within the deadline.
     /// Returns an error if the drain did not finish in time.
     pub async fn run_until_stopped(self) -> anyhow::Result<()> {
-        let Chorus {
-            listener,
-            state,
-            router,
-            registry,
-        } = self;
+        let Chorus { listener, state, router, registry } = self;
         let shutdown = state.shutdown.clone();
         tracing::info!(addr = %listener.local_addr()?, backend = ?state.store.backend(), broker = state.broker.kind(), "Chorus listening");
 
         let worker_token = CancellationToken::new();
-        let worker = tokio::spawn(jobs::run_worker(
-            state.clone(),
-            registry,
-            worker_token.clone(),
-        ));
+        let worker = tokio::spawn(jobs::run_worker(state.clone(), registry, worker_token.clone()));
         let maintenance = tokio::spawn(maintenance(state.clone(), shutdown.clone()));
 
         let server = {
             let shutdown = shutdown.clone();
             let app = router.into_make_service_with_connect_info::<SocketAddr>();
             tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(async move { shutdown.cancelled().await })
-                    .await
+                axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
             })
         };
 

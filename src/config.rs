@@ -197,12 +197,7 @@ impl Default for Config {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        Self {
-            auth_per_ip_per_minute: 30,
-            auth_ip_burst: 10,
-            auth_per_account_per_minute: 10,
-            auth_account_burst: 5,
-        }
+        Self { auth_per_ip_per_minute: 30, auth_ip_burst: 10, auth_per_account_per_minute: 10, auth_account_burst: 5 }
     }
 }
 
@@ -219,10 +214,7 @@ impl Default for MediaConfig {
 
 impl Default for FeedConfig {
     fn default() -> Self {
-        Self {
-            fanout_read_threshold: 10_000,
-            timeline_max_len: 800,
-        }
+        Self { fanout_read_threshold: 10_000, timeline_max_len: 800 }
     }
 }
 
@@ -243,13 +235,7 @@ impl Default for HubConfig {
 
 impl Default for JobsConfig {
     fn default() -> Self {
-        Self {
-            concurrency: 4,
-            poll_ms: 500,
-            backoff_base_ms: 1000,
-            backoff_max_ms: 600_000,
-            max_attempts: 8,
-        }
+        Self { concurrency: 4, poll_ms: 500, backoff_base_ms: 1000, backoff_max_ms: 600_000, max_attempts: 8 }
     }
 }
 
@@ -260,11 +246,7 @@ impl Config {
         let mut fig = Figment::from(Serialized::defaults(Config::default()));
         match file {
             Some(path) => {
-                anyhow::ensure!(
-                    path.exists(),
-                    "config file {} does not exist",
-                    path.display()
-                );
+                anyhow::ensure!(path.exists(), "config file {} does not exist", path.display());
                 fig = fig.merge(Toml::file(path));
             }
             None if Path::new("chorus.toml").exists() => fig = fig.merge(Toml::file("chorus.toml")),
@@ -301,9 +283,7 @@ impl Config {
     fn validate(&self) -> anyhow::Result<()> {
         if let Some(url) = &self.database_url {
             anyhow::ensure!(
-                url.starts_with("postgres://")
-                    || url.starts_with("postgresql://")
-                    || url.starts_with("sqlite:"),
+                url.starts_with("postgres://") || url.starts_with("postgresql://") || url.starts_with("sqlite:"),
                 "database_url must start with postgres://, postgresql:// or sqlite:"
             );
         }
@@ -319,18 +299,9 @@ impl Config {
         if let Some(n) = self.node_id {
             anyhow::ensure!(n < 1024, "node_id must be below 1024");
         }
-        anyhow::ensure!(
-            self.hub.queue_frames >= 8,
-            "hub.queue_frames must be at least 8"
-        );
-        anyhow::ensure!(
-            self.jobs.concurrency >= 1,
-            "jobs.concurrency must be at least 1"
-        );
-        anyhow::ensure!(
-            self.jobs.max_attempts >= 1,
-            "jobs.max_attempts must be at least 1"
-        );
+        anyhow::ensure!(self.hub.queue_frames >= 8, "hub.queue_frames must be at least 8");
+        anyhow::ensure!(self.jobs.concurrency >= 1, "jobs.concurrency must be at least 1");
+        anyhow::ensure!(self.jobs.max_attempts >= 1, "jobs.max_attempts must be at least 1");
         Ok(())
     }
 
@@ -383,10 +354,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
-            .field(
-                "database_url",
-                &self.database_url.as_deref().map(redact_url),
-            )
+            .field("database_url", &self.database_url.as_deref().map(redact_url))
             .field("redis_url", &self.redis_url.as_deref().map(redact_url))
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
             .field("access_token_ttl_secs", &self.access_token_ttl_secs)
@@ -398,10 +366,7 @@ impl fmt::Debug for Config {
             .field("node_id", &self.node_id)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("rate_limit", &self.rate_limit)
-            .field(
-                "cloudinary_url",
-                &self.cloudinary_url.as_deref().map(redact_url),
-            )
+            .field("cloudinary_url", &self.cloudinary_url.as_deref().map(redact_url))
             .field("cloudinary_api_base", &self.cloudinary_api_base)
             .field("media", &self.media)
             .field("feed", &self.feed)
@@ -430,10 +395,7 @@ mod tests {
 
     #[test]
     fn rejects_unknown_database_scheme() {
-        let cfg = Config {
-            database_url: Some("mysql://x".into()),
-            ..Config::default()
-        };
+        let cfg = Config { database_url: Some("mysql://x".into()), ..Config::default() };
         assert!(cfg.validate().is_err());
     }
 }

@@ -92,18 +92,12 @@ impl AppError {
     /// A conflict on one field.
     pub fn conflict_field(name: &str, message: impl Into<String>) -> Self {
         let message = message.into();
-        Self::Conflict {
-            message: message.clone(),
-            fields: FieldErrors::from([(name.to_string(), message)]),
-        }
+        Self::Conflict { message: message.clone(), fields: FieldErrors::from([(name.to_string(), message)]) }
     }
 
     /// A conflict that is not about a particular field.
     pub fn conflict(message: impl Into<String>) -> Self {
-        Self::Conflict {
-            message: message.into(),
-            fields: FieldErrors::new(),
-        }
+        Self::Conflict { message: message.into(), fields: FieldErrors::new() }
     }
 
     /// HTTP status of this error.
@@ -155,13 +149,7 @@ impl AppError {
             Self::Validation(_) => "one or more fields are invalid".to_string(),
             other => other.to_string(),
         };
-        ErrorBody {
-            error: ErrorDetail {
-                code: self.code(),
-                message,
-                fields,
-            },
-        }
+        ErrorBody { error: ErrorDetail { code: self.code(), message, fields } }
     }
 }
 
@@ -174,8 +162,7 @@ impl IntoResponse for AppError {
         };
         let mut resp = (status, Json(self.body())).into_response();
         if let Some(secs) = retry {
-            resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }
@@ -185,9 +172,7 @@ impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => Self::NotFound,
-            StoreError::Conflict(c) => {
-                Self::conflict(format!("conflicts with existing data ({c})"))
-            }
+            StoreError::Conflict(c) => Self::conflict(format!("conflicts with existing data ({c})")),
             StoreError::Unavailable(e) => {
                 tracing::warn!(error = %e, "database unavailable");
                 Self::Unavailable
@@ -253,9 +238,7 @@ impl Validator {
         match parsed {
             Ok(v) => Some(v),
             Err(e) => {
-                self.errors
-                    .entry(field.to_string())
-                    .or_insert_with(|| e.to_string());
+                self.errors.entry(field.to_string()).or_insert_with(|| e.to_string());
                 None
             }
         }
@@ -263,18 +246,12 @@ impl Validator {
 
     /// Records an error under `field`.
     pub fn fail(&mut self, field: &str, message: impl Into<String>) {
-        self.errors
-            .entry(field.to_string())
-            .or_insert_with(|| message.into());
+        self.errors.entry(field.to_string()).or_insert_with(|| message.into());
     }
 
     /// `Ok` when nothing failed, else the collected [`AppError::Validation`].
     pub fn finish(self) -> AppResult<()> {
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(AppError::Validation(self.errors))
-        }
+        if self.errors.is_empty() { Ok(()) } else { Err(AppError::Validation(self.errors)) }
     }
 }
 

@@ -118,10 +118,7 @@ impl Topic {
 
     /// Whether events on this topic are stored with a `seq` and can be resumed.
     pub fn is_durable(&self) -> bool {
-        matches!(
-            self,
-            Topic::Feed(_) | Topic::Follower(_) | Topic::Notification(_) | Topic::Chat(_)
-        )
+        matches!(self, Topic::Feed(_) | Topic::Follower(_) | Topic::Notification(_) | Topic::Chat(_))
     }
 
     /// The Socket.IO namespace that carries this topic.
@@ -333,39 +330,21 @@ impl EventBatch {
         event: EventName,
         data: &impl Serialize,
     ) -> StoreResult<()> {
-        let data: Arc<str> = serde_json::to_string(data)
-            .expect("event data serialises")
-            .into();
-        let durable: Vec<(Arc<str>, &Topic)> = topics
-            .iter()
-            .filter(|t| t.is_durable())
-            .map(|t| (Arc::from(t.key()), t))
-            .collect();
+        let data: Arc<str> = serde_json::to_string(data).expect("event data serialises").into();
+        let durable: Vec<(Arc<str>, &Topic)> =
+            topics.iter().filter(|t| t.is_durable()).map(|t| (Arc::from(t.key()), t)).collect();
         if !durable.is_empty() {
             let keys: Vec<&str> = durable.iter().map(|(k, _)| &**k).collect();
             let seqs = ev_store::next_seqs(tx.ex(), &keys).await?;
-            let rows: Vec<(&str, i64, &str, &str)> = keys
-                .iter()
-                .zip(&seqs)
-                .map(|(k, s)| (*k, *s, event.as_str(), &*data))
-                .collect();
+            let rows: Vec<(&str, i64, &str, &str)> =
+                keys.iter().zip(&seqs).map(|(k, s)| (*k, *s, event.as_str(), &*data)).collect();
             ev_store::insert(tx.ex(), &rows, Timestamp::now()).await?;
             for ((key, _), seq) in durable.iter().zip(seqs) {
-                self.items.push(Envelope {
-                    topic: key.clone(),
-                    event,
-                    seq: Some(seq),
-                    data: data.clone(),
-                });
+                self.items.push(Envelope { topic: key.clone(), event, seq: Some(seq), data: data.clone() });
             }
         }
         for t in topics.iter().filter(|t| !t.is_durable()) {
-            self.items.push(Envelope {
-                topic: t.key().into(),
-                event,
-                seq: None,
-                data: data.clone(),
-            });
+            self.items.push(Envelope { topic: t.key().into(), event, seq: None, data: data.clone() });
         }
         Ok(())
     }
@@ -373,20 +352,10 @@ impl EventBatch {
     /// Adds an event on ephemeral topics only (no transaction needed).
     /// Panics in debug builds if a durable topic is given: those need [`EventBatch::add`].
     pub fn ephemeral(&mut self, topics: &[Topic], event: EventName, data: &impl Serialize) {
-        debug_assert!(
-            topics.iter().all(|t| !t.is_durable()),
-            "durable topics need EventBatch::add"
-        );
-        let data: Arc<str> = serde_json::to_string(data)
-            .expect("event data serialises")
-            .into();
+        debug_assert!(topics.iter().all(|t| !t.is_durable()), "durable topics need EventBatch::add");
+        let data: Arc<str> = serde_json::to_string(data).expect("event data serialises").into();
         for t in topics.iter().filter(|t| !t.is_durable()) {
-            self.items.push(Envelope {
-                topic: t.key().into(),
-                event,
-                seq: None,
-                data: data.clone(),
-            });
+            self.items.push(Envelope { topic: t.key().into(), event, seq: None, data: data.clone() });
         }
     }
 
@@ -423,16 +392,8 @@ mod tests {
             assert_eq!(Topic::from_key(key), Some(t));
             assert_eq!(t.wire_name(), wire);
         }
-        assert_eq!(
-            Topic::from_wire("ctl:7", me),
-            None,
-            "control topics are not for clients"
-        );
-        assert_eq!(
-            Topic::from_wire("feed:8", me),
-            None,
-            "someone else's feed is not nameable"
-        );
+        assert_eq!(Topic::from_wire("ctl:7", me), None, "control topics are not for clients");
+        assert_eq!(Topic::from_wire("feed:8", me), None, "someone else's feed is not nameable");
         assert_eq!(Topic::from_wire("post:abc", me), None);
     }
 

@@ -35,9 +35,8 @@ async fn main() -> anyhow::Result<()> {
 }
 
 fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("CHORUS_LOG").unwrap_or_else(|_| {
-        EnvFilter::new("info,sqlx=warn,tower_http=info,socketioxide=warn,engineioxide=warn")
-    });
+    let filter = EnvFilter::try_from_env("CHORUS_LOG")
+        .unwrap_or_else(|_| EnvFilter::new("info,sqlx=warn,tower_http=info,socketioxide=warn,engineioxide=warn"));
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
     match format {
         LogFormat::Json => builder.json().init(),

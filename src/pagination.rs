@@ -43,10 +43,7 @@ impl PageQuery {
     pub fn parse<C: DeserializeOwned>(&self) -> Result<PageRequest<C>, AppError> {
         let limit = self.limit.unwrap_or(DEFAULT_LIMIT);
         if limit == 0 || limit > MAX_LIMIT {
-            return Err(AppError::field(
-                "limit",
-                format!("must be between 1 and {MAX_LIMIT}"),
-            ));
+            return Err(AppError::field("limit", format!("must be between 1 and {MAX_LIMIT}")));
         }
         let after = match self.cursor.as_deref() {
             None | Some("") => None,
@@ -86,23 +83,13 @@ impl<T> Page<T> {
     pub fn from_rows<C: Serialize>(mut rows: Vec<T>, limit: u32, key: impl Fn(&T) -> C) -> Self {
         let more = rows.len() > limit as usize;
         rows.truncate(limit as usize);
-        let next_cursor = if more {
-            rows.last().map(|r| encode_cursor(&key(r)))
-        } else {
-            None
-        };
-        Page {
-            items: rows,
-            next_cursor,
-        }
+        let next_cursor = if more { rows.last().map(|r| encode_cursor(&key(r))) } else { None };
+        Page { items: rows, next_cursor }
     }
 
     /// Converts the items, keeping the cursor.
     pub fn map<U>(self, f: impl FnMut(T) -> U) -> Page<U> {
-        Page {
-            items: self.items.into_iter().map(f).collect(),
-            next_cursor: self.next_cursor,
-        }
+        Page { items: self.items.into_iter().map(f).collect(), next_cursor: self.next_cursor }
     }
 }
 
@@ -120,15 +107,9 @@ mod tests {
 
     #[test]
     fn limit_is_bounded() {
-        let q = PageQuery {
-            cursor: None,
-            limit: Some(101),
-        };
+        let q = PageQuery { cursor: None, limit: Some(101) };
         assert!(q.parse::<i64>().is_err());
-        let q = PageQuery {
-            cursor: None,
-            limit: Some(0),
-        };
+        let q = PageQuery { cursor: None, limit: Some(0) };
         assert!(q.parse::<i64>().is_err());
         let q = PageQuery::default();
         assert_eq!(q.parse::<i64>().unwrap().limit, DEFAULT_LIMIT);
@@ -138,10 +119,7 @@ mod tests {
     fn page_from_rows_sets_cursor_only_when_more() {
         let p = Page::from_rows(vec![1, 2, 3], 2, |x| *x);
         assert_eq!(p.items, vec![1, 2]);
-        assert_eq!(
-            decode_cursor::<i32>(p.next_cursor.as_deref().unwrap()).unwrap(),
-            2
-        );
+        assert_eq!(decode_cursor::<i32>(p.next_cursor.as_deref().unwrap()).unwrap(), 2);
         let p = Page::from_rows(vec![1, 2], 2, |x| *x);
         assert!(p.next_cursor.is_none());
     }

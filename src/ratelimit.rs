@@ -79,29 +79,14 @@ impl RateLimits {
     /// In-memory limiters.
     pub fn local(cfg: &RateLimitConfig) -> Self {
         RateLimits::Local {
-            ip: DefaultKeyedRateLimiter::keyed(quota(
-                cfg.auth_per_ip_per_minute,
-                cfg.auth_ip_burst,
-            )),
-            account: DefaultKeyedRateLimiter::keyed(quota(
-                cfg.auth_per_account_per_minute,
-                cfg.auth_account_burst,
-            )),
+            ip: DefaultKeyedRateLimiter::keyed(quota(cfg.auth_per_ip_per_minute, cfg.auth_ip_burst)),
+            account: DefaultKeyedRateLimiter::keyed(quota(cfg.auth_per_account_per_minute, cfg.auth_account_burst)),
         }
     }
 
     /// Redis-backed limiters.
-    pub fn redis(
-        conn: redis::aio::ConnectionManager,
-        namespace: String,
-        cfg: &RateLimitConfig,
-    ) -> Self {
-        RateLimits::Redis {
-            conn,
-            namespace,
-            cfg: cfg.clone(),
-            script: redis::Script::new(GCRA_LUA),
-        }
+    pub fn redis(conn: redis::aio::ConnectionManager, namespace: String, cfg: &RateLimitConfig) -> Self {
+        RateLimits::Redis { conn, namespace, cfg: cfg.clone(), script: redis::Script::new(GCRA_LUA) }
     }
 
     /// Counts one request against `bucket`/`key`; `Err(RateLimited)` with the wait when over.
@@ -112,21 +97,13 @@ impl RateLimits {
                     Bucket::AuthIp => ip,
                     Bucket::AuthAccount => account,
                 };
-                lim.check_key(&key.to_string()).map_err(|nu| {
-                    AppError::RateLimited(nu.wait_time_from(DefaultClock::default().now()))
-                })
+                lim.check_key(&key.to_string())
+                    .map_err(|nu| AppError::RateLimited(nu.wait_time_from(DefaultClock::default().now())))
             }
-            RateLimits::Redis {
-                conn,
-                namespace,
-                cfg,
-                script,
-            } => {
+            RateLimits::Redis { conn, namespace, cfg, script } => {
                 let (per_min, burst) = match bucket {
                     Bucket::AuthIp => (cfg.auth_per_ip_per_minute, cfg.auth_ip_burst),
-                    Bucket::AuthAccount => {
-                        (cfg.auth_per_account_per_minute, cfg.auth_account_burst)
-                    }
+                    Bucket::AuthAccount => (cfg.auth_per_account_per_minute, cfg.auth_account_burst),
                 };
                 let interval_ms = 60_000 / per_min.max(1) as i64;
                 let mut conn = conn.clone();
@@ -137,11 +114,7 @@ impl RateLimits {
                     .invoke_async(&mut conn)
                     .await
                     .map_err(|e| AppError::Internal(e.into()))?;
-                if wait > 0 {
-                    Err(AppError::RateLimited(Duration::from_millis(wait as u64)))
-                } else {
-                    Ok(())
-                }
+                if wait > 0 { Err(AppError::RateLimited(Duration::from_millis(wait as u64))) } else { Ok(()) }
             }
         }
     }

@@ -70,11 +70,7 @@ pub async fn run(config: Config, n: u32) -> anyhow::Result<()> {
     store.migrate().await?;
     let ids = crate::domain::IdGen::new(config.node_id.unwrap_or(1000));
     let created = seed_users(&store, &ids, n).await?;
-    tracing::info!(
-        requested = n,
-        created,
-        "users seeded (password: {SEED_PASSWORD})"
-    );
+    tracing::info!(requested = n, created, "users seeded (password: {SEED_PASSWORD})");
     store.close().await;
     Ok(())
 }
@@ -91,11 +87,7 @@ pub async fn seed_users(store: &Store, ids: &crate::domain::IdGen, n: u32) -> an
             continue;
         }
         let idx = i as usize;
-        let display = format!(
-            "{} {}",
-            FIRST[idx % FIRST.len()],
-            LAST[(idx / FIRST.len() + idx) % LAST.len()]
-        );
+        let display = format!("{} {}", FIRST[idx % FIRST.len()], LAST[(idx / FIRST.len() + idx) % LAST.len()]);
         let id = ids.next();
         let now = Timestamp::now();
         let email = format!("{username}@example.com");
@@ -115,9 +107,7 @@ pub async fn seed_users(store: &Store, ids: &crate::domain::IdGen, n: u32) -> an
         let patch = users::ProfilePatch {
             bio: Some(bio.to_string()),
             is_private: Some(idx.is_multiple_of(10)),
-            website: Some(
-                (idx.is_multiple_of(3)).then(|| format!("https://{username}.example.com/")),
-            ),
+            website: Some((idx.is_multiple_of(3)).then(|| format!("https://{username}.example.com/"))),
             ..Default::default()
         };
         users::update_profile(tx.ex(), id, &patch, now).await?;

@@ -68,10 +68,7 @@ async fn verify(state: &AppState, token: &str) -> Result<AuthUser, AppError> {
 impl FromRequestParts<AppState> for AuthUser {
     type Rejection = AppError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer(parts)?.ok_or(AuthFailure::Missing)?;
         verify(state, token).await
     }
@@ -80,10 +77,7 @@ impl FromRequestParts<AppState> for AuthUser {
 impl FromRequestParts<AppState> for MaybeAuthUser {
     type Rejection = AppError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         match bearer(parts)? {
             None => Ok(MaybeAuthUser(None)),
             Some(token) => Ok(MaybeAuthUser(Some(verify(state, token).await?))),

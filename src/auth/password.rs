@@ -23,9 +23,7 @@ pub async fn verify(password: String, phc: String) -> anyhow::Result<bool> {
         let Ok(parsed) = PasswordHash::new(&phc) else {
             return false;
         };
-        Argon2::default()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
+        Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok()
     })
     .await
     .map_err(Into::into)

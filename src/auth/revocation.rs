@@ -37,12 +37,8 @@ impl Revocations {
             }
             Revocations::Redis { conn, namespace } => {
                 let mut conn = conn.clone();
-                let n: i64 = conn
-                    .exists(&[
-                        format!("{namespace}:revoked:{jti}"),
-                        format!("{namespace}:revoked:{sid}"),
-                    ])
-                    .await?;
+                let n: i64 =
+                    conn.exists(&[format!("{namespace}:revoked:{jti}"), format!("{namespace}:revoked:{sid}")]).await?;
                 Ok(n > 0)
             }
         }
@@ -50,25 +46,14 @@ impl Revocations {
 
     /// Revokes `key` (`jti:…` or `sid:…`) for `ttl_secs`. In database mode it is written in
     /// the caller's transaction, so it commits with the logout itself.
-    pub async fn revoke(
-        &self,
-        tx: &mut crate::store::Tx,
-        key: &str,
-        ttl_secs: i64,
-    ) -> anyhow::Result<()> {
+    pub async fn revoke(&self, tx: &mut crate::store::Tx, key: &str, ttl_secs: i64) -> anyhow::Result<()> {
         match self {
             Revocations::Database(_) => {
                 tokens::revoke_key(tx.ex(), key, Timestamp(now_ms() + ttl_secs * 1000)).await?;
             }
             Revocations::Redis { conn, namespace } => {
                 let mut conn = conn.clone();
-                let _: () = conn
-                    .set_ex(
-                        format!("{namespace}:revoked:{key}"),
-                        1,
-                        ttl_secs.max(1) as u64,
-                    )
-                    .await?;
+                let _: () = conn.set_ex(format!("{namespace}:revoked:{key}"), 1, ttl_secs.max(1) as u64).await?;
             }
         }
         Ok(())

@@ -100,9 +100,7 @@ impl Auth {
     /// Checks signature and expiry only.
     pub fn decode_access(&self, token: &str) -> Result<AccessClaims, AuthFailure> {
         match jsonwebtoken::decode::<AccessClaims>(token, &self.decoding, &self.validation) {
-            Ok(data) if data.claims.user_id().is_some() && data.claims.session_id().is_some() => {
-                Ok(data.claims)
-            }
+            Ok(data) if data.claims.user_id().is_some() && data.claims.session_id().is_some() => Ok(data.claims),
             Ok(_) => Err(AuthFailure::Invalid),
             Err(e) if matches!(e.kind(), ErrorKind::ExpiredSignature) => Err(AuthFailure::Expired),
             Err(_) => Err(AuthFailure::Invalid),
@@ -110,11 +108,7 @@ impl Auth {
     }
 
     /// The full check used by every door: signature, expiry, then revocation.
-    pub async fn verify_access(
-        &self,
-        revocations: &Revocations,
-        token: &str,
-    ) -> Result<AccessClaims, AuthFailure> {
+    pub async fn verify_access(&self, revocations: &Revocations, token: &str) -> Result<AccessClaims, AuthFailure> {
         let claims = self.decode_access(token)?;
         match revocations.is_revoked(&claims).await {
             Ok(false) => Ok(claims),
@@ -150,11 +144,7 @@ pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> anyho
     let path = data_dir.join("jwt_secret");
     if let Ok(s) = std::fs::read_to_string(&path) {
         let s = s.trim();
-        anyhow::ensure!(
-            s.len() >= 32,
-            "{} is too short; delete it to regenerate",
-            path.display()
-        );
+        anyhow::ensure!(s.len() >= 32, "{} is too short; delete it to regenerate", path.display());
         return Ok(s.as_bytes().to_vec());
     }
     std::fs::create_dir_all(data_dir)?;
@@ -168,11 +158,7 @@ pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> anyho
 fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
     f.write_all(content.as_bytes())?;
     Ok(())
 }
@@ -195,24 +181,15 @@ mod tests {
         assert_eq!(back.sub, "42");
         assert_eq!(back.jti, claims.jti);
         let other = Auth::new(&[8u8; 32], 900, 3600);
-        assert_eq!(
-            other.decode_access(&token).unwrap_err(),
-            AuthFailure::Invalid
-        );
-        assert_eq!(
-            auth.decode_access("garbage").unwrap_err(),
-            AuthFailure::Invalid
-        );
+        assert_eq!(other.decode_access(&token).unwrap_err(), AuthFailure::Invalid);
+        assert_eq!(auth.decode_access("garbage").unwrap_err(), AuthFailure::Invalid);
     }
 
     #[test]
     fn expired_tokens_are_reported_as_expired() {
         let auth = Auth::new(&[7u8; 32], -10, 3600);
         let (token, _) = auth.issue_access(Id(1), Id(2)).unwrap();
-        assert_eq!(
-            auth.decode_access(&token).unwrap_err(),
-            AuthFailure::Expired
-        );
+        assert_eq!(auth.decode_access(&token).unwrap_err(), AuthFailure::Expired);
     }
 
     #[test]

@@ -38,14 +38,8 @@ impl MemoryBroker {
 
     pub(super) fn publish(&self, envelopes: Vec<Envelope>) {
         // Copy the hub list out so no lock is held while delivering.
-        let hubs: Vec<Arc<Hub>> = self
-            .bus
-            .hubs
-            .read()
-            .expect("bus poisoned")
-            .iter()
-            .filter_map(Weak::upgrade)
-            .collect();
+        let hubs: Vec<Arc<Hub>> =
+            self.bus.hubs.read().expect("bus poisoned").iter().filter_map(Weak::upgrade).collect();
         for env in envelopes {
             for hub in &hubs {
                 hub.deliver(env.clone());

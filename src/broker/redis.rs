@@ -72,11 +72,7 @@ struct WireIn<'a> {
 
 impl RedisBroker {
     /// Connects and starts the publisher and subscriber tasks (stopped by `shutdown`).
-    pub async fn start(
-        url: &str,
-        namespace: &str,
-        shutdown: CancellationToken,
-    ) -> anyhow::Result<Self> {
+    pub async fn start(url: &str, namespace: &str, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let client = redis::Client::open(url)?;
         let publisher = redis::aio::ConnectionManager::new(client.clone()).await?;
         let shared = Arc::new(Shared {
@@ -86,23 +82,9 @@ impl RedisBroker {
         });
         let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
         let (commands, commands_rx) = mpsc::unbounded_channel();
-        tokio::spawn(publish_loop(
-            publisher,
-            shared.clone(),
-            publish_rx,
-            shutdown.clone(),
-        ));
-        tokio::spawn(subscribe_loop(
-            client,
-            shared.clone(),
-            commands_rx,
-            shutdown,
-        ));
-        Ok(Self {
-            shared,
-            publish_tx,
-            commands,
-        })
+        tokio::spawn(publish_loop(publisher, shared.clone(), publish_rx, shutdown.clone()));
+        tokio::spawn(subscribe_loop(client, shared.clone(), commands_rx, shutdown));
+        Ok(Self { shared, publish_tx, commands })
     }
 
     pub(super) fn attach(&self, hub: &Arc<Hub>) {
@@ -112,9 +94,7 @@ impl RedisBroker {
     pub(super) fn publish(&self, envelopes: Vec<Envelope>) {
         if let Err(e) = self.publish_tx.try_send(envelopes) {
             let n = match &e {
-                mpsc::error::TrySendError::Full(v) | mpsc::error::TrySendError::Closed(v) => {
-                    v.len()
-                }
+                mpsc::error::TrySendError::Full(v) | mpsc::error::TrySendError::Closed(v) => v.len(),
             };
             metrics::counter!("chorus_broker_publish_dropped_total").increment(n as u64);
             tracing::warn!(
@@ -126,11 +106,7 @@ impl RedisBroker {
 
     pub(super) async fn subscribe(&self, topic: &Arc<str>) {
         let (tx, rx) = oneshot::channel();
-        if self
-            .commands
-            .send(Command::Subscribe(topic.clone(), tx))
-            .is_ok()
-        {
+        if self.commands.send(Command::Subscribe(topic.clone(), tx)).is_ok() {
             // Resolves when SUBSCRIBE was acknowledged, or at once when Redis is down (the
             // topic is then subscribed on reconnect, followed by a resync).
             let _ = rx.await;
@@ -181,17 +157,9 @@ async fn publish_loop(
                 Ok(d) => d,
                 Err(_) => continue,
             };
-            let payload = serde_json::to_string(&WireOut {
-                e: env.event.as_str(),
-                s: env.seq,
-                t: now,
-                d: data,
-            })
-            .expect("wire envelope serialises");
-            pipe.cmd("PUBLISH")
-                .arg(channel(&shared.namespace, &env.topic))
-                .arg(payload)
-                .ignore();
+            let payload = serde_json::to_string(&WireOut { e: env.event.as_str(), s: env.seq, t: now, d: data })
+                .expect("wire envelope serialises");
+            pipe.cmd("PUBLISH").arg(channel(&shared.namespace, &env.topic)).arg(payload).ignore();
         }
         if let Err(e) = pipe.query_async::<()>(&mut conn).await {
             metrics::counter!("chorus_broker_publish_dropped_total").increment(batch.len() as u64);
@@ -244,10 +212,7 @@ async fn subscribe_loop(
         let held: Vec<Arc<str>> = hub.as_ref().map(|h| h.topic_keys()).unwrap_or_default();
         let mut ok = true;
         for chunk in held.chunks(500) {
-            let chans: Vec<String> = chunk
-                .iter()
-                .map(|t| channel(&shared.namespace, t))
-                .collect();
+            let chans: Vec<String> = chunk.iter().map(|t| channel(&shared.namespace, t)).collect();
             if let Err(e) = sink.subscribe(&chans).await {
                 tracing::warn!(error = %e, "re-subscribing after reconnect failed");
                 ok = false;
@@ -308,10 +273,7 @@ fn set_health(shared: &Shared, up: bool) {
 }
 
 fn deliver(shared: &Shared, msg: &redis::Msg) {
-    let Some(topic) = msg
-        .get_channel_name()
-        .strip_prefix(&format!("{}:t:", shared.namespace))
-        .map(Arc::<str>::from)
+    let Some(topic) = msg.get_channel_name().strip_prefix(&format!("{}:t:", shared.namespace)).map(Arc::<str>::from)
     else {
         return;
     };
@@ -327,12 +289,7 @@ fn deliver(shared: &Shared, msg: &redis::Msg) {
     };
     let lag_ms = (now_ms() - wire.t).max(0);
     metrics::histogram!("chorus_broker_lag_seconds").record(lag_ms as f64 / 1000.0);
-    let env = Envelope {
-        topic,
-        event,
-        seq: wire.s,
-        data: Arc::from(wire.d.get()),
-    };
+    let env = Envelope { topic, event, seq: wire.s, data: Arc::from(wire.d.get()) };
     if let Some(hub) = shared.hub.get().and_then(Weak::upgrade) {
         hub.deliver(env);
     }

@@ -53,11 +53,7 @@ impl FromStr for Id {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let v: i64 = s.parse()?;
         // Negative ids are never issued; reject them like any other malformed id.
-        if v < 0 {
-            "-".parse::<i64>().map(Id)
-        } else {
-            Ok(Id(v))
-        }
+        if v < 0 { "-".parse::<i64>().map(Id) } else { Ok(Id(v)) }
     }
 }
 
@@ -78,12 +74,8 @@ impl<'de> Deserialize<'de> for Id {
             Num(i64),
         }
         match Raw::deserialize(d)? {
-            Raw::Str(s) => s
-                .parse()
-                .map_err(|_| serde::de::Error::custom("invalid id")),
-            Raw::Owned(s) => s
-                .parse()
-                .map_err(|_| serde::de::Error::custom("invalid id")),
+            Raw::Str(s) => s.parse().map_err(|_| serde::de::Error::custom("invalid id")),
+            Raw::Owned(s) => s.parse().map_err(|_| serde::de::Error::custom("invalid id")),
             Raw::Num(n) if n >= 0 => Ok(Id(n)),
             Raw::Num(_) => Err(serde::de::Error::custom("invalid id")),
         }
@@ -113,10 +105,7 @@ impl IdGen {
     /// A generator for node `node` (0–1023).
     pub fn new(node: u16) -> Self {
         assert!(node < 1024, "node id out of range");
-        Self {
-            node: node as i64,
-            state: Mutex::new((0, 0)),
-        }
+        Self { node: node as i64, state: Mutex::new((0, 0)) }
     }
 
     /// The next id. Never goes backwards, even if the wall clock does.

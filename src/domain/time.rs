@@ -22,9 +22,7 @@ impl Timestamp {
 
     /// RFC 3339 with millisecond precision, e.g. `2026-11-23T09:10:04.123Z`.
     pub fn to_rfc3339(self) -> String {
-        DateTime::<Utc>::from_timestamp_millis(self.0)
-            .unwrap_or_default()
-            .to_rfc3339_opts(SecondsFormat::Millis, true)
+        DateTime::<Utc>::from_timestamp_millis(self.0).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Millis, true)
     }
 }
 
@@ -38,9 +36,7 @@ impl utoipa::PartialSchema for Timestamp {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
         utoipa::openapi::ObjectBuilder::new()
             .schema_type(utoipa::openapi::schema::Type::String)
-            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(
-                utoipa::openapi::KnownFormat::DateTime,
-            )))
+            .format(Some(utoipa::openapi::SchemaFormat::KnownFormat(utoipa::openapi::KnownFormat::DateTime)))
             .into()
     }
 }
@@ -54,9 +50,6 @@ mod tests {
     #[test]
     fn formats_rfc3339_utc_millis() {
         assert_eq!(Timestamp(0).to_rfc3339(), "1970-01-01T00:00:00.000Z");
-        assert_eq!(
-            serde_json::to_string(&Timestamp(1_700_000_000_123)).unwrap(),
-            "\"2023-11-14T22:13:20.123Z\""
-        );
+        assert_eq!(serde_json::to_string(&Timestamp(1_700_000_000_123)).unwrap(), "\"2023-11-14T22:13:20.123Z\"");
     }
 }

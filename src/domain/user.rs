@@ -20,10 +20,7 @@ impl Username {
         if s.chars().count() > 30 {
             return Err("must be at most 30 characters");
         }
-        if !s
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.')
-        {
+        if !s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '.') {
             return Err("may contain only letters, digits, '_' and '.'");
         }
         Ok(Self(s))
@@ -60,9 +57,7 @@ impl Email {
             && local.len() <= 64
             && !local.starts_with('.')
             && !local.ends_with('.')
-            && local
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
+            && local.chars().all(|c| c.is_ascii_alphanumeric() || "!#$%&'*+-/=?^_`{|}~.".contains(c));
         let labels: Vec<&str> = domain.split('.').collect();
         let ok_domain = labels.len() >= 2
             && labels.iter().all(|l| {
@@ -72,11 +67,7 @@ impl Email {
                     && !l.ends_with('-')
                     && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
             });
-        if ok_local && ok_domain {
-            Ok(Self(s))
-        } else {
-            Err("is not a valid e-mail address")
-        }
+        if ok_local && ok_domain { Ok(Self(s)) } else { Err("is not a valid e-mail address") }
     }
 
     /// The normalised text.
@@ -133,17 +124,13 @@ pub fn web_url(raw: &str) -> Result<String, &'static str> {
         return Err("is too long");
     }
     match url::Url::parse(s) {
-        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some() => {
-            Ok(u.to_string())
-        }
+        Ok(u) if (u.scheme() == "http" || u.scheme() == "https") && u.host_str().is_some() => Ok(u.to_string()),
         _ => Err("must be an http(s) URL"),
     }
 }
 
 /// The social networks a profile can link to.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum SocialNetwork {
     /// twitter.com / x.com
@@ -164,15 +151,8 @@ pub enum SocialNetwork {
 
 impl SocialNetwork {
     /// Every network, in display order.
-    pub const ALL: [SocialNetwork; 7] = [
-        Self::Twitter,
-        Self::Instagram,
-        Self::Facebook,
-        Self::Youtube,
-        Self::Tiktok,
-        Self::Linkedin,
-        Self::Github,
-    ];
+    pub const ALL: [SocialNetwork; 7] =
+        [Self::Twitter, Self::Instagram, Self::Facebook, Self::Youtube, Self::Tiktok, Self::Linkedin, Self::Github];
 
     /// Stored key.
     pub fn key(self) -> &'static str {
@@ -194,9 +174,7 @@ impl SocialNetwork {
 }
 
 /// The kinds of notification a user can tune.
-#[derive(
-    Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum NotificationKind {
     /// Someone followed me.
@@ -271,21 +249,10 @@ mod tests {
 
     #[test]
     fn emails_validate_structurally() {
-        assert_eq!(
-            Email::parse(" Bob@Example.COM ").unwrap().as_str(),
-            "bob@example.com"
-        );
-        for bad in [
-            "",
-            "bob",
-            "bob@",
-            "@x.com",
-            "bob@localhost",
-            "bob@@x.com",
-            "b ob@x.com",
-            "bob@-x.com",
-            ".bob@x.com",
-        ] {
+        assert_eq!(Email::parse(" Bob@Example.COM ").unwrap().as_str(), "bob@example.com");
+        for bad in
+            ["", "bob", "bob@", "@x.com", "bob@localhost", "bob@@x.com", "b ob@x.com", "bob@-x.com", ".bob@x.com"]
+        {
             assert!(Email::parse(bad).is_err(), "{bad}");
         }
     }
@@ -295,10 +262,7 @@ mod tests {
         assert!(NewPassword::parse("short").is_err());
         assert!(NewPassword::parse("long enough").is_ok());
         assert!(NewPassword::parse(&"x".repeat(257)).is_err());
-        assert_eq!(
-            format!("{:?}", NewPassword::parse("secret123").unwrap()),
-            "NewPassword(***)"
-        );
+        assert_eq!(format!("{:?}", NewPassword::parse("secret123").unwrap()), "NewPassword(***)");
     }
 
     #[test]

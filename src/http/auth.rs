@@ -11,8 +11,8 @@ use super::extract::{AppJson, ClientIp};
 use crate::auth::AuthUser;
 use crate::error::{AppResult, ErrorBody};
 use crate::services::auth::{
-    self as svc, AuthResponse, ChangePasswordRequest, ForgotPasswordRequest, LoginRequest,
-    RegisterRequest, ResetPasswordRequest,
+    self as svc, AuthResponse, ChangePasswordRequest, ForgotPasswordRequest, LoginRequest, RegisterRequest,
+    ResetPasswordRequest,
 };
 use crate::services::users::{self, Me};
 use crate::state::AppState;
@@ -44,10 +44,7 @@ async fn register(
     ip: ClientIp,
     AppJson(req): AppJson<RegisterRequest>,
 ) -> AppResult<(StatusCode, AppJson<AuthResponse>)> {
-    Ok((
-        StatusCode::CREATED,
-        AppJson(svc::register(&state, &ip.0.to_string(), req).await?),
-    ))
+    Ok((StatusCode::CREATED, AppJson(svc::register(&state, &ip.0.to_string(), req).await?)))
 }
 
 /// Log in with a username or an e-mail address.

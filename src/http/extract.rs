@@ -47,8 +47,7 @@ where
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Query(v) =
-            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        let axum::extract::Query(v) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
         Ok(AppQuery(v))
     }
 }
@@ -65,8 +64,7 @@ where
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::extract::Path(v) =
-            axum::extract::Path::<T>::from_request_parts(parts, state).await?;
+        let axum::extract::Path(v) = axum::extract::Path::<T>::from_request_parts(parts, state).await?;
         Ok(AppPath(v))
     }
 }
@@ -97,24 +95,11 @@ impl ClientIp {
 impl FromRequestParts<AppState> for ClientIp {
     type Rejection = AppError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, Self::Rejection> {
-        let peer = parts
-            .extensions
-            .get::<ConnectInfo<SocketAddr>>()
-            .map(|c| c.0.ip())
-            .unwrap_or(IpAddr::from([127, 0, 0, 1]));
-        let forwarded = parts
-            .headers
-            .get("x-forwarded-for")
-            .and_then(|v| v.to_str().ok());
-        Ok(ClientIp(ClientIp::resolve(
-            peer,
-            forwarded,
-            &state.config.trusted_proxies,
-        )))
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let peer =
+            parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip()).unwrap_or(IpAddr::from([127, 0, 0, 1]));
+        let forwarded = parts.headers.get("x-forwarded-for").and_then(|v| v.to_str().ok());
+        Ok(ClientIp(ClientIp::resolve(peer, forwarded, &state.config.trusted_proxies)))
     }
 }
 
@@ -127,16 +112,8 @@ mod tests {
         let proxy: IpAddr = "10.0.0.1".parse().unwrap();
         let client: IpAddr = "203.0.113.7".parse().unwrap();
         let spoof = Some("1.2.3.4, 203.0.113.7");
-        assert_eq!(
-            ClientIp::resolve(client, Some("1.2.3.4"), &[proxy]),
-            client,
-            "untrusted peer's header ignored"
-        );
-        assert_eq!(
-            ClientIp::resolve(proxy, spoof, &[proxy]),
-            client,
-            "right-most untrusted hop"
-        );
+        assert_eq!(ClientIp::resolve(client, Some("1.2.3.4"), &[proxy]), client, "untrusted peer's header ignored");
+        assert_eq!(ClientIp::resolve(proxy, spoof, &[proxy]), client, "right-most untrusted hop");
         assert_eq!(ClientIp::resolve(proxy, None, &[proxy]), proxy);
         assert_eq!(ClientIp::resolve(proxy, Some("garbage"), &[proxy]), proxy);
     }

@@ -28,9 +28,7 @@ use crate::state::AppState;
 
 /// The `/api/v1` routes with their OpenAPI document.
 pub fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .merge(auth::router())
-        .merge(users::router())
+    OpenApiRouter::new().merge(auth::router()).merge(users::router())
 }
 
 /// The OpenAPI document of everything served.
@@ -40,9 +38,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 fn full() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
-        .nest("/api/v1", api())
-        .merge(ops::router())
+    OpenApiRouter::with_openapi(docs::ApiDoc::openapi()).nest("/api/v1", api()).merge(ops::router())
 }
 
 /// The whole HTTP application (sockets are layered on by the realtime module).
@@ -57,18 +53,13 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn(crate::metrics::track_http))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TraceLayer::new_for_http())
-        .layer(
-            CorsLayer::new()
-                .allow_origin(CorsAny)
-                .allow_headers(CorsAny)
-                .allow_methods([
-                    Method::GET,
-                    Method::POST,
-                    Method::PUT,
-                    Method::PATCH,
-                    Method::DELETE,
-                ]),
-        )
+        .layer(CorsLayer::new().allow_origin(CorsAny).allow_headers(CorsAny).allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::PATCH,
+            Method::DELETE,
+        ]))
         .with_state(state)
 }
 

@@ -13,10 +13,7 @@ use crate::state::AppState;
 
 /// Routes of this area.
 pub fn router() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new()
-        .routes(routes!(health))
-        .routes(routes!(ready))
-        .routes(routes!(metrics_text))
+    OpenApiRouter::new().routes(routes!(health)).routes(routes!(ready)).routes(routes!(metrics_text))
 }
 
 /// Liveness.
@@ -50,50 +47,23 @@ pub struct Readiness {
 #[utoipa::path(get, path = "/ready", tag = "ops",
     responses((status = 200, body = Readiness), (status = 503, description = "A dependency is down", body = Readiness)))]
 async fn ready(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let database = if state.store.ping().await.is_ok() {
-        "ok"
-    } else {
-        "down"
-    };
+    let database = if state.store.ping().await.is_ok() { "ok" } else { "down" };
     let redis = match &state.redis {
         None => "not_configured",
         Some(conn) => {
             let mut conn = conn.clone();
-            let pong: Result<String, _> = tokio::time::timeout(
-                std::time::Duration::from_secs(2),
-                redis::cmd("PING").query_async(&mut conn),
-            )
-            .await
-            .unwrap_or_else(|_| {
-                Err(redis::RedisError::from((
-                    redis::ErrorKind::IoError,
-                    "timeout",
-                )))
-            });
+            let pong: Result<String, _> =
+                tokio::time::timeout(std::time::Duration::from_secs(2), redis::cmd("PING").query_async(&mut conn))
+                    .await
+                    .unwrap_or_else(|_| Err(redis::RedisError::from((redis::ErrorKind::IoError, "timeout"))));
             if pong.is_ok() { "ok" } else { "down" }
         }
     };
     let broker_ok = state.broker.is_healthy();
-    let broker = if broker_ok {
-        state.broker.kind().to_string()
-    } else {
-        format!("{} (down)", state.broker.kind())
-    };
+    let broker = if broker_ok { state.broker.kind().to_string() } else { format!("{} (down)", state.broker.kind()) };
     let ok = database == "ok" && redis != "down" && broker_ok;
-    let body = Readiness {
-        status: if ok { "ok" } else { "degraded" },
-        database,
-        redis,
-        broker,
-    };
-    (
-        if ok {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        Json(body),
-    )
+    let body = Readiness { status: if ok { "ok" } else { "degraded" }, database, redis, broker };
+    (if ok { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE }, Json(body))
 }
 
 /// Prometheus metrics (text exposition format).

@@ -10,9 +10,7 @@ use super::extract::{AppJson, AppPath, AppQuery};
 use crate::auth::{AuthUser, MaybeAuthUser};
 use crate::error::{AppResult, ErrorBody};
 use crate::pagination::{Page, PageQuery};
-use crate::services::users::{
-    self as svc, Me, Profile, Settings, UpdateProfile, UpdateSettings, UserSummary,
-};
+use crate::services::users::{self as svc, Me, Profile, Settings, UpdateProfile, UpdateSettings, UserSummary};
 use crate::state::AppState;
 
 /// Routes of this area.
@@ -64,10 +62,7 @@ async fn search_users(
     _me: MaybeAuthUser,
     AppQuery(q): AppQuery<SearchQuery>,
 ) -> AppResult<AppJson<Page<UserSummary>>> {
-    let page = PageQuery {
-        cursor: q.cursor,
-        limit: q.limit,
-    };
+    let page = PageQuery { cursor: q.cursor, limit: q.limit };
     Ok(AppJson(svc::search(&state, &q.q, &page).await?))
 }
 
@@ -91,9 +86,7 @@ async fn suggestions(
     me: AuthUser,
     AppQuery(q): AppQuery<SuggestionsQuery>,
 ) -> AppResult<AppJson<Vec<UserSummary>>> {
-    Ok(AppJson(
-        svc::suggestions(&state, me.id, q.limit.unwrap_or(10)).await?,
-    ))
+    Ok(AppJson(svc::suggestions(&state, me.id, q.limit.unwrap_or(10)).await?))
 }
 
 /// A profile, by id or by `@username`.

@@ -43,12 +43,7 @@ pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
 }
 
 /// Enqueues `job` in the caller's transaction, runnable now.
-pub async fn enqueue<J: Job>(
-    tx: &mut Tx,
-    ids: &IdGen,
-    max_attempts: i32,
-    job: &J,
-) -> StoreResult<Id> {
+pub async fn enqueue<J: Job>(tx: &mut Tx, ids: &IdGen, max_attempts: i32, job: &J) -> StoreResult<Id> {
     enqueue_at(tx, ids, max_attempts, job, Timestamp::now()).await
 }
 
@@ -62,16 +57,7 @@ pub async fn enqueue_at<J: Job>(
 ) -> StoreResult<Id> {
     let id = ids.next();
     let payload = serde_json::to_string(job).expect("job payloads serialise");
-    store::insert(
-        tx.ex(),
-        id,
-        J::KIND,
-        &payload,
-        max_attempts,
-        at,
-        Timestamp::now(),
-    )
-    .await?;
+    store::insert(tx.ex(), id, J::KIND, &payload, max_attempts, at, Timestamp::now()).await?;
     Ok(id)
 }
 
@@ -101,11 +87,7 @@ impl Registry {
                 f(state, job).await
             })
         });
-        assert!(
-            self.handlers.insert(J::KIND, h).is_none(),
-            "job kind {} registered twice",
-            J::KIND
-        );
+        assert!(self.handlers.insert(J::KIND, h).is_none(), "job kind {} registered twice", J::KIND);
     }
 
     /// Registered kinds.
@@ -184,23 +166,20 @@ async fn execute(state: &AppState, registry: &Registry, job: store::JobRow) {
         Some(h) => {
             let started = std::time::Instant::now();
             let r = h(state.clone(), job.payload.clone()).await;
-            metrics::histogram!("chorus_job_duration_seconds", "kind" => kind.clone())
-                .record(started.elapsed());
+            metrics::histogram!("chorus_job_duration_seconds", "kind" => kind.clone()).record(started.elapsed());
             r
         }
         None => Err(anyhow::anyhow!("no handler registered for job kind {kind}")),
     };
     let outcome = match result {
         Ok(()) => {
-            metrics::counter!("chorus_jobs_total", "kind" => kind.clone(), "outcome" => "ok")
-                .increment(1);
+            metrics::counter!("chorus_jobs_total", "kind" => kind.clone(), "outcome" => "ok").increment(1);
             finish(state, job.id, None).await
         }
         Err(e) => {
             let dead = job.attempts >= job.max_attempts;
             let outcome = if dead { "dead" } else { "retry" };
-            metrics::counter!("chorus_jobs_total", "kind" => kind.clone(), "outcome" => outcome)
-                .increment(1);
+            metrics::counter!("chorus_jobs_total", "kind" => kind.clone(), "outcome" => outcome).increment(1);
             if dead {
                 tracing::error!(job = %job.id, kind, attempts = job.attempts, error = %format!("{e:#}"), "job dead-lettered");
             } else {
@@ -216,11 +195,7 @@ async fn execute(state: &AppState, registry: &Registry, job: store::JobRow) {
     }
 }
 
-async fn finish(
-    state: &AppState,
-    id: Id,
-    failure: Option<(String, Option<Timestamp>)>,
-) -> anyhow::Result<()> {
+async fn finish(state: &AppState, id: Id, failure: Option<(String, Option<Timestamp>)>) -> anyhow::Result<()> {
     let mut tx = state.store.begin().await?;
     match failure {
         None => store::complete(tx.ex(), id).await?,
@@ -234,9 +209,7 @@ async fn finish(
 fn backoff_ms(state: &AppState, attempts: i32) -> i64 {
     let cfg = &state.config.jobs;
     let exp = (attempts.max(1) - 1).min(30) as u32;
-    let raw = (cfg.backoff_base_ms as i64)
-        .saturating_mul(1i64 << exp)
-        .min(cfg.backoff_max_ms as i64);
+    let raw = (cfg.backoff_base_ms as i64).saturating_mul(1i64 << exp).min(cfg.backoff_max_ms as i64);
     let jitter = rand::thread_rng().gen_range(0.8..1.2);
     (raw as f64 * jitter) as i64
 }
@@ -248,8 +221,7 @@ pub async fn record_depth(state: &AppState) {
     };
     if let Ok(rows) = store::depth(c.ex()).await {
         for (kind, status, n) in rows {
-            metrics::gauge!("chorus_job_queue_depth", "kind" => kind, "status" => status)
-                .set(n as f64);
+            metrics::gauge!("chorus_job_queue_depth", "kind" => kind, "status" => status).set(n as f64);
         }
     }
 }

@@ -45,11 +45,7 @@ impl CloseCode {
 
     /// The reason string sent with the code.
     pub fn reason(self) -> &'static str {
-        Self::ALL
-            .iter()
-            .find(|(c, _)| *c == self)
-            .map(|(_, r)| *r)
-            .unwrap_or("closed")
+        Self::ALL.iter().find(|(c, _)| *c == self).map(|(_, r)| *r).unwrap_or("closed")
     }
 
     /// Whether the client should reconnect and resume.

@@ -74,19 +74,13 @@ pub struct Delivery {
 impl Delivery {
     /// A delivery for `env` on `topic`.
     pub fn new(topic: Topic, env: Envelope) -> Self {
-        Self {
-            topic,
-            env,
-            ws_frame: OnceLock::new(),
-        }
+        Self { topic, env, ws_frame: OnceLock::new() }
     }
 
     /// The plain-WebSocket frame, encoded on first use and shared afterwards:
     /// `{"op":"event","topic":…,"event":…,"seq":"…","data":…}` (`protocol/PROTOCOL.md`).
     pub fn ws_frame(&self) -> Utf8Bytes {
-        self.ws_frame
-            .get_or_init(|| encode_ws_event(&self.topic, &self.env))
-            .clone()
+        self.ws_frame.get_or_init(|| encode_ws_event(&self.topic, &self.env)).clone()
     }
 }
 
@@ -132,9 +126,7 @@ pub struct Kill {
 impl Kill {
     /// Asks the session to close with `code`. The first reason wins.
     pub fn kill(&self, code: CloseCode) {
-        let _ = self
-            .code
-            .compare_exchange(0, code.0, Ordering::AcqRel, Ordering::Acquire);
+        let _ = self.code.compare_exchange(0, code.0, Ordering::AcqRel, Ordering::Acquire);
         self.token.cancel();
     }
 
@@ -215,9 +207,7 @@ impl Hub {
     }
 
     fn broker(&self) -> &Broker {
-        self.broker
-            .get()
-            .expect("hub used before a broker was attached")
+        self.broker.get().expect("hub used before a broker was attached")
     }
 
     /// Every envelope this hub receives, for tests and diagnostics. Costs nothing while no
@@ -227,12 +217,7 @@ impl Hub {
     }
 
     /// Registers a session; returns its handle and the receiving end of its queue.
-    pub fn register(
-        &self,
-        user: Id,
-        auth_session: Id,
-        door: Door,
-    ) -> (SessionHandle, mpsc::Receiver<Outbound>) {
+    pub fn register(&self, user: Id, auth_session: Id, door: Door) -> (SessionHandle, mpsc::Receiver<Outbound>) {
         let (tx, rx) = mpsc::channel(self.queue_frames);
         let handle = SessionHandle {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -251,8 +236,7 @@ impl Hub {
     /// [`Hub::unsubscribe`] first (the session does this when it ends).
     pub fn unregister(&self, session: &SessionHandle) {
         if self.sessions.remove(&session.id).is_some() {
-            metrics::gauge!("chorus_socket_connections", "door" => session.door.label())
-                .decrement(1.0);
+            metrics::gauge!("chorus_socket_connections", "door" => session.door.label()).decrement(1.0);
         }
     }
 
@@ -277,18 +261,12 @@ impl Hub {
         let entry = match self.topics.entry(key.clone()) {
             Entry::Occupied(e) => {
                 let subs = e.get().clone();
-                subs.subs
-                    .write()
-                    .expect("topic lock poisoned")
-                    .insert(session.id, session.clone());
+                subs.subs.write().expect("topic lock poisoned").insert(session.id, session.clone());
                 subs
             }
             Entry::Vacant(v) => {
                 let subs = Arc::new(TopicSubs::default());
-                subs.subs
-                    .write()
-                    .expect("topic lock poisoned")
-                    .insert(session.id, session.clone());
+                subs.subs.write().expect("topic lock poisoned").insert(session.id, session.clone());
                 v.insert(subs.clone());
                 subs
             }
@@ -299,10 +277,7 @@ impl Hub {
         metrics::gauge!("chorus_socket_subscriptions").increment(1.0);
         // The first subscriber subscribes the broker; concurrent ones wait for the same.
         let broker = self.broker();
-        entry
-            .ready
-            .get_or_init(|| async { broker.subscribe(&key).await })
-            .await;
+        entry.ready.get_or_init(|| async { broker.subscribe(&key).await }).await;
     }
 
     /// Removes a session from a topic; the last local subscriber unsubscribes the broker.
@@ -311,12 +286,7 @@ impl Hub {
         let Some(entry) = self.topics.get(key.as_str()).map(|e| e.clone()) else {
             return;
         };
-        let removed = entry
-            .subs
-            .write()
-            .expect("topic lock poisoned")
-            .remove(&session.id)
-            .is_some();
+        let removed = entry.subs.write().expect("topic lock poisoned").remove(&session.id).is_some();
         if !removed {
             return;
         }
@@ -324,9 +294,7 @@ impl Hub {
         if session.door == Door::Sio && !topic.is_durable() {
             entry.sio_room.fetch_sub(1, Ordering::Relaxed);
         }
-        let gone = self.topics.remove_if(key.as_str(), |_, e| {
-            e.subs.read().expect("topic lock poisoned").is_empty()
-        });
+        let gone = self.topics.remove_if(key.as_str(), |_, e| e.subs.read().expect("topic lock poisoned").is_empty());
         if let Some((k, _)) = gone {
             self.broker().unsubscribe(&k);
         }
@@ -344,10 +312,7 @@ impl Hub {
 
     /// Local subscribers of a topic.
     pub fn subscriber_count(&self, topic: &Topic) -> usize {
-        self.topics
-            .get(topic.key().as_str())
-            .map(|e| e.subs.read().expect("topic lock poisoned").len())
-            .unwrap_or(0)
+        self.topics.get(topic.key().as_str()).map(|e| e.subs.read().expect("topic lock poisoned").len()).unwrap_or(0)
     }
 
     /// Hands an envelope from the broker to the local subscribers of its topic.
@@ -416,8 +381,7 @@ impl Hub {
         };
         let subs = entry.subs.read().expect("topic lock poisoned");
         for s in subs.values() {
-            if r.session.is_none_or(|sid| sid == s.auth_session) && r.except != Some(s.auth_session)
-            {
+            if r.session.is_none_or(|sid| sid == s.auth_session) && r.except != Some(s.auth_session) {
                 s.kill.kill(CloseCode(r.code));
             }
         }

@@ -72,51 +72,24 @@ pub async fn run_send_email(state: AppState, job: SendEmail) -> anyhow::Result<(
 }
 
 /// Opens a new session (refresh family) or continues `family`, inside `tx`.
-async fn issue_tokens(
-    state: &AppState,
-    tx: &mut Tx,
-    user: Id,
-    family: Option<Id>,
-) -> AppResult<(String, String)> {
+async fn issue_tokens(state: &AppState, tx: &mut Tx, user: Id, family: Option<Id>) -> AppResult<(String, String)> {
     let family = family.unwrap_or_else(|| state.ids.next());
     let refresh = random_token(32);
     let now = Timestamp::now();
     let expires = Timestamp(now.0 + state.auth.refresh_ttl * 1000);
-    tokens::insert_refresh(
-        tx.ex(),
-        state.ids.next(),
-        user,
-        family,
-        &hash_token(&refresh),
-        now,
-        expires,
-    )
-    .await?;
+    tokens::insert_refresh(tx.ex(), state.ids.next(), user, family, &hash_token(&refresh), now, expires).await?;
     let (access, _) = state.auth.issue_access(user, family)?;
     Ok((access, refresh))
 }
 
-async fn respond(
-    state: &AppState,
-    user: Id,
-    access: String,
-    refresh: String,
-) -> AppResult<AuthResponse> {
+async fn respond(state: &AppState, user: Id, access: String, refresh: String) -> AppResult<AuthResponse> {
     let me = users::me(state, user).await?;
-    Ok(AuthResponse {
-        user: me,
-        access_token: access,
-        refresh_token: refresh,
-        expires_in: state.auth.access_ttl,
-    })
+    Ok(AuthResponse { user: me, access_token: access, refresh_token: refresh, expires_in: state.auth.access_ttl })
 }
 
 /// Registers an account and logs it in.
 pub async fn register(state: &AppState, ip: &str, req: RegisterRequest) -> AppResult<AuthResponse> {
-    state
-        .limits
-        .check(Bucket::AuthIp, &format!("register:{ip}"))
-        .await?;
+    state.limits.check(Bucket::AuthIp, &format!("register:{ip}")).await?;
     let mut v = Validator::new();
     let username = v.check("username", Username::parse(&req.username));
     let email = v.check("email", Email::parse(&req.email));
@@ -126,14 +99,8 @@ pub async fn register(state: &AppState, ip: &str, req: RegisterRequest) -> AppRe
         None => None,
     };
     v.finish()?;
-    let (username, email, pw) = (
-        username.expect("checked"),
-        email.expect("checked"),
-        pw.expect("checked"),
-    );
-    let display = display
-        .filter(|d| !d.is_empty())
-        .unwrap_or_else(|| username.to_string());
+    let (username, email, pw) = (username.expect("checked"), email.expect("checked"), pw.expect("checked"));
+    let display = display.filter(|d| !d.is_empty()).unwrap_or_else(|| username.to_string());
 
     let hash = password::hash(pw.expose().to_string()).await?;
     let id = state.ids.next();
@@ -165,10 +132,7 @@ pub async fn register(state: &AppState, ip: &str, req: RegisterRequest) -> AppRe
 /// Logs in by username or e-mail.
 pub async fn login(state: &AppState, ip: &str, req: LoginRequest) -> AppResult<AuthResponse> {
     let login = req.login.trim().to_ascii_lowercase();
-    state
-        .limits
-        .check(Bucket::AuthIp, &format!("login:{ip}"))
-        .await?;
+    state.limits.check(Bucket::AuthIp, &format!("login:{ip}")).await?;
     if login.is_empty() || req.password.is_empty() {
         let mut v = Validator::new();
         if login.is_empty() {
@@ -182,18 +146,12 @@ pub async fn login(state: &AppState, ip: &str, req: LoginRequest) -> AppResult<A
     if login.len() > 254 || req.password.len() > 1024 {
         return Err(AppError::Unauthorized("invalid login or password"));
     }
-    state
-        .limits
-        .check(Bucket::AuthAccount, &format!("login:{login}"))
-        .await?;
+    state.limits.check(Bucket::AuthAccount, &format!("login:{login}")).await?;
     let mut c = state.store.conn().await?;
     let user = user_store::get_by_login(c.ex(), &login).await?;
     drop(c);
     // Verify against a dummy hash when the account does not exist: same work, same time.
-    let phc = user
-        .as_ref()
-        .map(|u| u.password_hash.clone())
-        .unwrap_or_else(|| password::dummy_hash().to_string());
+    let phc = user.as_ref().map(|u| u.password_hash.clone()).unwrap_or_else(|| password::dummy_hash().to_string());
     let ok = password::verify(req.password, phc).await?;
     let Some(user) = user.filter(|_| ok) else {
         return Err(AppError::Unauthorized("invalid login or password"));
@@ -236,10 +194,7 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> AppResult<AuthRes
 /// Revokes the access tokens of whole sessions (`sid:` keys) until they would expire.
 async fn revoke_sessions(state: &AppState, tx: &mut Tx, families: &[Id]) -> AppResult<()> {
     for f in families {
-        state
-            .revocations
-            .revoke(tx, &format!("sid:{f}"), state.auth.access_ttl)
-            .await?;
+        state.revocations.revoke(tx, &format!("sid:{f}"), state.auth.access_ttl).await?;
     }
     Ok(())
 }
@@ -255,11 +210,7 @@ fn close_sockets(events: &mut EventBatch, user: Id, session: Option<Id>, except:
     events.ephemeral(
         &[Topic::Control(user)],
         EventName::SessionRevoked,
-        &Revoked {
-            session,
-            except,
-            code: CloseCode::TOKEN_REVOKED.0,
-        },
+        &Revoked { session, except, code: CloseCode::TOKEN_REVOKED.0 },
     );
 }
 
@@ -269,10 +220,7 @@ pub async fn logout(state: &AppState, user: &AuthUser) -> AppResult<()> {
     let mut tx = state.store.begin().await?;
     tokens::revoke_family(tx.ex(), user.sid, now).await?;
     let remaining = (user.claims.exp - now_ms() / 1000).max(1);
-    state
-        .revocations
-        .revoke(&mut tx, &format!("jti:{}", user.claims.jti), remaining)
-        .await?;
+    state.revocations.revoke(&mut tx, &format!("jti:{}", user.claims.jti), remaining).await?;
     revoke_sessions(state, &mut tx, &[user.sid]).await?;
     let mut events = EventBatch::new();
     close_sockets(&mut events, user.id, Some(user.sid), None);
@@ -290,11 +238,7 @@ pub struct ChangePasswordRequest {
 }
 
 /// Changes the password and ends every other session of the account.
-pub async fn change_password(
-    state: &AppState,
-    user: &AuthUser,
-    req: ChangePasswordRequest,
-) -> AppResult<()> {
+pub async fn change_password(state: &AppState, user: &AuthUser, req: ChangePasswordRequest) -> AppResult<()> {
     let mut v = Validator::new();
     let new = v.check("new_password", NewPassword::parse(&req.new_password));
     if req.current_password.is_empty() {
@@ -303,9 +247,7 @@ pub async fn change_password(
     v.finish()?;
     let new = new.expect("checked");
     let mut c = state.store.conn().await?;
-    let row = user_store::get(c.ex(), user.id)
-        .await?
-        .ok_or(AppError::NotFound)?;
+    let row = user_store::get(c.ex(), user.id).await?.ok_or(AppError::NotFound)?;
     drop(c);
     if !password::verify(req.current_password, row.password_hash).await? {
         return Err(AppError::field("current_password", "is incorrect"));
@@ -330,20 +272,10 @@ pub struct ForgotPasswordRequest {
 }
 
 /// Sends a reset link if the address belongs to an account. Answers the same either way.
-pub async fn forgot_password(
-    state: &AppState,
-    ip: &str,
-    req: ForgotPasswordRequest,
-) -> AppResult<()> {
-    state
-        .limits
-        .check(Bucket::AuthIp, &format!("forgot:{ip}"))
-        .await?;
+pub async fn forgot_password(state: &AppState, ip: &str, req: ForgotPasswordRequest) -> AppResult<()> {
+    state.limits.check(Bucket::AuthIp, &format!("forgot:{ip}")).await?;
     let email = Email::parse(&req.email).map_err(|m| AppError::field("email", m))?;
-    state
-        .limits
-        .check(Bucket::AuthAccount, &format!("forgot:{}", email.as_str()))
-        .await?;
+    state.limits.check(Bucket::AuthAccount, &format!("forgot:{}", email.as_str())).await?;
     let mut c = state.store.conn().await?;
     let Some(user) = user_store::get_by_email(c.ex(), email.as_str()).await? else {
         return Ok(());
@@ -358,29 +290,15 @@ pub async fn forgot_password(
         subject: "Reset your Chorus password".into(),
         text: format!(
             "Hello {},\n\nSomeone (hopefully you) asked to reset the password of your Chorus account.\n\
-             Use this token within {} minutes: {token}\n\nOr open: {link}\n\n\
+             The token below works once, within {} minutes.\n\nYour reset token:\n{token}\n\nOr open: {link}\n\n\
              If you did not ask for this, ignore this message; your password is unchanged.\n",
             user.username,
             state.config.reset_token_ttl_secs / 60
         ),
     };
     let mut tx = state.store.begin().await?;
-    tokens::insert_reset(
-        tx.ex(),
-        state.ids.next(),
-        user.id,
-        &hash_token(&token),
-        now,
-        expires,
-    )
-    .await?;
-    jobs::enqueue(
-        &mut tx,
-        &state.ids,
-        state.config.jobs.max_attempts,
-        &SendEmail(mail),
-    )
-    .await?;
+    tokens::insert_reset(tx.ex(), state.ids.next(), user.id, &hash_token(&token), now, expires).await?;
+    jobs::enqueue(&mut tx, &state.ids, state.config.jobs.max_attempts, &SendEmail(mail)).await?;
     state.commit(tx, EventBatch::new()).await?;
     Ok(())
 }
@@ -396,8 +314,7 @@ pub struct ResetPasswordRequest {
 
 /// Sets a new password with a reset token (single use) and ends every session.
 pub async fn reset_password(state: &AppState, req: ResetPasswordRequest) -> AppResult<()> {
-    let new =
-        NewPassword::parse(&req.new_password).map_err(|m| AppError::field("new_password", m))?;
+    let new = NewPassword::parse(&req.new_password).map_err(|m| AppError::field("new_password", m))?;
     if req.token.is_empty() || req.token.len() > 256 {
         return Err(AppError::field("token", "is invalid or expired"));
     }

@@ -3,4 +3,5 @@
 //! and nowhere else.
 
 pub mod auth;
+pub mod media;
 pub mod users;

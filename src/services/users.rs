@@ -115,20 +115,7 @@ fn profile(u: &UserRow, links: Vec<(SocialNetwork, String)>) -> Profile {
 }
 
 fn settings(prefs: Vec<NotificationPref>) -> Settings {
-    Settings {
-        notifications: prefs
-            .into_iter()
-            .map(|p| {
-                (
-                    p.kind,
-                    Pref {
-                        in_app: p.in_app,
-                        email: p.email,
-                    },
-                )
-            })
-            .collect(),
-    }
+    Settings { notifications: prefs.into_iter().map(|p| (p.kind, Pref { in_app: p.in_app, email: p.email })).collect() }
 }
 
 /// The caller's own account.
@@ -137,11 +124,7 @@ pub async fn me(state: &AppState, id: Id) -> AppResult<Me> {
     let u = store::get(c.ex(), id).await?.ok_or(AppError::NotFound)?;
     let links = store::social_links(c.ex(), id).await?;
     let prefs = store::notification_prefs(c.ex(), id).await?;
-    Ok(Me {
-        profile: profile(&u, links),
-        email: u.email.clone(),
-        settings: settings(prefs),
-    })
+    Ok(Me { profile: profile(&u, links), email: u.email.clone(), settings: settings(prefs) })
 }
 
 /// Resolves `123` or `@username` to a user row.
@@ -166,9 +149,7 @@ pub async fn get_profile(state: &AppState, id_or_name: &str) -> AppResult<Profil
 }
 
 /// Deserialises a field that may be absent (`None`), `null` (`Some(None)`) or a value.
-fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
+fn double_option<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
     Ok(Some(Option::deserialize(d)?))
 }
 
@@ -194,10 +175,7 @@ pub struct UpdateProfile {
 /// Updates the caller's profile.
 pub async fn update_me(state: &AppState, id: Id, req: UpdateProfile) -> AppResult<Me> {
     let mut v = Validator::new();
-    let mut patch = ProfilePatch {
-        is_private: req.is_private,
-        ..Default::default()
-    };
+    let mut patch = ProfilePatch { is_private: req.is_private, ..Default::default() };
     if let Some(d) = &req.display_name {
         patch.display_name = v.check("display_name", bounded_text(d, 50));
         if patch.display_name.as_deref() == Some("") {
@@ -208,9 +186,7 @@ pub async fn update_me(state: &AppState, id: Id, req: UpdateProfile) -> AppResul
         patch.bio = v.check("bio", bounded_text(b, 300));
     }
     match &req.website {
-        Some(Some(w)) if !w.trim().is_empty() => {
-            patch.website = v.check("website", web_url(w)).map(Some)
-        }
+        Some(Some(w)) if !w.trim().is_empty() => patch.website = v.check("website", web_url(w)).map(Some),
         Some(_) => patch.website = Some(None),
         None => {}
     }
@@ -260,11 +236,7 @@ pub async fn update_settings(state: &AppState, id: Id, req: UpdateSettings) -> A
     let mut tx = state.store.begin().await?;
     let current = store::notification_prefs(tx.ex(), id).await?;
     for (kind, patch) in &req.notifications {
-        let cur = current
-            .iter()
-            .find(|p| p.kind == *kind)
-            .copied()
-            .expect("every kind has a preference");
+        let cur = current.iter().find(|p| p.kind == *kind).copied().expect("every kind has a preference");
         let next = NotificationPref {
             kind: *kind,
             in_app: patch.in_app.unwrap_or(cur.in_app),

@@ -50,11 +50,7 @@ pub async fn next_seqs(ex: Ex<'_>, topics: &[&str]) -> StoreResult<Vec<i64>> {
 }
 
 /// Inserts events `(topic, seq, event, data)`.
-pub async fn insert(
-    ex: Ex<'_>,
-    rows: &[(&str, i64, &str, &str)],
-    now: Timestamp,
-) -> StoreResult<()> {
+pub async fn insert(ex: Ex<'_>, rows: &[(&str, i64, &str, &str)], now: Timestamp) -> StoreResult<()> {
     run!(ex, c => async {
         for chunk in rows.chunks(CHUNK) {
             let values = (0..chunk.len())
@@ -74,11 +70,8 @@ pub async fn insert(
 
 /// Events of `topic` after `after`, oldest first.
 pub async fn after(ex: Ex<'_>, topic: &str, after: i64, limit: i64) -> StoreResult<Vec<EventRow>> {
-    let sql =
-        "SELECT seq, event, data FROM events WHERE topic = $1 AND seq > $2 ORDER BY seq LIMIT $3";
-    Ok(
-        run!(ex, c => sqlx::query_as::<_, EventRow>(sql).bind(topic).bind(after).bind(limit).fetch_all(c).await)?,
-    )
+    let sql = "SELECT seq, event, data FROM events WHERE topic = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+    Ok(run!(ex, c => sqlx::query_as::<_, EventRow>(sql).bind(topic).bind(after).bind(limit).fetch_all(c).await)?)
 }
 
 /// `(current seq, oldest retained seq)` of a topic; `(0, None)` for a topic never written.

@@ -40,12 +40,7 @@ pub async fn insert(
 
 /// Claims up to `limit` due jobs for `lease_ms`: queued ones whose time has come, and
 /// running ones whose lease ran out (their worker died). Claiming counts an attempt.
-pub async fn claim(
-    ex: Ex<'_>,
-    now: Timestamp,
-    lease_ms: i64,
-    limit: i64,
-) -> StoreResult<Vec<JobRow>> {
+pub async fn claim(ex: Ex<'_>, now: Timestamp, lease_ms: i64, limit: i64) -> StoreResult<Vec<JobRow>> {
     // The one real dialect difference: PostgreSQL lets concurrent workers (other instances)
     // skip each other's rows; SQLite has one writer at a time and no row locks.
     let lock = match ex.backend() {
@@ -60,9 +55,7 @@ pub async fn claim(
          RETURNING id, kind, payload, attempts, max_attempts"
     );
     let until = Timestamp(now.0 + lease_ms);
-    Ok(
-        run!(ex, c => sqlx::query_as::<_, JobRow>(&sql).bind(now).bind(until).bind(limit).fetch_all(c).await)?,
-    )
+    Ok(run!(ex, c => sqlx::query_as::<_, JobRow>(&sql).bind(now).bind(until).bind(limit).fetch_all(c).await)?)
 }
 
 /// Removes a finished job.
@@ -72,13 +65,7 @@ pub async fn complete(ex: Ex<'_>, id: Id) -> StoreResult<()> {
 }
 
 /// Records a failure: re-queued for `retry_at`, or dead-lettered when `None`.
-pub async fn fail(
-    ex: Ex<'_>,
-    id: Id,
-    error: &str,
-    retry_at: Option<Timestamp>,
-    now: Timestamp,
-) -> StoreResult<()> {
+pub async fn fail(ex: Ex<'_>, id: Id, error: &str, retry_at: Option<Timestamp>, now: Timestamp) -> StoreResult<()> {
     let error: String = error.chars().take(2000).collect();
     match retry_at {
         Some(at) => {
@@ -86,7 +73,8 @@ pub async fn fail(
             exec!(ex, c => sqlx::query(sql).bind(id).bind(at).bind(&error).bind(now).execute(c).await)?;
         }
         None => {
-            let sql = "UPDATE jobs SET status = 'dead', locked_until = NULL, last_error = $2, updated_at = $3 WHERE id = $1";
+            let sql =
+                "UPDATE jobs SET status = 'dead', locked_until = NULL, last_error = $2, updated_at = $3 WHERE id = $1";
             exec!(ex, c => sqlx::query(sql).bind(id).bind(&error).bind(now).execute(c).await)?;
         }
     }

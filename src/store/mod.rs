@@ -91,15 +91,10 @@ impl From<sqlx::Error> for StoreError {
         match &e {
             sqlx::Error::RowNotFound => Self::NotFound,
             sqlx::Error::Database(db) if db.is_unique_violation() => {
-                let what = db
-                    .constraint()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| db.message().to_string());
+                let what = db.constraint().map(str::to_string).unwrap_or_else(|| db.message().to_string());
                 Self::Conflict(what)
             }
-            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
-                Self::Unavailable(e)
-            }
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => Self::Unavailable(e),
             _ => Self::Other(e),
         }
     }
@@ -213,9 +208,7 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(10))
                 .connect_with(opts)
                 .await?;
-            Ok(Self {
-                pools: Pools::Sqlite { read, write },
-            })
+            Ok(Self { pools: Pools::Sqlite { read, write } })
         } else {
             let opts = PgConnectOptions::from_str(url)?;
             let pool = PgPoolOptions::new()
@@ -223,9 +216,7 @@ impl Store {
                 .acquire_timeout(Duration::from_secs(5))
                 .connect_with(opts)
                 .await?;
-            Ok(Self {
-                pools: Pools::Postgres(pool),
-            })
+            Ok(Self { pools: Pools::Postgres(pool) })
         }
     }
 
@@ -272,10 +263,7 @@ impl Store {
     /// `(size, idle)` of the main pool, for metrics.
     pub fn pool_stats(&self) -> (u32, usize) {
         match &self.pools {
-            Pools::Sqlite { read, write } => (
-                read.size() + write.size(),
-                read.num_idle() + write.num_idle(),
-            ),
+            Pools::Sqlite { read, write } => (read.size() + write.size(), read.num_idle() + write.num_idle()),
             Pools::Postgres(p) => (p.size(), p.num_idle()),
         }
     }
@@ -295,4 +283,22 @@ impl Store {
 /// `LIMIT` placeholder value: page size plus one, to learn whether another page exists.
 pub fn fetch_limit(limit: u32) -> i64 {
     limit as i64 + 1
+}
+
+#[cfg(test)]
+mod tests {
+    /// Both backends must have the same migrations, version for version.
+    #[test]
+    fn migration_folders_have_identical_version_lists() {
+        let list = |dir: &str| {
+            let mut v: Vec<String> = std::fs::read_dir(format!("{}/migrations/{dir}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(list("sqlite"), list("postgres"));
+        assert!(!list("sqlite").is_empty());
+    }
 }

@@ -40,25 +40,18 @@ pub async fn family_of(ex: Ex<'_>, hash: &str) -> StoreResult<Option<(Id, Id)>> 
 
 /// Revokes every token of a family (a session).
 pub async fn revoke_family(ex: Ex<'_>, family: Id, now: Timestamp) -> StoreResult<()> {
-    let sql =
-        "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL";
+    let sql = "UPDATE refresh_tokens SET revoked_at = $2 WHERE family_id = $1 AND revoked_at IS NULL";
     exec!(ex, c => sqlx::query(sql).bind(family).bind(now).execute(c).await)?;
     Ok(())
 }
 
 /// Revokes every live family of a user except `keep`; returns the families revoked.
-pub async fn revoke_user_families(
-    ex: Ex<'_>,
-    user: Id,
-    keep: Option<Id>,
-    now: Timestamp,
-) -> StoreResult<Vec<Id>> {
+pub async fn revoke_user_families(ex: Ex<'_>, user: Id, keep: Option<Id>, now: Timestamp) -> StoreResult<Vec<Id>> {
     let sql = "UPDATE refresh_tokens SET revoked_at = $3 \
                WHERE user_id = $1 AND revoked_at IS NULL AND ($2 IS NULL OR family_id <> $2) \
                RETURNING family_id";
     let keep = keep.map(|k| k.0);
-    let mut fams: Vec<Id> =
-        run!(ex, c => sqlx::query_scalar(sql).bind(user).bind(keep).bind(now).fetch_all(c).await)?;
+    let mut fams: Vec<Id> = run!(ex, c => sqlx::query_scalar(sql).bind(user).bind(keep).bind(now).fetch_all(c).await)?;
     fams.sort();
     fams.dedup();
     Ok(fams)
@@ -75,8 +68,7 @@ pub async fn revoke_key(ex: Ex<'_>, key: &str, expires: Timestamp) -> StoreResul
 /// Whether any of two keys is revoked now.
 pub async fn any_revoked(ex: Ex<'_>, a: &str, b: &str, now: Timestamp) -> StoreResult<bool> {
     let sql = "SELECT COUNT(*) FROM revoked_tokens WHERE key IN ($1, $2) AND expires_at > $3";
-    let n: i64 =
-        run!(ex, c => sqlx::query_scalar(sql).bind(a).bind(b).bind(now).fetch_one(c).await)?;
+    let n: i64 = run!(ex, c => sqlx::query_scalar(sql).bind(a).bind(b).bind(now).fetch_one(c).await)?;
     Ok(n > 0)
 }
 
@@ -99,7 +91,8 @@ pub async fn insert_reset(
     now: Timestamp,
     expires: Timestamp,
 ) -> StoreResult<()> {
-    let sql = "INSERT INTO password_resets (id, user_id, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
+    let sql =
+        "INSERT INTO password_resets (id, user_id, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4, $5)";
     exec!(ex, c => sqlx::query(sql).bind(id).bind(user).bind(hash).bind(now).bind(expires).execute(c).await)?;
     Ok(())
 }

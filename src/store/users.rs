@@ -100,11 +100,7 @@ pub async fn get_many(ex: Ex<'_>, ids: &[Id]) -> StoreResult<Vec<UserRow>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let list = ids
-        .iter()
-        .map(|i| i.0.to_string())
-        .collect::<Vec<_>>()
-        .join(",");
+    let list = ids.iter().map(|i| i.0.to_string()).collect::<Vec<_>>().join(",");
     // Ids are integers we produced; inlining them is safe and keeps one SQL text for both
     // backends (PostgreSQL's `= ANY($1)` has no SQLite equivalent).
     let sql = format!("SELECT {COLS} FROM users WHERE id IN ({list})");
@@ -125,12 +121,7 @@ pub struct ProfilePatch {
 }
 
 /// Applies a profile patch.
-pub async fn update_profile(
-    ex: Ex<'_>,
-    id: Id,
-    p: &ProfilePatch,
-    now: Timestamp,
-) -> StoreResult<()> {
+pub async fn update_profile(ex: Ex<'_>, id: Id, p: &ProfilePatch, now: Timestamp) -> StoreResult<()> {
     // COALESCE keeps unchanged columns; the website needs a flag because NULL is a value.
     let sql = "UPDATE users SET \
                  display_name = COALESCE($2, display_name), \
@@ -161,19 +152,10 @@ pub async fn update_profile(
 }
 
 /// Replaces the avatar; returns the previous avatar media id (to be deleted by a job).
-pub async fn set_avatar(
-    ex: Ex<'_>,
-    id: Id,
-    media: Option<Id>,
-    now: Timestamp,
-) -> StoreResult<Option<Id>> {
+pub async fn set_avatar(ex: Ex<'_>, id: Id, media: Option<Id>, now: Timestamp) -> StoreResult<Option<Id>> {
     // Read the old value under a row lock (PostgreSQL); SQLite write transactions are
     // exclusive already and do not know `FOR UPDATE`.
-    let lock = if ex.backend() == super::Backend::Postgres {
-        " FOR UPDATE"
-    } else {
-        ""
-    };
+    let lock = if ex.backend() == super::Backend::Postgres { " FOR UPDATE" } else { "" };
     let select = format!("SELECT avatar_media_id FROM users WHERE id = $1{lock}");
     let update = "UPDATE users SET avatar_media_id = $2, updated_at = $3 WHERE id = $1";
     run!(ex, c => async {
@@ -193,23 +175,15 @@ pub async fn set_password(ex: Ex<'_>, id: Id, hash: &str, now: Timestamp) -> Sto
 
 /// All users, newest first, after the cursor id.
 pub async fn list(ex: Ex<'_>, before: Option<Id>, limit: u32) -> StoreResult<Vec<UserRow>> {
-    let sql =
-        format!("SELECT {COLS} FROM users WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2");
+    let sql = format!("SELECT {COLS} FROM users WHERE ($1 IS NULL OR id < $1) ORDER BY id DESC LIMIT $2");
     let before = before.map(|i| i.0);
-    Ok(
-        run!(ex, c => sqlx::query_as::<_, UserRow>(&sql).bind(before).bind(fetch_limit(limit)).fetch_all(c).await)?,
-    )
+    Ok(run!(ex, c => sqlx::query_as::<_, UserRow>(&sql).bind(before).bind(fetch_limit(limit)).fetch_all(c).await)?)
 }
 
 /// Users whose username or display name starts with `prefix` (already lower-case), by
 /// username, after the cursor username. Both columns are indexed; the prefix becomes a
 /// range `[prefix, prefix + U+10FFFF)` so the indexes are used on both backends.
-pub async fn search_prefix(
-    ex: Ex<'_>,
-    prefix: &str,
-    after: Option<&str>,
-    limit: u32,
-) -> StoreResult<Vec<UserRow>> {
+pub async fn search_prefix(ex: Ex<'_>, prefix: &str, after: Option<&str>, limit: u32) -> StoreResult<Vec<UserRow>> {
     let upper = format!("{prefix}\u{10FFFF}");
     let sql = format!(
         "SELECT {COLS} FROM users \
@@ -227,19 +201,11 @@ pub async fn social_links(ex: Ex<'_>, id: Id) -> StoreResult<Vec<(SocialNetwork,
     let rows: Vec<(String, String)> = run!(ex, c => sqlx::query_as(
         "SELECT network, url FROM user_social_links WHERE user_id = $1 ORDER BY network")
         .bind(id).fetch_all(c).await)?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(n, u)| SocialNetwork::from_key(&n).map(|n| (n, u)))
-        .collect())
+    Ok(rows.into_iter().filter_map(|(n, u)| SocialNetwork::from_key(&n).map(|n| (n, u))).collect())
 }
 
 /// Sets (`Some`) or removes (`None`) one social link.
-pub async fn set_social_link(
-    ex: Ex<'_>,
-    id: Id,
-    network: SocialNetwork,
-    url: Option<&str>,
-) -> StoreResult<()> {
+pub async fn set_social_link(ex: Ex<'_>, id: Id, network: SocialNetwork, url: Option<&str>) -> StoreResult<()> {
     match url {
         Some(url) => {
             let sql = "INSERT INTO user_social_links (user_id, network, url) VALUES ($1, $2, $3) \
@@ -275,16 +241,8 @@ pub async fn notification_prefs(ex: Ex<'_>, id: Id) -> StoreResult<Vec<Notificat
         .map(|kind| {
             rows.iter()
                 .find(|(k, _, _)| k == kind.key())
-                .map(|&(_, in_app, email)| NotificationPref {
-                    kind,
-                    in_app,
-                    email,
-                })
-                .unwrap_or(NotificationPref {
-                    kind,
-                    in_app: true,
-                    email: kind.email_by_default(),
-                })
+                .map(|&(_, in_app, email)| NotificationPref { kind, in_app, email })
+                .unwrap_or(NotificationPref { kind, in_app: true, email: kind.email_by_default() })
         })
         .collect())
 }
@@ -306,7 +264,5 @@ pub async fn count(ex: Ex<'_>) -> StoreResult<i64> {
 /// (The social schema refines this with follows and blocks.)
 pub async fn suggestions(ex: Ex<'_>, me: Id, limit: u32) -> StoreResult<Vec<UserRow>> {
     let sql = format!("SELECT {COLS} FROM users WHERE id <> $1 ORDER BY RANDOM() LIMIT $2");
-    Ok(
-        run!(ex, c => sqlx::query_as::<_, UserRow>(&sql).bind(me).bind(limit as i64).fetch_all(c).await)?,
-    )
+    Ok(run!(ex, c => sqlx::query_as::<_, UserRow>(&sql).bind(me).bind(limit as i64).fetch_all(c).await)?)
 }

@@ -1,0 +1,8 @@
+//! Integration tests: a real Chorus on a random port, on SQLite and on PostgreSQL.
+//! One binary, one module per area.
+
+mod support;
+
+mod auth;
+mod ops;
+mod users;
