@@ -160,6 +160,8 @@ pub async fn test_config(backend: Backend, dir: &std::path::Path) -> Config {
 /// A running instance.
 pub struct TestApp {
     pub base: String,
+    /// The configuration it runs with (port 0 resolved to the bound one).
+    pub config: Config,
     pub state: AppState,
     pub http: reqwest::Client,
     pub backend: Backend,
@@ -187,9 +189,10 @@ impl TestApp {
         let app = Chorus::build_with(cfg, opts).await.expect("chorus builds");
         let base = format!("http://{}", app.local_addr());
         let state = app.state().clone();
+        let config = state.config.clone();
         let shutdown = app.shutdown_token();
         let handle = tokio::spawn(app.run_until_stopped());
-        TestApp { base, state, http: reqwest::Client::new(), backend, shutdown, handle: Some(handle), dir }
+        TestApp { base, config, state, http: reqwest::Client::new(), backend, shutdown, handle: Some(handle), dir }
     }
 
     /// Starts `n` instances sharing one database and an in-process broker bus.
@@ -253,6 +256,14 @@ impl TestApp {
             .await;
         assert_eq!(status, StatusCode::CREATED, "register {name}: {body}");
         TestUser::from_auth(&body)
+    }
+
+    /// Stops this instance gracefully and starts a new one on the same database, data
+    /// directory and port — a restart, as an operator would do it.
+    pub async fn restart(self) -> TestApp {
+        let (backend, config, dir) = (self.backend, self.config.clone(), self.dir.clone());
+        self.stop().await.expect("clean shutdown");
+        Self::start(backend, config, BuildOptions::default(), dir).await
     }
 
     /// Stops the instance gracefully and returns its result.
