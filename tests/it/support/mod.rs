@@ -259,7 +259,7 @@ impl TestApp {
     }
 
     /// Stops this instance gracefully and starts a new one on the same database, data
-    /// directory and port — a restart, as an operator would do it.
+    /// directory (on a fresh port) — a restart, as an operator would do it.
     pub async fn restart(self) -> TestApp {
         let (backend, config, dir) = (self.backend, self.config.clone(), self.dir.clone());
         self.stop().await.expect("clean shutdown");
