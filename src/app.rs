@@ -28,6 +28,7 @@ use crate::mail::Mailer;
 use crate::ratelimit::RateLimits;
 use crate::realtime::close::CloseCode;
 use crate::realtime::hub::Hub;
+use crate::realtime::presence::{self, Presence};
 use crate::state::{AppState, Inner};
 use crate::store::Store;
 
@@ -108,6 +109,14 @@ impl Chorus {
             (None, Some(bus)) => Broker::Memory(MemoryBroker::on(bus)),
             (None, None) => Broker::Memory(MemoryBroker::new()),
         };
+        let presence = match &redis {
+            Some(conn) => Presence::redis(
+                conn.clone(),
+                config.redis_namespace.clone(),
+                format!("{node}-{}", crate::auth::tokens::random_token(6)),
+            ),
+            None => Presence::local(),
+        };
         let hub = Hub::new(config.hub.queue_frames);
         hub.attach_broker(broker.clone());
 
@@ -129,10 +138,15 @@ impl Chorus {
             jobs: Queue::default(),
             hub,
             broker,
+            presence,
             redis,
             shutdown,
         });
-        let router = crate::http::router(state.clone());
+        // Sockets: `/ws` and the Socket.IO layer (which answers `/socket.io/` and passes the
+        // rest through) around the REST router.
+        let router = crate::http::router(state.clone())
+            .route("/ws", axum::routing::get(crate::realtime::ws::handler).with_state(state.clone()))
+            .layer(crate::realtime::sio::layer(&state));
         let registry = job_registry();
         Ok(Self { listener, state, router, registry })
     }
@@ -162,6 +176,7 @@ impl Chorus {
         let worker_token = CancellationToken::new();
         let worker = tokio::spawn(jobs::run_worker(state.clone(), registry, worker_token.clone()));
         let maintenance = tokio::spawn(maintenance(state.clone(), shutdown.clone()));
+        let presence_task = tokio::spawn(presence_refresh(state.clone(), shutdown.clone()));
 
         let server = {
             let shutdown = shutdown.clone();
@@ -183,6 +198,7 @@ impl Chorus {
             let _ = server.await;
             let _ = worker.await;
             let _ = maintenance.await;
+            let _ = presence_task.await;
         })
         .await;
         state.store.close().await;
@@ -225,6 +241,25 @@ async fn maintenance(state: AppState, shutdown: CancellationToken) {
         .await;
         if let Err(e) = result {
             tracing::warn!(error = %e, "maintenance sweep failed");
+        }
+    }
+}
+
+/// Keeps this instance's presence entries alive and reports users whose instance died.
+async fn presence_refresh(state: AppState, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(presence::REFRESH);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        match state.presence.tick().await {
+            Ok(offline) => {
+                for user in offline {
+                    crate::realtime::session::publish_presence(&state, user).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "presence refresh failed"),
         }
     }
 }

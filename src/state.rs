@@ -15,6 +15,7 @@ use crate::jobs::Queue;
 use crate::mail::Mailer;
 use crate::ratelimit::RateLimits;
 use crate::realtime::hub::Hub;
+use crate::realtime::presence::Presence;
 use crate::store::{Store, StoreResult, Tx};
 
 /// Shared state of one instance.
@@ -43,6 +44,8 @@ pub struct Inner {
     pub hub: Arc<Hub>,
     /// Cross-instance delivery.
     pub broker: Broker,
+    /// Who is online.
+    pub presence: Presence,
     /// Shared Redis connection, when configured.
     pub redis: Option<redis::aio::ConnectionManager>,
     /// Cancelled when the instance starts shutting down.

@@ -63,7 +63,13 @@ pub struct MediaView {
 /// inside the post's transaction. Returns `(has_image, has_video)`. Fails with a
 /// `media_ids` field error when an id is unknown, someone else's, not ready, already
 /// attached, repeated, or when there are more than 10.
-pub async fn attach_to_post(_state: &AppState, _tx: &mut Tx, _owner: Id, _post: Id, ids: &[Id]) -> AppResult<(bool, bool)> {
+pub async fn attach_to_post(
+    _state: &AppState,
+    _tx: &mut Tx,
+    _owner: Id,
+    _post: Id,
+    ids: &[Id],
+) -> AppResult<(bool, bool)> {
     if ids.is_empty() {
         return Ok((false, false));
     }

@@ -5,4 +5,5 @@ mod support;
 
 mod auth;
 mod ops;
+mod realtime;
 mod users;

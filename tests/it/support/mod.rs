@@ -3,6 +3,7 @@
 //! per test), real clients, a real SMTP listener.
 
 pub mod smtp;
+pub mod ws;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -318,4 +319,23 @@ where
         assert!(tokio::time::Instant::now() < deadline, "condition not met within {timeout:?}");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+}
+
+/// Publishes `event` on `topics` exactly as a service does: recorded in a transaction
+/// (durable topics get their seq), committed, then handed to the broker.
+pub async fn publish(app: &TestApp, topics: &[chorus::events::Topic], event: chorus::events::EventName, data: Value) {
+    let mut tx = app.state.store.begin().await.expect("begin");
+    let mut batch = chorus::events::EventBatch::new();
+    batch.add(&mut tx, topics, event, &data).await.expect("record events");
+    app.state.commit(tx, batch).await.expect("commit");
+}
+
+/// Resident memory of this (test) process in KiB.
+pub fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
 }

@@ -1,0 +1,316 @@
+//! The Socket.IO door (socketioxide), for the official `socket.io-client` v4.
+//!
+//! Namespaces `/post`, `/follower`, `/chat`, `/notification`, `/image`; the access token (and
+//! optional resume `positions`) in the handshake `auth` payload. Each namespace socket is one
+//! [`Session`] run by one task, exactly like a `/ws` connection: subscriptions, resume,
+//! authorisation and exactly-once ordering all come from the shared session and hub — this
+//! file only translates between socket.io events/acks and [`Command`]s/[`Push`]es.
+//!
+//! Delivery: on durable topics (small by nature: personal or per-conversation) events come
+//! through the session's queue and are emitted per socket, after the session's seq check. On
+//! ephemeral topics (a post's comments, a profile's activity, presence — possibly watched by
+//! thousands) the socket joins a socketioxide room named after the topic, and the hub emits
+//! once per event to the room ([`bridge`]); socketioxide encodes a room broadcast once and
+//! shares it. socketioxide's own bounded per-socket buffer (`hub.queue_frames` packets)
+//! bounds memory; a socket whose buffer is full is cut off as a slow consumer.
+//!
+//! Socket.IO has no close codes: before disconnecting a socket the server emits
+//! `reconnect` (`{reason, code}`, 4000–4499: reconnect and resume) or `closed` (final), and
+//! a refused handshake answers `connect_error` with the reason (`unauthorized`,
+//! `token_expired`, `token_revoked`, `too_many_connections`) as its message.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::FutureExt;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+use socketioxide::adapter::LocalAdapter;
+use socketioxide::extract::{AckSender, Data, SocketRef, State, TryData};
+use socketioxide::handler::ConnectHandler;
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::{SendError, SocketError, SocketIo};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tokio_util::sync::CancellationToken;
+
+use crate::domain::now_ms;
+use crate::error::AppError;
+use crate::events::{Envelope, Topic};
+use crate::realtime::close::CloseCode;
+use crate::realtime::hub::{Delivery, Door, Outbound};
+use crate::realtime::session::{Accept, Command, Push, RateVerdict, Reply, Session, default_topics};
+use crate::state::AppState;
+
+/// The namespaces, one per channel.
+pub const NAMESPACES: [&str; 5] = ["/post", "/follower", "/chat", "/notification", "/image"];
+
+/// Client events forwarded to the session (besides actions with a dot in their name).
+const OPS: [&str; 4] = ["subscribe", "unsubscribe", "resume", "auth"];
+/// Actions forwarded to services.
+const ACTIONS: [&str; 3] = ["chat.send", "chat.typing", "chat.read"];
+
+/// The handshake `auth` payload.
+#[derive(Debug, Deserialize)]
+struct Handshake {
+    token: String,
+    #[serde(default)]
+    positions: HashMap<String, String>,
+}
+
+/// A refused handshake; its `Display` is the `connect_error` message.
+#[derive(Debug)]
+struct Refused(CloseCode);
+
+impl fmt::Display for Refused {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0.reason())
+    }
+}
+
+type Opened = Arc<Mutex<Option<(Session, mpsc::Receiver<Outbound>, HashMap<String, String>)>>>;
+type CommandTx = mpsc::Sender<(String, Value, Option<AckSender>)>;
+
+/// Builds the socket.io layer and wires its namespaces and the hub's room bridge.
+pub fn layer(state: &AppState) -> SocketIoLayer<LocalAdapter> {
+    let hub = &state.config.hub;
+    let (layer, io) = SocketIo::builder()
+        .with_state(state.clone())
+        .ping_interval(Duration::from_millis(hub.heartbeat_ms))
+        .ping_timeout(Duration::from_millis(hub.heartbeat_ms))
+        .max_payload(hub.max_frame_bytes as u64)
+        .max_buffer_size(hub.queue_frames)
+        .build_layer();
+    for ns in NAMESPACES {
+        io.ns(ns, on_connect.with(authenticate));
+    }
+    state.hub.set_sio_bridge(bridge(io));
+    layer
+}
+
+/// The hub's once-per-event broadcast to the room of an ephemeral topic.
+fn bridge(io: SocketIo) -> crate::realtime::hub::SioBridge {
+    Arc::new(move |topic: &Topic, env: &Envelope| {
+        let Some(ns) = io.of(topic.namespace()) else { return };
+        let payload = sio_payload(topic, env);
+        let Ok(raw) = RawValue::from_string(payload) else { return };
+        // The local adapter completes at once; never block the hub's delivery.
+        let fut = ns.to(topic.key()).emit(env.event.as_str(), &raw);
+        if let Some(Err(e)) = fut.now_or_never() {
+            tracing::debug!(error = %e, "socket.io room broadcast failed for some sockets");
+        }
+    })
+}
+
+/// `{"topic":…,"seq":"…","data":…}`: the payload of every event emitted to socket.io clients
+/// (the event name is the socket.io event).
+fn sio_payload(topic: &Topic, env: &Envelope) -> String {
+    let wire = topic.wire_name();
+    let mut s = String::with_capacity(env.data.len() + wire.len() + 40);
+    s.push_str(r#"{"topic":""#);
+    s.push_str(&wire);
+    s.push('"');
+    if let Some(seq) = env.seq {
+        s.push_str(r#","seq":""#);
+        s.push_str(&seq.to_string());
+        s.push('"');
+    }
+    s.push_str(r#","data":"#);
+    s.push_str(&env.data);
+    s.push('}');
+    s
+}
+
+/// Connect middleware: verifies the token and opens the session before the socket joins
+/// the namespace, so every refusal is a `connect_error`.
+async fn authenticate(
+    s: SocketRef,
+    State(state): State<AppState>,
+    TryData(auth): TryData<Handshake>,
+) -> Result<(), Refused> {
+    let Ok(auth) = auth else { return Err(Refused(CloseCode::UNAUTHORIZED)) };
+    let claims = state.auth.verify_access(&state.revocations, &auth.token).await.map_err(|f| Refused(f.into()))?;
+    let (session, rx) = Session::open(&state, &claims, Door::Sio).await.map_err(Refused)?;
+    let opened: Opened = Arc::new(Mutex::new(Some((session, rx, auth.positions))));
+    s.extensions.insert(opened);
+    Ok(())
+}
+
+async fn on_connect(s: SocketRef, State(state): State<AppState>) {
+    let Some(opened) = s.extensions.get::<Opened>() else { return };
+    let Some((session, rx, positions)) = opened.lock().expect("handoff poisoned").take() else { return };
+    s.extensions.remove::<Opened>();
+    metrics::counter!("chorus_socket_connects_total", "door" => "socketio").increment(1);
+
+    let (cmd_tx, cmd_rx): (CommandTx, _) = mpsc::channel(64);
+    let gone = CancellationToken::new();
+    for op in OPS.into_iter().chain(ACTIONS) {
+        let tx = cmd_tx.clone();
+        s.on(op, async move |Data(data): Data<Value>, ack: AckSender| {
+            let _ = tx.try_send((op.to_string(), data, Some(ack)));
+        });
+    }
+    {
+        let gone = gone.clone();
+        s.on_disconnect(async move || gone.cancel());
+    }
+    tokio::spawn(run(s, state, session, rx, cmd_rx, gone, positions));
+}
+
+async fn run(
+    s: SocketRef,
+    state: AppState,
+    mut session: Session,
+    mut rx: mpsc::Receiver<Outbound>,
+    mut cmds: mpsc::Receiver<(String, Value, Option<AckSender>)>,
+    gone: CancellationToken,
+    positions: HashMap<String, String>,
+) {
+    let ns = s.ns().to_string();
+    // Default topics of this namespace, resumed from the handshake positions first.
+    let mut then = Vec::new();
+    for topic in default_topics(&state, session.user(), Some(&ns)).await {
+        let from = positions.get(topic.wire_name().as_ref()).and_then(|p| p.parse().ok());
+        match session.subscribe(topic, from).await {
+            Ok((_, mut pushes)) => then.append(&mut pushes),
+            Err(e) => tracing::warn!(error = %e, %topic, "default subscription failed"),
+        }
+    }
+    let others: HashMap<String, String> = positions
+        .into_iter()
+        .filter(|(k, _)| {
+            Topic::from_wire(k, session.user()).is_some_and(|t| t.namespace() == ns && !session.is_subscribed(&t))
+        })
+        .collect();
+    if !others.is_empty()
+        && let Ok((_, mut pushes)) = session.resume(&others).await
+    {
+        then.append(&mut pushes);
+    }
+    let _ = s.emit("hello", &session.hello());
+    let mut end = emit_pushes(&s, then).err();
+
+    while end.is_none() {
+        let expires_in = Duration::from_millis(((session.token_expires_at() * 1000) - now_ms()).max(0) as u64);
+        tokio::select! {
+            _ = gone.cancelled() => break,
+            code = session.handle.kill.killed() => end = Some(code),
+            _ = sleep_until(Instant::now() + expires_in) => end = Some(CloseCode::TOKEN_EXPIRED),
+            out = rx.recv() => match out {
+                None => break,
+                Some(Outbound::Event(d)) => {
+                    let r = match session.accept(&d).await {
+                        Accept::Send => emit_event(&s, &d),
+                        Accept::Skip => Ok(()),
+                        Accept::Many(pushes) => emit_pushes(&s, pushes),
+                    };
+                    end = r.err();
+                }
+                Some(Outbound::Resync) => end = emit_pushes(&s, session.resync().await).err(),
+            },
+            cmd = cmds.recv() => match cmd {
+                None => break,
+                Some((op, data, ack)) => end = handle(&s, &mut session, &op, data, ack).await.err(),
+            },
+        }
+    }
+    if let Some(code) = end {
+        metrics::counter!("chorus_socket_closes_total", "door" => "socketio", "code" => code.0.to_string())
+            .increment(1);
+        let event = if code.is_reconnect() { "reconnect" } else { "closed" };
+        let _ = s.emit(event, &json!({"reason": code.reason(), "code": code.0}));
+        let _ = s.clone().disconnect();
+    }
+    session.close().await;
+}
+
+/// Handles one client event and answers its ack.
+async fn handle(
+    s: &SocketRef,
+    session: &mut Session,
+    op: &str,
+    data: Value,
+    ack: Option<AckSender>,
+) -> Result<(), CloseCode> {
+    let reply = |ack: Option<AckSender>, v: Value| {
+        if let Some(ack) = ack {
+            let _ = ack.send(&v);
+        }
+    };
+    match session.rate() {
+        RateVerdict::Allow => {}
+        RateVerdict::Refuse => {
+            reply(
+                ack,
+                json!({"ok": false, "error": {"code": "rate_limited", "message": "too many frames; slow down"}}),
+            );
+            return Ok(());
+        }
+        RateVerdict::Close => return Err(CloseCode::RATE_LIMITED),
+    }
+    let str_field = |k: &str| data.get(k).and_then(Value::as_str).map(str::to_string);
+    let (topic, from, token) = (str_field("topic"), str_field("from"), str_field("token"));
+    let positions: Option<HashMap<String, String>> =
+        data.get("positions").and_then(|p| serde_json::from_value(p.clone()).ok());
+    let raw = RawValue::from_string(data.to_string()).ok();
+    let missing = |f: &str| Reply { result: Err(AppError::field(f, "is required")), then: Vec::new() };
+    let outcome = match op {
+        "subscribe" => match &topic {
+            Some(t) => session.command(Command::Subscribe { topic: t, from: from.as_deref() }).await,
+            None => missing("topic"),
+        },
+        "unsubscribe" => match &topic {
+            Some(t) => session.command(Command::Unsubscribe { topic: t }).await,
+            None => missing("topic"),
+        },
+        "resume" => match &positions {
+            Some(p) => session.command(Command::Resume { positions: p }).await,
+            None => missing("positions"),
+        },
+        "auth" => match &token {
+            Some(t) => session.command(Command::Auth { token: t }).await,
+            None => missing("token"),
+        },
+        action => session.command(Command::Action { op: action, data: raw.as_deref() }).await,
+    };
+    // Ephemeral topics are delivered through a room: keep room membership in step.
+    if let (Some(name), Ok(_)) = (&topic, &outcome.result)
+        && let Some(t) = Topic::from_wire(name, session.user())
+        && !t.is_durable()
+    {
+        if op == "subscribe" {
+            s.join(t.key());
+        } else if op == "unsubscribe" {
+            s.leave(t.key());
+        }
+    }
+    match outcome.result {
+        Ok(v) => reply(ack, json!({"ok": true, "data": v})),
+        Err(e) => reply(ack, json!({"ok": false, "error": e.body().error})),
+    }
+    emit_pushes(s, outcome.then)
+}
+
+fn emit_event(s: &SocketRef, d: &Arc<Delivery>) -> Result<(), CloseCode> {
+    let raw = RawValue::from_string(sio_payload(&d.topic, &d.env)).expect("payload is JSON");
+    match s.emit(d.env.event.as_str(), &raw) {
+        Ok(()) => Ok(()),
+        Err(SendError::Socket(SocketError::InternalChannelFull)) => Err(CloseCode::SLOW_CONSUMER),
+        Err(_) => Ok(()), // closed: the disconnect handler ends the task
+    }
+}
+
+fn emit_pushes(s: &SocketRef, pushes: Vec<Push>) -> Result<(), CloseCode> {
+    for p in pushes {
+        match p {
+            Push::Event(d) => emit_event(s, &d)?,
+            Push::ResyncRequired { topic, seq } => {
+                let _ = s.emit("resync_required", &json!({"topic": topic.wire_name(), "seq": seq.to_string()}));
+            }
+        }
+    }
+    Ok(())
+}
