@@ -4,6 +4,7 @@
 mod support;
 
 mod auth;
+mod cluster;
 mod ops;
 mod realtime;
 mod users;

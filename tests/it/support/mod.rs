@@ -210,6 +210,29 @@ impl TestApp {
         apps
     }
 
+    /// Starts `n` instances sharing one database and Redis at `redis_url` (broker,
+    /// revocations, presence, rate limits), under a namespace of their own.
+    pub async fn redis_cluster_at(backend: Backend, n: usize, redis_url: &str) -> Vec<TestApp> {
+        let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
+        let mut cfg = test_config(backend, dir.path()).await;
+        cfg.redis_url = Some(redis_url.to_string());
+        cfg.redis_namespace = format!("test{}", rand::random::<u32>());
+        cfg.jwt_secret = Some("cluster-test-secret-0123456789-0123456789".into());
+        let mut apps = Vec::new();
+        for _ in 0..n {
+            apps.push(Self::start(backend, cfg.clone(), BuildOptions::default(), dir.clone()).await);
+        }
+        apps
+    }
+
+    /// [`TestApp::redis_cluster_at`] on the test Redis; `None` (after a loud skip) without it.
+    pub async fn redis_cluster(backend: Backend, n: usize) -> Option<Vec<TestApp>> {
+        if !redis_available().await {
+            return None;
+        }
+        Some(Self::redis_cluster_at(backend, n, &redis_url()).await)
+    }
+
     /// `http://host:port/api/v1{path}`.
     pub fn api(&self, path: &str) -> String {
         format!("{}/api/v1{path}", self.base)
@@ -338,4 +361,67 @@ pub fn rss_kib() -> u64 {
             s.lines().find(|l| l.starts_with("VmRSS:")).and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// A private `redis-server` on a random port, killed on drop (for tests that stop Redis).
+pub struct PrivateRedis {
+    pub port: u16,
+    child: Option<std::process::Child>,
+    dir: tempfile::TempDir,
+}
+
+impl PrivateRedis {
+    /// Starts one; `None` (after a loud skip) when `redis-server` is not installed.
+    pub async fn start() -> Option<PrivateRedis> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = PrivateRedis { port, child: None, dir };
+        if !r.spawn() {
+            skip_or_fail("the redis-server binary");
+            return None;
+        }
+        Some(r)
+    }
+
+    fn spawn(&mut self) -> bool {
+        let child = std::process::Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .spawn();
+        let Ok(child) = child else { return false };
+        self.child = Some(child);
+        // Ready when it accepts connections.
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Kills it (SIGKILL), like a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts it again on the same port (empty, as after a crash without persistence).
+    pub fn restart(&mut self) {
+        assert!(self.spawn(), "redis restarts");
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
 }
