@@ -7,4 +7,5 @@ mod auth;
 mod cluster;
 mod ops;
 mod realtime;
+mod socketio;
 mod users;
