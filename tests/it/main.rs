@@ -6,6 +6,7 @@ mod support;
 mod auth;
 mod cluster;
 mod ops;
+mod protocol;
 mod realtime;
 mod socketio;
 mod users;

@@ -1,0 +1,157 @@
+//! `protocol/` is true to the code: real server output validates against the JSON Schemas,
+//! and every event, close code and op the code knows is specified.
+
+use std::time::Duration;
+
+use chorus::domain::Id;
+use chorus::events::{EventName, Topic};
+use chorus::realtime::close::CloseCode;
+use serde_json::{Value, json};
+
+use crate::support::schemas::Schemas;
+use crate::support::sio::Sio;
+use crate::support::ws::WsClient;
+use crate::support::{Backend, TestApp, TestUser, publish};
+
+fn uid(u: &TestUser) -> Id {
+    u.id.parse().unwrap()
+}
+
+/// Every event the server can emit has a data schema, every close code is in the spec.
+#[test]
+fn every_event_close_code_and_op_is_specified() {
+    let schemas = Schemas::load();
+    let spec = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/protocol/PROTOCOL.md")).unwrap();
+    for e in EventName::ALL.into_iter().filter(|e| *e != EventName::SessionRevoked) {
+        assert!(schemas.has(&format!("events/{}.json", e.as_str())), "no schema for {}", e.as_str());
+        assert!(spec.contains(&format!("`{}`", e.as_str())), "{} missing from PROTOCOL.md", e.as_str());
+    }
+    for (code, reason) in CloseCode::ALL {
+        assert!(
+            spec.contains(&format!("| {} | `{reason}` |", code.0)),
+            "close code {} missing from PROTOCOL.md",
+            code.0
+        );
+    }
+    for op in ["auth", "subscribe", "unsubscribe", "resume", "ping", "chat.send", "chat.typing", "chat.read"] {
+        assert!(schemas.has(&format!("client/{op}.json")), "no schema for client op {op}");
+    }
+}
+
+/// The example frames in the schemas' own terms: client frames the docs show are valid.
+#[test]
+fn documented_client_frames_validate() {
+    let s = Schemas::load();
+    s.check(
+        "client/auth.json",
+        &json!({"op": "auth", "token": "x", "positions": {"notification": "120", "chat:9": "55"}}),
+    );
+    s.check("client/subscribe.json", &json!({"id": 7, "op": "subscribe", "topic": "post:42"}));
+    s.check(
+        "client/resume.json",
+        &json!({"id": 8, "op": "resume", "positions": {"notification": "120", "chat:9": "55"}}),
+    );
+    s.check(
+        "client/chat.send.json",
+        &json!({"id": 9, "op": "chat.send", "data": {"conversation_id": "9", "body": "hi", "client_msg_id": "abc"}}),
+    );
+    let v = jsonschema::options()
+        .build(&serde_json::from_str::<Value>(include_str!("../../protocol/schemas/client/subscribe.json")).unwrap());
+    assert!(v.is_err(), "schemas reference defs.json: they only build with the resources registered");
+}
+
+/// Every kind of frame the server really sends over `/ws` matches its schema.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_ws_output_matches_the_schemas() {
+    let schemas = Schemas::load();
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.hub.client_burst = 6).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bobby").await;
+    let mut ws = WsClient::connect(&app.base, &alice.token).await;
+    ws.subscribe("post:1").await;
+    ws.request(json!({"op": "subscribe", "topic": "chat:1"})).await; // error: forbidden
+    ws.send_text(r#"{"op":"ping","id":5}"#).await;
+    ws.next_frame(Duration::from_secs(5)).await.unwrap();
+    ws.send_text("garbage").await;
+    ws.next_frame(Duration::from_secs(5)).await.unwrap();
+    // Rate limited (burst 6), on a second connection: an error frame with code rate_limited.
+    let mut flood = WsClient::connect(&app.base, &alice.token).await;
+    for _ in 0..8 {
+        flood.send_text(r#"{"op":"ping"}"#).await;
+    }
+    let mut limited = None;
+    while limited.is_none() {
+        let f = flood.next_frame(Duration::from_secs(5)).await.expect("replies to the flood");
+        if f["error"]["code"] == "rate_limited" {
+            limited = Some(f);
+        }
+    }
+    schemas.check_ws_frame(&limited.unwrap());
+    publish(&app, &[Topic::Feed(uid(&alice))], EventName::PostCreated, json!({})).await;
+    // Real presence events come from the server itself.
+    ws.subscribe(&format!("presence:{}", bob.id)).await;
+    let bob_ws = WsClient::connect(&app.base, &bob.token).await;
+    bob_ws.close().await;
+    let mut presence = 0;
+    while presence < 2 {
+        let f = ws.next_frame(Duration::from_secs(10)).await.expect("frames");
+        if f["event"] == "presence.changed" {
+            presence += 1;
+        }
+    }
+    for f in &ws.log {
+        if f["event"] == "post.created" {
+            // Published by the test with placeholder data; its envelope must still match.
+            schemas.check("server/event.json", f);
+        } else {
+            schemas.check_ws_frame(f);
+        }
+    }
+    let ops: Vec<&str> = ws.log.iter().filter_map(|f| f["op"].as_str()).collect();
+    for op in ["hello", "ok", "error", "pong", "event"] {
+        assert!(ops.contains(&op), "scenario produced no {op}: {ops:?}");
+    }
+
+    // resync_required and reconnect.
+    let feed = Topic::Feed(uid(&alice));
+    let mut tx = app.state.store.begin().await.unwrap();
+    chorus::store::events::purge_before(tx.ex(), chorus::domain::Timestamp(chorus::domain::now_ms() + 1000))
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    publish(&app, &[feed], EventName::PostCreated, json!({})).await;
+    let mut again = WsClient::connect_resuming(&app.base, &alice.token, json!({"feed": "0"})).await;
+    let f = again.next_event().await;
+    assert_eq!(f["op"], "resync_required");
+    schemas.check_ws_frame(&again.hello);
+    schemas.check_ws_frame(&f);
+    let stop = tokio::spawn(app.stop());
+    let f = again.next_frame(Duration::from_secs(10)).await.unwrap();
+    schemas.check_ws_frame(&f);
+    assert_eq!(f["op"], "reconnect");
+    stop.await.unwrap().unwrap();
+}
+
+/// Socket.IO events and acks match their schemas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_socketio_output_matches_the_schemas() {
+    let schemas = Schemas::load();
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bobby").await;
+    let Some(mut sio) = Sio::start(&app.base).await else { return };
+    sio.connect("c", "/chat", json!({"token": alice.token})).await.unwrap();
+    sio.event("c", "hello").await;
+    let ok = sio.emit("c", "subscribe", json!({"topic": format!("presence:{}", bob.id)})).await;
+    schemas.check("server/sio_ack.json", &ok);
+    let err = sio.emit("c", "subscribe", json!({"topic": "feed:1"})).await;
+    schemas.check("server/sio_ack.json", &err);
+    assert_eq!(err["ok"], false);
+    let bob_ws = WsClient::connect(&app.base, &bob.token).await;
+    let e = sio.event("c", "presence.changed").await;
+    schemas.check_sio_event("presence.changed", &e);
+    bob_ws.close().await;
+    let e = sio.event("c", "presence.changed").await;
+    schemas.check_sio_event("presence.changed", &e);
+    assert_eq!(e["data"]["online"], false);
+}
