@@ -118,6 +118,7 @@ impl Chorus {
             config.public_url = Some(format!("http://{}", listener.local_addr()?));
         }
 
+        let media = crate::media::Media::new(&config).context("setting up media storage")?;
         let state = AppState::new(Inner {
             ids: IdGen::new(node),
             config,
@@ -125,6 +126,7 @@ impl Chorus {
             auth,
             revocations,
             mailer,
+            media,
             limits,
             jobs: Queue::default(),
             hub,
@@ -162,6 +164,7 @@ impl Chorus {
         let worker_token = CancellationToken::new();
         let worker = tokio::spawn(jobs::run_worker(state.clone(), registry, worker_token.clone()));
         let maintenance = tokio::spawn(maintenance(state.clone(), shutdown.clone()));
+        let media_gc = tokio::spawn(crate::services::media::gc_loop(state.clone(), shutdown.clone()));
 
         let server = {
             let shutdown = shutdown.clone();
@@ -183,6 +186,7 @@ impl Chorus {
             let _ = server.await;
             let _ = worker.await;
             let _ = maintenance.await;
+            let _ = media_gc.await;
         })
         .await;
         state.store.close().await;
@@ -200,6 +204,8 @@ impl Chorus {
 fn job_registry() -> Registry {
     let mut r = Registry::default();
     r.register(crate::services::auth::run_send_email);
+    r.register(crate::services::media::run_process_media);
+    r.register(crate::services::media::run_delete_stored_media);
     r
 }
 

@@ -36,6 +36,7 @@ pub mod events;
 pub mod http;
 pub mod jobs;
 pub mod mail;
+pub mod media;
 pub mod metrics;
 pub mod pagination;
 pub mod ratelimit;
