@@ -60,10 +60,14 @@ async fn upload(
 ) -> AppResult<(StatusCode, AppJson<UploadAccepted>)> {
     let declared = headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse().ok());
     svc::precheck_upload(&state, declared)?;
-    let mut multipart = multipart.map_err(|e| match e.status() {
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => AppError::UnsupportedMediaType("expected multipart/form-data".into()),
-        _ => AppError::BadRequest(e.body_text()),
-    })?;
+    let is_multipart = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("multipart/form-data"));
+    if !is_multipart {
+        return Err(AppError::UnsupportedMediaType("expected multipart/form-data with a `file` field".into()));
+    }
+    let mut multipart = multipart.map_err(|e| AppError::BadRequest(e.body_text()))?;
     let Some(field) = multipart.next_field().await? else {
         return Err(AppError::field("file", "is required"));
     };

@@ -4,5 +4,6 @@
 mod support;
 
 mod auth;
+mod media;
 mod ops;
 mod users;
