@@ -28,7 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().merge(uploads).routes(routes!(get_media, delete_media)).routes(routes!(set_avatar))
 }
 
-/// `POST /media` body (documentation only: the handler streams the multipart body).
+/// The multipart body of `POST /media`: one part, `file`.
 #[derive(ToSchema)]
 #[allow(dead_code)]
 struct UploadForm {

@@ -119,7 +119,7 @@ pub struct MediaDetail {
     /// Why processing failed (uploader only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failure: Option<String>,
-    /// What it is attached to: `post`, `avatar`, or null while unattached (uploader only;
+    /// What it is attached to, `post` or `avatar` (uploader only; absent while unattached —
     /// unattached uploads are deleted after a day).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attached_to: Option<String>,

@@ -640,7 +640,7 @@ async fn attach_to_post_validates_the_list(b: Backend) {
         assert!(msg.contains(has), "expected {has:?} in {body}");
     };
     expect_err(create_post(&app, &hal, &[r, r]).await, "twice");
-    expect_err(create_post(&app, &hal, &vec![r; 11]).await, "at most 10");
+    expect_err(create_post(&app, &hal, &[r; 11]).await, "at most 10");
     expect_err(create_post(&app, &hal, &[Id(12345)]).await, "not found");
     expect_err(create_post(&app, &hal, &[failed_id]).await, "not ready");
     expect_err(create_post(&app, &hal, &[processing_id]).await, "not ready");

@@ -159,12 +159,15 @@ fn expected_signature(params: &BTreeMap<String, String>) -> String {
     hex::encode(Sha1::digest(format!("{to_sign}{API_SECRET}").as_bytes()))
 }
 
-/// Checks a request like Cloudinary does; `Err` is the error answer.
-fn check(shared: &Shared, cloud: &str, resource_type: &str, params: &BTreeMap<String, String>) -> Result<(), Response> {
-    let refuse = |status: StatusCode, why: String| {
-        shared.update(|s| s.rejected.push(why.clone()));
-        Err((status, Json(json!({"error": {"message": why}}))).into_response())
-    };
+/// Cloudinary's error answer; the refusal is recorded.
+fn refuse(shared: &Shared, (status, why): (StatusCode, String)) -> Response {
+    shared.update(|s| s.rejected.push(why.clone()));
+    (status, Json(json!({"error": {"message": why}}))).into_response()
+}
+
+/// Checks a request like Cloudinary does; `Err` is the status and message to answer with.
+fn check(cloud: &str, resource_type: &str, params: &BTreeMap<String, String>) -> Result<(), (StatusCode, String)> {
+    let refuse = |status: StatusCode, why: String| Err((status, why));
     if cloud != CLOUD {
         return refuse(StatusCode::NOT_FOUND, format!("Unknown cloud {cloud}"));
     }
@@ -206,8 +209,8 @@ async fn upload(shared: Arc<Shared>, Path((cloud, rt)): Path<(String, String)>, 
             params.insert(name, String::from_utf8_lossy(&data).into_owned());
         }
     }
-    if let Err(resp) = check(&shared, &cloud, &rt, &params) {
-        return resp;
+    if let Err(e) = check(&cloud, &rt, &params) {
+        return refuse(&shared, e);
     }
     let Some(file) = file.filter(|f| !f.is_empty()) else {
         shared.update(|s| s.rejected.push("upload without file".into()));
@@ -278,8 +281,8 @@ async fn destroy(
         return (status, Json(json!({"error": {"message": "Service temporarily unavailable"}}))).into_response();
     }
     let params: BTreeMap<String, String> = form.into_iter().collect();
-    if let Err(resp) = check(&shared, &cloud, &rt, &params) {
-        return resp;
+    if let Err(e) = check(&cloud, &rt, &params) {
+        return refuse(&shared, e);
     }
     let public_id = params["public_id"].clone();
     let result = shared.update(|s| {
