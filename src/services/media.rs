@@ -389,8 +389,13 @@ pub async fn set_avatar(state: &AppState, me: Id, req: SetAvatarRequest) -> AppR
 /// inside the post's transaction. Returns `(has_image, has_video)`. Fails with a
 /// `media_ids` field error when an id is unknown, someone else's, not ready, already
 /// attached, repeated, or when there are more than 10.
-pub async fn attach_to_post(state: &AppState, tx: &mut Tx, owner: Id, post: Id, ids: &[Id]) -> AppResult<(bool, bool)> {
-    let _ = state;
+pub async fn attach_to_post(
+    _state: &AppState,
+    tx: &mut Tx,
+    owner: Id,
+    post: Id,
+    ids: &[Id],
+) -> AppResult<(bool, bool)> {
     if ids.is_empty() {
         return Ok((false, false));
     }
