@@ -127,6 +127,7 @@ impl Chorus {
             config.public_url = Some(format!("http://{}", listener.local_addr()?));
         }
 
+        let media = crate::media::Media::new(&config).context("setting up media storage")?;
         let state = AppState::new(Inner {
             ids: IdGen::new(node),
             config,
@@ -134,6 +135,7 @@ impl Chorus {
             auth,
             revocations,
             mailer,
+            media,
             limits,
             jobs: Queue::default(),
             hub,
@@ -177,6 +179,7 @@ impl Chorus {
         let worker = tokio::spawn(jobs::run_worker(state.clone(), registry, worker_token.clone()));
         let maintenance = tokio::spawn(maintenance(state.clone(), shutdown.clone()));
         let presence_task = tokio::spawn(presence_refresh(state.clone(), shutdown.clone()));
+        let media_gc = tokio::spawn(crate::services::media::gc_loop(state.clone(), shutdown.clone()));
 
         let server = {
             let shutdown = shutdown.clone();
@@ -199,6 +202,7 @@ impl Chorus {
             let _ = worker.await;
             let _ = maintenance.await;
             let _ = presence_task.await;
+            let _ = media_gc.await;
         })
         .await;
         state.store.close().await;
@@ -216,6 +220,8 @@ impl Chorus {
 fn job_registry() -> Registry {
     let mut r = Registry::default();
     r.register(crate::services::auth::run_send_email);
+    r.register(crate::services::media::run_process_media);
+    r.register(crate::services::media::run_delete_stored_media);
     r
 }
 

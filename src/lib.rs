@@ -20,6 +20,9 @@
 //! - **Hub** ([`realtime::hub`]) knows topics and connections, not posts: it hands shared,
 //!   once-encoded bytes to bounded per-connection queues.
 //! - **Jobs** ([`jobs`]) run background work durably, with retries and a dead-letter state.
+//! - **Media** ([`media`]) is the machinery behind uploads — type sniffing, spooling to disk,
+//!   image processing on the blocking pool, local and Cloudinary storage — driven by
+//!   `services::media` from requests and jobs.
 //!
 //! [`app::Chorus`] wires everything; [`config::Config`] is everything it can be told.
 
@@ -36,6 +39,7 @@ pub mod events;
 pub mod http;
 pub mod jobs;
 pub mod mail;
+pub mod media;
 pub mod metrics;
 pub mod pagination;
 pub mod ratelimit;

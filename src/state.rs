@@ -13,6 +13,7 @@ use crate::domain::IdGen;
 use crate::events::EventBatch;
 use crate::jobs::Queue;
 use crate::mail::Mailer;
+use crate::media::Media;
 use crate::ratelimit::RateLimits;
 use crate::realtime::hub::Hub;
 use crate::realtime::presence::Presence;
@@ -36,6 +37,8 @@ pub struct Inner {
     pub revocations: Revocations,
     /// Outgoing mail.
     pub mailer: Mailer,
+    /// Media storage backends and processing limits.
+    pub media: Media,
     /// Rate limiters.
     pub limits: RateLimits,
     /// Job worker wake-up.

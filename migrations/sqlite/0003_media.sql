@@ -22,8 +22,9 @@ CREATE INDEX media_unattached_idx ON media (attached_to, created_at);
 CREATE TABLE media_variants (
     media_id     BIGINT NOT NULL REFERENCES media (id) ON DELETE CASCADE,
     name         TEXT NOT NULL,       -- original | feed | thumb …
+    backend      TEXT NOT NULL,       -- local | cloudinary: where the object lives
     storage_key  TEXT NOT NULL,       -- backend key (path on disk, Cloudinary public_id)
-    url          TEXT NOT NULL,
+    url          TEXT NOT NULL,       -- '/files/…' (local, made absolute when shown) or the CDN URL
     content_type TEXT NOT NULL,
     width        INTEGER NOT NULL,
     height       INTEGER NOT NULL,

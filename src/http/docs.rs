@@ -17,6 +17,8 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "auth", description = "Accounts, sessions and passwords"),
         (name = "users", description = "Profiles, settings, search"),
+        (name = "media", description = "Uploads (validated by content, processed in the background), their status, \
+                                        deletion and the avatar. Local files are served under `/files/…`."),
         (name = "ops", description = "Health, readiness, metrics"),
     )
 )]

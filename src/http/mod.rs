@@ -7,6 +7,7 @@
 pub mod auth;
 pub mod docs;
 pub mod extract;
+pub mod media;
 pub mod ops;
 pub mod users;
 
@@ -28,7 +29,7 @@ use crate::state::AppState;
 
 /// The `/api/v1` routes with their OpenAPI document.
 pub fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(auth::router()).merge(users::router())
+    OpenApiRouter::new().merge(auth::router()).merge(users::router()).merge(media::router())
 }
 
 /// The OpenAPI document of everything served.
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
     let body_limit = state.config.body_limit_bytes;
     routes
         .merge(SwaggerUi::new("/api-docs").url("/api/v1/openapi.json", doc))
+        .merge(media::files(&state))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

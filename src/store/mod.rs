@@ -22,6 +22,7 @@
 
 pub mod events;
 pub mod jobs;
+pub mod media;
 pub mod tokens;
 pub mod users;
 

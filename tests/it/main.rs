@@ -5,6 +5,7 @@ mod support;
 
 mod auth;
 mod cluster;
+mod media;
 mod ops;
 mod protocol;
 mod realtime;

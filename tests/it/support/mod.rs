@@ -2,6 +2,7 @@
 //! Test support: a real Chorus on a random port, on SQLite or on PostgreSQL (a fresh schema
 //! per test), real clients, a real SMTP listener.
 
+pub mod cloudinary;
 pub mod schemas;
 pub mod sio;
 pub mod smtp;
