@@ -154,7 +154,10 @@ event("read", {"type": "object", "required": ["conversation_id", "user_id", "mes
 for e in ["member.added", "member.removed"]:
     event(e, {"type": "object", "required": ["conversation_id", "user"], "properties": {
         "conversation_id": ref("id"), "user": ref("user_summary")}})
-for e in ["media.processing", "media.ready", "media.failed"]:
-    event(e, ref("media"))
+event("media.processing", {"type": "object", "required": ["id", "kind", "status"], "properties": {
+    "id": ref("id"), "kind": {"enum": ["image", "video"]}, "status": {"const": "processing"}}})
+event("media.ready", ref("media"))
+event("media.failed", {"type": "object", "required": ["id", "kind", "status", "reason"], "properties": {
+    "id": ref("id"), "kind": {"enum": ["image", "video"]}, "status": {"const": "failed"}, "reason": {"type": "string"}}})
 event("presence.changed", {"type": "object", "required": ["user_id", "online"], "additionalProperties": False, "properties": {
     "user_id": ref("id"), "online": {"type": "boolean"}, "last_seen": {"anyOf": [ref("timestamp"), {"type": "null"}]}}})

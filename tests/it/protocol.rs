@@ -132,6 +132,37 @@ async fn real_ws_output_matches_the_schemas() {
     stop.await.unwrap().unwrap();
 }
 
+/// The `image` topic's events, from a real upload, match their schemas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_media_events_match_the_schemas() {
+    let schemas = Schemas::load();
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let alice = app.register("alice").await;
+    let mut ws = WsClient::connect(&app.base, &alice.token).await;
+    let mut png = Vec::new();
+    image::RgbImage::from_pixel(40, 30, image::Rgb([200, 10, 10]))
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    let upload = |bytes: Vec<u8>, name: &'static str| {
+        let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(bytes).file_name(name));
+        app.http.post(app.api("/media")).bearer_auth(&alice.token).multipart(form).send()
+    };
+    assert_eq!(upload(png, "a.png").await.unwrap().status(), 201);
+    schemas.check_ws_frame(&ws.expect_event("image", "media.processing").await);
+    let ready = ws.expect_event("image", "media.ready").await;
+    schemas.check_ws_frame(&ready);
+    assert!(!ready["data"]["variants"].as_array().unwrap().is_empty());
+    // A truncated JPEG is accepted, then fails with a reason.
+    let mut jpeg = Vec::new();
+    image::RgbImage::from_pixel(64, 64, image::Rgb([1, 2, 3]))
+        .write_to(&mut std::io::Cursor::new(&mut jpeg), image::ImageFormat::Jpeg)
+        .unwrap();
+    jpeg.truncate(jpeg.len() / 2);
+    assert_eq!(upload(jpeg, "b.jpg").await.unwrap().status(), 201);
+    schemas.check_ws_frame(&ws.expect_event("image", "media.processing").await);
+    schemas.check_ws_frame(&ws.expect_event("image", "media.failed").await);
+}
+
 /// Socket.IO events and acks match their schemas.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_socketio_output_matches_the_schemas() {
