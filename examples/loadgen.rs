@@ -1,0 +1,452 @@
+//! `loadgen`: the socket hub's load tool. It starts Chorus server process(es) itself (the
+//! release binary), opens N plain-WebSocket or Socket.IO connections, and reports as JSON:
+//! connections, server RSS per idle connection, delivered events/s, p50/p99/max delivery
+//! latency, and server CPU-seconds per million deliveries.
+//!
+//! ```sh
+//! cargo build --release --examples && ulimit -n 65536
+//! # 20,000 idle connections: server memory per connection
+//! target/release/examples/loadgen idle --conns 20000
+//! # a 10,000-subscriber topic; 10 events/s = 100,000 deliveries/s
+//! target/release/examples/loadgen fanout --conns 10000 --rate 10 --secs 20
+//! # as fast as the server can go (the driver keeps up to --inflight events unacknowledged)
+//! target/release/examples/loadgen fanout --conns 10000 --rate 1000 --secs 20
+//! # two instances sharing Redis (subscribers spread over both, events published on one)
+//! target/release/examples/loadgen fanout --conns 10000 --rate 1000 --secs 20 --instances 2 --redis redis://127.0.0.1:6379
+//! # the same through Socket.IO
+//! target/release/examples/loadgen fanout --door sio --conns 10000 --rate 10 --secs 20
+//! ```
+//!
+//! Events are real: the driver posts comments over REST on one public post that every
+//! connection watches (`post:{id}`); each comment's body carries its send time, and every
+//! receiver records `now - sent` in a histogram. Users are created directly in the database
+//! (argon2 for 20,000 accounts would take minutes) and their access tokens minted with the
+//! servers' shared secret.
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_util::{SinkExt, StreamExt};
+use hdrhistogram::Histogram;
+use serde_json::{Value, json};
+use tokio::sync::Mutex;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+const SECRET: &str = "loadgen-secret-0123456789-0123456789-abcdef";
+
+#[derive(Debug, Clone)]
+struct Opts {
+    mode: String,
+    door: String,
+    conns: usize,
+    rate: f64,
+    secs: u64,
+    instances: usize,
+    redis: Option<String>,
+    database_url: Option<String>,
+    server_bin: PathBuf,
+}
+
+fn opts() -> Opts {
+    let mut o = Opts {
+        mode: "idle".into(),
+        door: "ws".into(),
+        conns: 1000,
+        rate: 10.0,
+        secs: 15,
+        instances: 1,
+        redis: None,
+        database_url: None,
+        server_bin: PathBuf::from("target/release/chorus"),
+    };
+    let mut it = std::env::args().skip(1).peekable();
+    if let Some(m) = it.peek().filter(|m| !m.starts_with("--")).cloned() {
+        o.mode = m;
+        it.next();
+    }
+    while let Some(k) = it.next() {
+        let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
+        match k.as_str() {
+            "--door" => o.door = v(),
+            "--conns" => o.conns = v().parse().unwrap(),
+            "--rate" => o.rate = v().parse().unwrap(),
+            "--secs" => o.secs = v().parse().unwrap(),
+            "--instances" => o.instances = v().parse().unwrap(),
+            "--redis" => o.redis = Some(v()),
+            "--database-url" => o.database_url = Some(v()),
+            "--server-bin" => o.server_bin = PathBuf::from(v()),
+            other => panic!("unknown argument {other}"),
+        }
+    }
+    assert!(o.mode == "idle" || o.mode == "fanout", "mode is idle or fanout");
+    assert!(o.door == "ws" || o.door == "sio", "--door is ws or sio");
+    assert!(o.instances == 1 || o.redis.is_some(), "several instances need --redis");
+    o
+}
+
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn proc_field(pid: u32, file: &str) -> String {
+    std::fs::read_to_string(format!("/proc/{pid}/{file}")).unwrap_or_default()
+}
+
+/// Resident memory in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    proc_field(pid, "status")
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// utime + stime in seconds.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = proc_field(pid, "stat");
+    let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 =
+        f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0.0) + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    ticks / 100.0 // USER_HZ
+}
+
+fn now_micros() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64
+}
+
+async fn start_servers(o: &Opts, data: &std::path::Path) -> Vec<Server> {
+    let db = o.database_url.clone().unwrap_or_else(|| format!("sqlite://{}/chorus.db", data.display()));
+    let mut servers = Vec::new();
+    for i in 0..o.instances {
+        let port = free_port();
+        let mut cmd = Command::new(&o.server_bin);
+        cmd.env("CHORUS_LISTEN", format!("127.0.0.1:{port}"))
+            .env("CHORUS_DATA_DIR", data)
+            .env("DATABASE_URL", &db)
+            .env("CHORUS_JWT_SECRET", SECRET)
+            .env("CHORUS_NODE_ID", (i + 1).to_string())
+            .env("CHORUS_LOG", "warn")
+            .env("CHORUS_HUB__MAX_CONNECTIONS", "100000")
+            .env("CHORUS_HUB__HEARTBEAT_MS", "60000")
+            .env("CHORUS_RATE_LIMIT__AUTH_PER_IP_PER_MINUTE", "100000")
+            .env("CHORUS_RATE_LIMIT__AUTH_IP_BURST", "100000")
+            .env_remove("REDIS_URL")
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit());
+        if let Some(r) = &o.redis {
+            cmd.env("REDIS_URL", r).env("CHORUS_REDIS_NAMESPACE", format!("loadgen{}", std::process::id()));
+        }
+        let child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {}: {e} (cargo build --release first)", o.server_bin.display()));
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let t0 = Instant::now();
+        while !http.get(format!("{base}/ready")).send().await.map(|r| r.status().is_success()).unwrap_or(false) {
+            assert!(t0.elapsed() < Duration::from_secs(60), "server {i} did not become ready");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        servers.push(Server { child, base });
+    }
+    servers
+}
+
+/// Creates `n` users directly in the database and mints an access token for each.
+async fn users(o: &Opts, data: &std::path::Path, n: usize) -> Vec<String> {
+    let db = o.database_url.clone().unwrap_or_else(|| format!("sqlite://{}/chorus.db", data.display()));
+    let store = chorus::store::Store::connect(&db, 4).await.unwrap();
+    let ids = chorus::domain::IdGen::new(999);
+    chorus::seed::seed_users(&store, &ids, n as u32).await.unwrap();
+    let auth = chorus::auth::Auth::new(SECRET.as_bytes(), 24 * 3600, 3600);
+    let mut tokens = Vec::with_capacity(n);
+    let mut c = store.conn().await.unwrap();
+    for i in 1..=n {
+        let u =
+            chorus::store::users::get_by_username(c.ex(), &format!("user{i:04}")).await.unwrap().expect("seeded user");
+        let (t, _) = auth.issue_access(u.id, ids.next()).unwrap();
+        tokens.push(t);
+    }
+    drop(c);
+    // Seeded accounts are private every tenth one; the watchers only need to see a public post.
+    store.close().await;
+    tokens
+}
+
+/// Received-event counters and latencies shared by all connections.
+struct Stats {
+    delivered: AtomicU64,
+    connected: AtomicU64,
+    hist: Mutex<Histogram<u64>>,
+}
+
+/// Parses the send time out of a comment event without parsing the JSON.
+fn sent_at(frame: &str) -> Option<u64> {
+    let i = frame.find("\"body\":\"t=")? + 10;
+    let digits: String = frame[i..].chars().take_while(|c| c.is_ascii_digit()).collect();
+    digits.parse().ok()
+}
+
+async fn ws_conn(
+    base: String,
+    token: String,
+    topic: Option<String>,
+    stats: Arc<Stats>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let url = format!("{}/ws?access_token={token}", base.replacen("http", "ws", 1));
+    let mut req = url.into_client_request().unwrap();
+    req.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("chorus.v1"));
+    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(req).await else { return };
+    if let Some(t) = &topic {
+        let _ = ws.send(Message::Text(json!({"id": 1, "op": "subscribe", "topic": t}).to_string().into())).await;
+    }
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    let mut counted = false;
+    let mut n = 0u64;
+    loop {
+        let msg = tokio::select! {
+            m = ws.next() => m,
+            _ = stop.cancelled() => break,
+        };
+        match msg {
+            Some(Ok(Message::Text(t))) => {
+                if let Some(sent) = sent_at(&t) {
+                    n += 1;
+                    let _ = hist.record(now_micros().saturating_sub(sent).max(1));
+                    if n.is_multiple_of(256) {
+                        stats.delivered.fetch_add(256, Ordering::Relaxed);
+                    }
+                } else if !counted && (topic.is_none() && t.contains("\"hello\"") || t.contains("\"op\":\"ok\"")) {
+                    counted = true;
+                    stats.connected.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            Some(Ok(Message::Ping(p))) => {
+                let _ = ws.send(Message::Pong(p)).await;
+            }
+            Some(Ok(_)) => {}
+            _ => break,
+        }
+    }
+    stats.delivered.fetch_add(n % 256, Ordering::Relaxed);
+    stats.hist.lock().await.add(&hist).unwrap();
+}
+
+/// A minimal socket.io v5 client over engine.io's websocket transport: connect to the
+/// `/post` namespace with the token, subscribe with an ack, answer pings, read events.
+async fn sio_conn(
+    base: String,
+    token: String,
+    topic: Option<String>,
+    stats: Arc<Stats>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    let url = format!("{}/socket.io/?EIO=4&transport=websocket", base.replacen("http", "ws", 1));
+    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else { return };
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    let mut n = 0u64;
+    let mut counted = false;
+    loop {
+        let msg = tokio::select! {
+            m = ws.next() => m,
+            _ = stop.cancelled() => break,
+        };
+        let Some(Ok(Message::Text(t))) = msg else {
+            if matches!(msg, Some(Ok(_))) {
+                continue;
+            }
+            break;
+        };
+        if t.starts_with('0') {
+            let _ = ws.send(Message::Text(format!("40/post,{}", json!({"token": token})).into())).await;
+        } else if t == "2" {
+            let _ = ws.send(Message::Text("3".into())).await;
+        } else if t.starts_with("40/post,") {
+            match &topic {
+                Some(tp) => {
+                    let _ = ws
+                        .send(Message::Text(format!("42/post,1[\"subscribe\",{}]", json!({"topic": tp})).into()))
+                        .await;
+                }
+                None => {
+                    counted = true;
+                    stats.connected.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        } else if t.starts_with("43/post,1") && !counted {
+            counted = true;
+            stats.connected.fetch_add(1, Ordering::Relaxed);
+        } else if let Some(sent) = sent_at(&t) {
+            n += 1;
+            let _ = hist.record(now_micros().saturating_sub(sent).max(1));
+            if n.is_multiple_of(256) {
+                stats.delivered.fetch_add(256, Ordering::Relaxed);
+            }
+        }
+    }
+    stats.delivered.fetch_add(n % 256, Ordering::Relaxed);
+    stats.hist.lock().await.add(&hist).unwrap();
+}
+
+async fn open(
+    o: &Opts,
+    servers: &[Server],
+    tokens: &[String],
+    topic: Option<String>,
+    stats: &Arc<Stats>,
+    stop: &tokio_util::sync::CancellationToken,
+) {
+    let started = Instant::now();
+    for (i, token) in tokens.iter().enumerate() {
+        let base = servers[i % servers.len()].base.clone();
+        let (token, topic, st, stop) = (token.clone(), topic.clone(), stats.clone(), stop.clone());
+        if o.door == "ws" {
+            tokio::spawn(ws_conn(base, token, topic, st, stop));
+        } else {
+            tokio::spawn(sio_conn(base, token, topic, st, stop));
+        }
+        // Pace the opening a little so the accept queue never overflows.
+        if i % 200 == 199 {
+            while stats.connected.load(Ordering::Relaxed) + 400 < i as u64 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+    while (stats.connected.load(Ordering::Relaxed) as usize) < tokens.len() {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "only {} of {} connected",
+            stats.connected.load(Ordering::Relaxed),
+            tokens.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let o = opts();
+    let data = tempfile::tempdir().unwrap();
+    let servers = start_servers(&o, data.path()).await;
+    let pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
+    let tokens = users(&o, data.path(), o.conns).await;
+    let stats = Arc::new(Stats {
+        delivered: AtomicU64::new(0),
+        connected: AtomicU64::new(0),
+        hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).unwrap()),
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let rss = |pids: &[u32]| pids.iter().map(|p| rss_kib(*p)).sum::<u64>();
+
+    let report = if o.mode == "idle" {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let before = rss(&pids);
+        open(&o, &servers, &tokens, None, &stats, &stop).await;
+        tokio::time::sleep(Duration::from_secs(3)).await; // let allocations settle
+        let after = rss(&pids);
+        json!({
+            "mode": "idle", "door": o.door, "instances": o.instances,
+            "connections": stats.connected.load(Ordering::Relaxed),
+            "server_rss_before_kib": before, "server_rss_after_kib": after,
+            "server_rss_per_connection_kib": (after.saturating_sub(before)) as f64 / o.conns as f64,
+        })
+    } else {
+        // The driver: a public account's post, watched by every connection.
+        let http = reqwest::Client::new();
+        let api = format!("{}/api/v1", servers[0].base);
+        let reg: Value = http
+            .post(format!("{api}/auth/register"))
+            .json(&json!({"username": "driver", "email": "driver@example.com", "password": "password123"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let driver = reg["access_token"].as_str().expect("driver registered").to_string();
+        let post: Value = http
+            .post(format!("{api}/posts"))
+            .bearer_auth(&driver)
+            .json(&json!({"caption": "load"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let post_id = post["id"].as_str().expect("post created").to_string();
+        open(&o, &servers, &tokens, Some(format!("post:{post_id}")), &stats, &stop).await;
+
+        let cpu0: f64 = pids.iter().map(|p| cpu_secs(*p)).sum();
+        let d0 = stats.delivered.load(Ordering::Relaxed);
+        let t0 = Instant::now();
+        let interval = Duration::from_secs_f64(1.0 / o.rate);
+        let mut sent = 0u64;
+        let comments = format!("{api}/posts/{post_id}/comments");
+        let mut next = Instant::now();
+        // Up to 8 comments in flight: enough to saturate, bounded so latency stays meaningful.
+        let inflight = Arc::new(tokio::sync::Semaphore::new(8));
+        while t0.elapsed() < Duration::from_secs(o.secs) {
+            let permit = inflight.clone().acquire_owned().await.unwrap();
+            let req = http.post(&comments).bearer_auth(&driver).json(&json!({"body": format!("t={}", now_micros())}));
+            tokio::spawn(async move {
+                let r = req.send().await;
+                if !matches!(&r, Ok(r) if r.status().is_success()) {
+                    eprintln!("comment failed: {:?}", r.map(|r| r.status()));
+                }
+                drop(permit);
+            });
+            sent += 1;
+            next += interval;
+            if let Some(wait) = next.checked_duration_since(Instant::now()) {
+                tokio::time::sleep(wait).await;
+            }
+        }
+        let _ = inflight.acquire_many(8).await;
+        // Let the last events arrive.
+        let expected = sent * o.conns as u64;
+        let drain = Instant::now();
+        while stats.delivered.load(Ordering::Relaxed) - d0 + 256 * o.conns as u64 / 2 < expected
+            && drain.elapsed() < Duration::from_secs(10)
+        {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let elapsed = t0.elapsed().as_secs_f64();
+        let cpu = pids.iter().map(|p| cpu_secs(*p)).sum::<f64>() - cpu0;
+        stop.cancel();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let delivered = stats.delivered.load(Ordering::Relaxed) - d0;
+        let h = stats.hist.lock().await;
+        json!({
+            "mode": "fanout", "door": o.door, "instances": o.instances, "redis": o.redis.is_some(),
+            "connections": stats.connected.load(Ordering::Relaxed),
+            "events_sent": sent, "target_events_per_sec": o.rate, "achieved_events_per_sec": sent as f64 / o.secs as f64,
+            "deliveries": delivered, "expected_deliveries": expected,
+            "delivered_per_sec": delivered as f64 / elapsed,
+            "latency_ms": {"p50": h.value_at_quantile(0.5) as f64 / 1000.0, "p99": h.value_at_quantile(0.99) as f64 / 1000.0, "max": h.max() as f64 / 1000.0},
+            "server_cpu_seconds": cpu,
+            "server_cpu_seconds_per_million_deliveries": if delivered > 0 { cpu / (delivered as f64 / 1e6) } else { 0.0 },
+            "server_rss_kib": rss(&pids),
+        })
+    };
+    println!("{}", serde_json::to_string_pretty(&report).unwrap());
+    stop.cancel();
+}
