@@ -6,6 +6,8 @@
 
 use std::fmt;
 use std::net::{IpAddr, SocketAddr};
+
+use ipnet::IpNet;
 use std::path::{Path, PathBuf};
 
 use figment::Figment;
@@ -57,9 +59,11 @@ pub struct Config {
     /// Identifies this instance inside generated ids (0–1023). Unset: taken from Redis
     /// (`INCR`) in a cluster, 0 on a single node.
     pub node_id: Option<u16>,
-    /// Peers whose `X-Forwarded-For` is believed (the nginx in front). Everyone else's is
-    /// ignored for rate limiting and logs.
-    pub trusted_proxies: Vec<IpAddr>,
+    /// Peers whose `X-Forwarded-For` is believed (the nginx in front): addresses or CIDR
+    /// networks (`["127.0.0.1", "10.0.0.0/8"]`). Everyone else's is ignored for rate
+    /// limiting and logs.
+    #[serde(deserialize_with = "nets")]
+    pub trusted_proxies: Vec<IpNet>,
     /// Rate limits on the auth endpoints.
     pub rate_limit: RateLimitConfig,
     /// Cloudinary credentials `cloudinary://key:secret@cloud`; unset keeps media on disk.
@@ -74,6 +78,18 @@ pub struct Config {
     pub hub: HubConfig,
     /// Background jobs.
     pub jobs: JobsConfig,
+}
+
+/// Parses a list of addresses or CIDR networks (a bare address is a /32 or /128).
+fn nets<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<IpNet>, D::Error> {
+    let raw: Vec<String> = Vec::deserialize(d)?;
+    raw.iter()
+        .map(|s| {
+            s.parse::<IpNet>()
+                .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| serde::de::Error::custom(format!("`{s}` is neither an IP address nor a CIDR network")))
+        })
+        .collect()
 }
 
 /// Log line format.
@@ -391,6 +407,20 @@ mod tests {
         assert!(!s.contains("hunter2"), "{s}");
         assert!(!s.contains(&"x".repeat(40)), "{s}");
         assert!(s.contains("postgres://u:***@db/chorus"), "{s}");
+    }
+
+    #[test]
+    fn trusted_proxies_take_addresses_and_networks() {
+        let cfg: Config = Figment::from(Serialized::defaults(Config::default()))
+            .merge(figment::providers::Toml::string(r#"trusted_proxies = ["127.0.0.1", "10.0.0.0/8", "::1"]"#))
+            .extract()
+            .unwrap();
+        assert_eq!(cfg.trusted_proxies.len(), 3);
+        assert!(cfg.trusted_proxies[1].contains(&"10.1.2.3".parse::<IpAddr>().unwrap()));
+        let bad = Figment::from(Serialized::defaults(Config::default()))
+            .merge(figment::providers::Toml::string(r#"trusted_proxies = ["nope"]"#))
+            .extract::<Config>();
+        assert!(bad.is_err());
     }
 
     #[test]

@@ -76,14 +76,15 @@ pub struct ClientIp(pub IpAddr);
 
 impl ClientIp {
     /// Resolves the client address from the peer and the forwarded chain.
-    pub fn resolve(peer: IpAddr, forwarded: Option<&str>, trusted: &[IpAddr]) -> IpAddr {
-        if !trusted.contains(&peer) {
+    pub fn resolve(peer: IpAddr, forwarded: Option<&str>, trusted: &[ipnet::IpNet]) -> IpAddr {
+        let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+        if !is_trusted(&peer) {
             return peer;
         }
         let Some(chain) = forwarded else { return peer };
         for hop in chain.rsplit(',') {
             match hop.trim().parse::<IpAddr>() {
-                Ok(ip) if trusted.contains(&ip) => continue,
+                Ok(ip) if is_trusted(&ip) => continue,
                 Ok(ip) => return ip,
                 Err(_) => return peer,
             }
@@ -110,11 +111,24 @@ mod tests {
     #[test]
     fn forwarded_for_is_believed_only_from_trusted_proxies() {
         let proxy: IpAddr = "10.0.0.1".parse().unwrap();
+        let proxies = [ipnet::IpNet::from(proxy)];
         let client: IpAddr = "203.0.113.7".parse().unwrap();
         let spoof = Some("1.2.3.4, 203.0.113.7");
-        assert_eq!(ClientIp::resolve(client, Some("1.2.3.4"), &[proxy]), client, "untrusted peer's header ignored");
-        assert_eq!(ClientIp::resolve(proxy, spoof, &[proxy]), client, "right-most untrusted hop");
-        assert_eq!(ClientIp::resolve(proxy, None, &[proxy]), proxy);
-        assert_eq!(ClientIp::resolve(proxy, Some("garbage"), &[proxy]), proxy);
+        assert_eq!(ClientIp::resolve(client, Some("1.2.3.4"), &proxies), client, "untrusted peer's header ignored");
+        assert_eq!(ClientIp::resolve(proxy, spoof, &proxies), client, "right-most untrusted hop");
+        assert_eq!(ClientIp::resolve(proxy, None, &proxies), proxy);
+        assert_eq!(ClientIp::resolve(proxy, Some("garbage"), &proxies), proxy);
+    }
+}
+
+#[cfg(test)]
+mod network_tests {
+    use super::*;
+
+    #[test]
+    fn a_trusted_network_covers_every_proxy_in_it() {
+        let nets: Vec<ipnet::IpNet> = vec!["172.16.0.0/12".parse().unwrap()];
+        let ip = ClientIp::resolve("172.18.0.5".parse().unwrap(), Some("198.51.100.9, 172.18.0.4"), &nets);
+        assert_eq!(ip, "198.51.100.9".parse::<IpAddr>().unwrap());
     }
 }
