@@ -40,9 +40,10 @@ defs = {
         "message": {"type": "string"},
         "fields": {"type": "object", "additionalProperties": {"type": "string"}},
     }, ["code", "message"]),
-    "user_summary": {"type": "object", "required": ["id", "username", "display_name"], "properties": {
+    "user_summary": {"type": "object", "required": ["id", "username", "display_name", "avatar_media_id", "is_private"],
+                     "properties": {
         "id": lref("id"), "username": {"type": "string"}, "display_name": {"type": "string"},
-        "is_private": {"type": "boolean"}}},
+        "avatar_media_id": {"anyOf": [lref("id"), {"type": "null"}]}, "is_private": {"type": "boolean"}}},
     "reaction_counts": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1},
                         "description": "non-zero counts per reaction type"},
     "media": {"type": "object", "required": ["id", "kind", "status", "variants"], "properties": {
@@ -52,16 +53,27 @@ defs = {
         "variants": {"type": "array", "items": {"type": "object", "required": ["name", "url", "width", "height"],
             "properties": {"name": {"type": "string"}, "url": {"type": "string"},
                            "content_type": {"type": "string"}, "width": {"type": "integer"}, "height": {"type": "integer"}}}}}},
-    "post": {"type": "object", "required": ["id", "author", "caption", "media", "reaction_counts", "comment_count", "created_at"],
+    "post": {"type": "object",
+             "description": "as GET /posts/{id} answers, from nobody's point of view: my_reaction null, saved false",
+             "required": ["id", "author", "caption", "hashtags", "mentions", "media", "reaction_counts", "my_reaction",
+                          "comment_count", "saved", "created_at", "updated_at"],
              "properties": {"id": lref("id"), "author": lref("user_summary"), "caption": {"type": "string"},
+                            "hashtags": {"type": "array", "items": {"type": "string"}},
+                            "mentions": {"type": "array", "items": lref("user_summary")},
                             "media": {"type": "array", "items": lref("media")}, "reaction_counts": lref("reaction_counts"),
-                            "my_reaction": {"type": ["string", "null"]}, "comment_count": {"type": "integer"},
-                            "saved": {"type": "boolean"}, "created_at": lref("timestamp")}},
-    "comment": {"type": "object", "required": ["id", "post_id", "author", "reaction_counts", "created_at"],
+                            "my_reaction": {"type": ["string", "null"]}, "comment_count": {"type": "integer", "minimum": 0},
+                            "saved": {"type": "boolean"}, "created_at": lref("timestamp"), "updated_at": lref("timestamp")}},
+    "comment": {"type": "object",
+                "description": "as GET /posts/{id}/comments answers; a tombstone has deleted true, body and author null",
+                "required": ["id", "post_id", "parent_id", "author", "body", "deleted", "mentions", "reaction_counts",
+                             "my_reaction", "reply_count", "created_at", "updated_at"],
                 "properties": {"id": lref("id"), "post_id": lref("id"), "parent_id": {"anyOf": [lref("id"), {"type": "null"}]},
                                "author": {"anyOf": [lref("user_summary"), {"type": "null"}]},
-                               "body": {"type": ["string", "null"]}, "reaction_counts": lref("reaction_counts"),
-                               "created_at": lref("timestamp")}},
+                               "body": {"type": ["string", "null"]}, "deleted": {"type": "boolean"},
+                               "mentions": {"type": "array", "items": lref("user_summary")},
+                               "reaction_counts": lref("reaction_counts"), "my_reaction": {"type": ["string", "null"]},
+                               "reply_count": {"type": "integer", "minimum": 0},
+                               "created_at": lref("timestamp"), "updated_at": lref("timestamp")}},
     "message": {"type": "object", "required": ["id", "conversation_id", "sender", "created_at"],
                 "properties": {"id": lref("id"), "conversation_id": lref("id"), "sender": lref("user_summary"),
                                "body": {"type": ["string", "null"]}, "created_at": lref("timestamp")}},
@@ -132,9 +144,12 @@ event("post.updated", ref("post"))
 event("post.deleted", {"type": "object", "required": ["id"], "properties": {"id": ref("id")}})
 event("comment.created", ref("comment"))
 event("comment.updated", ref("comment"))
-event("comment.deleted", {"type": "object", "required": ["id", "post_id"], "properties": {"id": ref("id"), "post_id": ref("id")}})
-event("reaction.changed", {"type": "object", "required": ["target", "target_id", "reaction_counts"], "properties": {
-    "target": {"enum": ["post", "comment"]}, "target_id": ref("id"), "post_id": ref("id"), "reaction_counts": ref("reaction_counts")}})
+event("comment.deleted", {"type": "object", "required": ["id", "post_id", "tombstone"], "properties": {
+    "id": ref("id"), "post_id": ref("id"),
+    "tombstone": {"type": "boolean", "description": "true: replies keep it in the thread as a tombstone; false: gone"}}})
+event("reaction.changed", {"type": "object", "required": ["target_kind", "target_id", "post_id", "reaction_counts"],
+    "properties": {"target_kind": {"enum": ["post", "comment"]}, "target_id": ref("id"), "post_id": ref("id"),
+                   "reaction_counts": ref("reaction_counts")}})
 for e in ["follower.added", "follower.removed", "follow.requested", "follow.approved"]:
     event(e, user_wrap)
 event("notification.created", {"type": "object", "required": ["id", "kind", "created_at"], "properties": {

@@ -222,6 +222,8 @@ fn job_registry() -> Registry {
     r.register(crate::services::auth::run_send_email);
     r.register(crate::services::media::run_process_media);
     r.register(crate::services::media::run_delete_stored_media);
+    r.register(crate::services::feed::run_fan_out);
+    r.register(crate::services::feed::run_sync_timeline);
     r
 }
 

@@ -1,4 +1,4 @@
-//! The `chorus` command line: `serve` (default), `migrate`, `seed`.
+//! The `chorus` command line: `serve` (default), `migrate`, `seed`, `reactions`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -72,6 +72,36 @@ pub enum Command {
         /// Number of users.
         #[arg(long, default_value_t = 100)]
         users: u32,
+    },
+    /// Manage reaction types (data, not code): list, add, disable.
+    Reactions {
+        /// What to do.
+        #[command(subcommand)]
+        action: ReactionsCommand,
+    },
+}
+
+/// `chorus reactions …`.
+#[derive(Debug, Subcommand)]
+pub enum ReactionsCommand {
+    /// Every reaction type, with its position and state.
+    List,
+    /// Add a type, or update and re-enable an existing one.
+    Add {
+        /// Stable key, `[a-z0-9_]`, e.g. `wow`.
+        key: String,
+        /// Emoji shown, e.g. 😮.
+        emoji: String,
+        /// Label, e.g. `Wow`.
+        label: String,
+        /// Display position (default: after the others; an existing type keeps its own).
+        #[arg(long)]
+        position: Option<i32>,
+    },
+    /// Disable a type: it can no longer be chosen; existing reactions stay counted.
+    Disable {
+        /// Key of the type.
+        key: String,
     },
 }
 

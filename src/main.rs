@@ -4,8 +4,9 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use chorus::app::Chorus;
-use chorus::cli::{Cli, Command};
+use chorus::cli::{Cli, Command, ReactionsCommand};
 use chorus::config::{Config, LogFormat};
+use chorus::services::reactions as reaction_types;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
@@ -31,6 +32,27 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Seed { users } => chorus::seed::run(config, users).await,
+        Command::Reactions { action } => {
+            let store = chorus::store::Store::connect(&config.effective_database_url(), 2).await?;
+            store.migrate().await?;
+            let result = match action {
+                ReactionsCommand::List => reaction_types::cli_list(&store).await.map(|lines| {
+                    for l in lines {
+                        println!("{l}");
+                    }
+                }),
+                ReactionsCommand::Add { key, emoji, label, position } => {
+                    reaction_types::cli_add(&store, &key, &emoji, &label, position)
+                        .await
+                        .map(|()| println!("saved {key}"))
+                }
+                ReactionsCommand::Disable { key } => {
+                    reaction_types::cli_disable(&store, &key).await.map(|()| println!("disabled {key}"))
+                }
+            };
+            store.close().await;
+            result
+        }
     }
 }
 

@@ -26,6 +26,8 @@ CREATE TABLE mutes (
     created_at BIGINT NOT NULL,
     PRIMARY KEY (muter_id, muted_id)
 );
+-- Fan-out skips live events for followers who muted the author: looked up by the muted side.
+CREATE INDEX mutes_muted_idx ON mutes (muted_id);
 
 CREATE TABLE posts (
     id             BIGINT PRIMARY KEY,

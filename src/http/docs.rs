@@ -19,6 +19,11 @@ use utoipa::{Modify, OpenApi};
         (name = "users", description = "Profiles, settings, search"),
         (name = "media", description = "Uploads (validated by content, processed in the background), their status, \
                                         deletion and the avatar. Local files are served under `/files/…`."),
+        (name = "graph", description = "Follows, follow requests, blocks and mutes"),
+        (name = "posts", description = "Posts, saves, profile posts"),
+        (name = "reactions", description = "Data-driven reaction types and reactions on posts and comments"),
+        (name = "comments", description = "Nested comments"),
+        (name = "feeds", description = "Home feed, explore, hashtags"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
 )]

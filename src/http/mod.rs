@@ -5,10 +5,15 @@
 //! routes, panics turned into the 500 shape, request metrics and tracing.
 
 pub mod auth;
+pub mod comments;
 pub mod docs;
 pub mod extract;
+pub mod feeds;
+pub mod graph;
 pub mod media;
 pub mod ops;
+pub mod posts;
+pub mod reactions;
 pub mod users;
 
 use std::any::Any;
@@ -29,7 +34,15 @@ use crate::state::AppState;
 
 /// The `/api/v1` routes with their OpenAPI document.
 pub fn api() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().merge(auth::router()).merge(users::router()).merge(media::router())
+    OpenApiRouter::new()
+        .merge(auth::router())
+        .merge(users::router())
+        .merge(graph::router())
+        .merge(posts::router())
+        .merge(reactions::router())
+        .merge(comments::router())
+        .merge(feeds::router())
+        .merge(media::router())
 }
 
 /// The OpenAPI document of everything served.

@@ -32,10 +32,10 @@ pub fn router() -> OpenApiRouter<AppState> {
     ))]
 async fn list_users(
     State(state): State<AppState>,
-    _me: MaybeAuthUser,
+    me: MaybeAuthUser,
     AppQuery(q): AppQuery<PageQuery>,
 ) -> AppResult<AppJson<Page<UserSummary>>> {
-    Ok(AppJson(svc::list(&state, &q).await?))
+    Ok(AppJson(svc::list(&state, me.id(), &q).await?))
 }
 
 /// `GET /users/search` parameters.
@@ -59,11 +59,11 @@ pub struct SearchQuery {
     ))]
 async fn search_users(
     State(state): State<AppState>,
-    _me: MaybeAuthUser,
+    me: MaybeAuthUser,
     AppQuery(q): AppQuery<SearchQuery>,
 ) -> AppResult<AppJson<Page<UserSummary>>> {
     let page = PageQuery { cursor: q.cursor, limit: q.limit };
-    Ok(AppJson(svc::search(&state, &q.q, &page).await?))
+    Ok(AppJson(svc::search(&state, me.id(), &q.q, &page).await?))
 }
 
 /// `GET /users/suggestions` parameters.
@@ -89,7 +89,7 @@ async fn suggestions(
     Ok(AppJson(svc::suggestions(&state, me.id, q.limit.unwrap_or(10)).await?))
 }
 
-/// A profile, by id or by `@username`.
+/// A profile, by id or by `@username`, with the caller's `relationship` to it.
 #[utoipa::path(get, path = "/users/{id}", tag = "users",
     params(("id" = String, Path, description = "User id, or `@username`")),
     responses(
@@ -98,10 +98,10 @@ async fn suggestions(
     ))]
 async fn get_user(
     State(state): State<AppState>,
-    _me: MaybeAuthUser,
+    me: MaybeAuthUser,
     AppPath(id): AppPath<String>,
 ) -> AppResult<AppJson<Profile>> {
-    Ok(AppJson(svc::get_profile(&state, &id).await?))
+    Ok(AppJson(svc::get_profile(&state, me.id(), &id).await?))
 }
 
 /// Update the caller's profile: only the fields given change.

@@ -1,8 +1,13 @@
 //! Use cases, shared by REST handlers and socket commands: authorise → validate →
 //! store (in a transaction) → commit → publish. The rules of the social network live here
-//! and nowhere else.
+//! and nowhere else; who may see what is decided in [`access`] alone.
 
 pub mod access;
 pub mod auth;
+pub mod comments;
+pub mod feed;
+pub mod graph;
 pub mod media;
+pub mod posts;
+pub mod reactions;
 pub mod users;

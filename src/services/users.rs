@@ -10,7 +10,9 @@ use crate::domain::{Id, Timestamp};
 use crate::error::{AppError, AppResult, Validator};
 use crate::events::EventBatch;
 use crate::pagination::{Page, PageQuery};
+use crate::services::access::{self, Follow};
 use crate::state::AppState;
+use crate::store::graph;
 use crate::store::users::{self as store, NotificationPref, ProfilePatch, UserRow};
 
 /// A user as shown inside other objects and in lists.
@@ -67,6 +69,22 @@ pub struct Profile {
     pub post_count: i64,
     /// Joined.
     pub created_at: Timestamp,
+    /// How the caller relates to this account (absent when anonymous or on one's own).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub relationship: Option<Relationship>,
+}
+
+/// How the caller relates to an account.
+#[derive(Clone, Copy, Debug, Default, Serialize, ToSchema)]
+pub struct Relationship {
+    /// The caller follows it (active).
+    pub following: bool,
+    /// The caller asked to follow it and waits for approval.
+    pub requested: bool,
+    /// It follows the caller (active).
+    pub followed_by: bool,
+    /// The caller muted it.
+    pub muting: bool,
 }
 
 /// One notification preference.
@@ -111,6 +129,7 @@ fn profile(u: &UserRow, links: Vec<(SocialNetwork, String)>) -> Profile {
         following_count: u.following_count,
         post_count: u.post_count,
         created_at: u.created_at,
+        relationship: None,
     }
 }
 
@@ -140,12 +159,21 @@ pub async fn resolve(state: &AppState, id_or_name: &str) -> AppResult<UserRow> {
     row.ok_or(AppError::NotFound)
 }
 
-/// A public profile by id or `@username`.
-pub async fn get_profile(state: &AppState, id_or_name: &str) -> AppResult<Profile> {
-    let u = resolve(state, id_or_name).await?;
+/// A profile by id or `@username`, as `viewer` sees it (`404` when blocked either way).
+pub async fn get_profile(state: &AppState, viewer: Option<Id>, id_or_name: &str) -> AppResult<Profile> {
+    let (u, standing) = access::visible_user(state, viewer, id_or_name).await?;
     let mut c = state.store.conn().await?;
     let links = store::social_links(c.ex(), u.id).await?;
-    Ok(profile(&u, links))
+    let mut p = profile(&u, links);
+    if let Some(v) = viewer.filter(|v| *v != u.id) {
+        p.relationship = Some(Relationship {
+            following: standing.follow == Some(Follow::Active),
+            requested: standing.follow == Some(Follow::Pending),
+            followed_by: graph::follow_status(c.ex(), u.id, v).await?.as_deref() == Some(graph::ACTIVE),
+            muting: graph::is_muted(c.ex(), v, u.id).await?,
+        });
+    }
+    Ok(p)
 }
 
 /// Deserialises a field that may be absent (`None`), `null` (`Some(None)`) or a value.
@@ -249,16 +277,20 @@ pub async fn update_settings(state: &AppState, id: Id, req: UpdateSettings) -> A
     Ok(settings(prefs))
 }
 
-/// All users, newest first.
-pub async fn list(state: &AppState, q: &PageQuery) -> AppResult<Page<UserSummary>> {
+/// All users, newest first (minus those blocked either way with the viewer).
+pub async fn list(state: &AppState, viewer: Option<Id>, q: &PageQuery) -> AppResult<Page<UserSummary>> {
     let page = q.parse::<Id>()?;
     let mut c = state.store.conn().await?;
     let rows = store::list(c.ex(), page.after, page.limit).await?;
-    Ok(Page::from_rows(rows, page.limit, |u| u.id).map(|u| UserSummary::from(&u)))
+    drop(c);
+    let page = Page::from_rows(rows, page.limit, |u| u.id);
+    let items = access::filter_blocked(state, viewer, page.items, |u| u.id).await?;
+    Ok(Page { items: items.iter().map(UserSummary::from).collect(), next_cursor: page.next_cursor })
 }
 
-/// Users whose username or display name starts with `q` (case-insensitive).
-pub async fn search(state: &AppState, q: &str, page: &PageQuery) -> AppResult<Page<UserSummary>> {
+/// Users whose username or display name starts with `q` (case-insensitive), minus those
+/// blocked either way with the viewer.
+pub async fn search(state: &AppState, viewer: Option<Id>, q: &str, page: &PageQuery) -> AppResult<Page<UserSummary>> {
     let prefix = q.trim().trim_start_matches('@').to_lowercase();
     if prefix.is_empty() {
         return Err(AppError::field("q", "is required"));
@@ -269,7 +301,10 @@ pub async fn search(state: &AppState, q: &str, page: &PageQuery) -> AppResult<Pa
     let page = page.parse::<String>()?;
     let mut c = state.store.conn().await?;
     let rows = store::search_prefix(c.ex(), &prefix, page.after.as_deref(), page.limit).await?;
-    Ok(Page::from_rows(rows, page.limit, |u| u.username.clone()).map(|u| UserSummary::from(&u)))
+    drop(c);
+    let page = Page::from_rows(rows, page.limit, |u| u.username.clone());
+    let items = access::filter_blocked(state, viewer, page.items, |u| u.id).await?;
+    Ok(Page { items: items.iter().map(UserSummary::from).collect(), next_cursor: page.next_cursor })
 }
 
 /// Accounts to follow: friends of friends first, then random accounts, never ones the
@@ -279,6 +314,14 @@ pub async fn suggestions(state: &AppState, me: Id, limit: u32) -> AppResult<Vec<
         return Err(AppError::field("limit", "must be between 1 and 50"));
     }
     let mut c = state.store.conn().await?;
-    let rows = store::suggestions(c.ex(), me, limit).await?;
-    Ok(rows.iter().map(UserSummary::from).collect())
+    let fof = graph::friends_of_friends(c.ex(), me, limit).await?;
+    let ids: Vec<Id> = fof.iter().map(|f| f.0).collect();
+    let known = store::get_many(c.ex(), &ids).await?;
+    let mut out: Vec<UserSummary> =
+        ids.iter().filter_map(|id| known.iter().find(|u| u.id == *id)).map(UserSummary::from).collect();
+    if out.len() < limit as usize {
+        let more = store::random_unrelated(c.ex(), me, &ids, limit - out.len() as u32).await?;
+        out.extend(more.iter().map(UserSummary::from));
+    }
+    Ok(out)
 }

@@ -20,9 +20,15 @@
 //!
 //! The store never decides who may see what: that is the services' job.
 
+pub mod comments;
 pub mod events;
+pub mod graph;
 pub mod jobs;
 pub mod media;
+pub mod posts;
+pub mod reactions;
+pub mod saves;
+pub mod timelines;
 pub mod tokens;
 pub mod users;
 

@@ -260,9 +260,33 @@ pub async fn count(ex: Ex<'_>) -> StoreResult<i64> {
     Ok(run!(ex, c => sqlx::query_scalar("SELECT COUNT(*) FROM users").fetch_one(c).await)?)
 }
 
-/// Suggested accounts for `me`: random accounts other than `me`.
-/// (The social schema refines this with follows and blocks.)
-pub async fn suggestions(ex: Ex<'_>, me: Id, limit: u32) -> StoreResult<Vec<UserRow>> {
-    let sql = format!("SELECT {COLS} FROM users WHERE id <> $1 ORDER BY RANDOM() LIMIT $2");
+/// Random accounts unrelated to `me` (suggestions): not `me`, not followed or requested by
+/// `me`, no block either way, none of `exclude`.
+pub async fn random_unrelated(ex: Ex<'_>, me: Id, exclude: &[Id], limit: u32) -> StoreResult<Vec<UserRow>> {
+    let skip =
+        if exclude.is_empty() { String::new() } else { format!(" AND id NOT IN ({})", super::posts::in_list(exclude)) };
+    let sql = format!(
+        "SELECT {COLS} FROM users WHERE id <> $1{skip} \
+           AND id NOT IN (SELECT followee_id FROM follows WHERE follower_id = $1) \
+           AND id NOT IN (SELECT blocked_id FROM blocks WHERE blocker_id = $1) \
+           AND id NOT IN (SELECT blocker_id FROM blocks WHERE blocked_id = $1) \
+         ORDER BY RANDOM() LIMIT $2"
+    );
     Ok(run!(ex, c => sqlx::query_as::<_, UserRow>(&sql).bind(me).bind(limit as i64).fetch_all(c).await)?)
+}
+
+/// Users by (normalised) username; unknown names are simply absent.
+pub async fn get_by_usernames(ex: Ex<'_>, names: &[String]) -> StoreResult<Vec<UserRow>> {
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let params = (1..=names.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(",");
+    let sql = format!("SELECT {COLS} FROM users WHERE username IN ({params})");
+    run!(ex, c => {
+        let mut q = sqlx::query_as::<_, UserRow>(&sql);
+        for n in names {
+            q = q.bind(n);
+        }
+        Ok(q.fetch_all(c).await?)
+    })
 }

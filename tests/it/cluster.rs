@@ -31,22 +31,26 @@ async fn redis_delivers_across_instances_exactly_once_and_in_order(b: Backend) {
     let mut on_a = WsClient::connect(&apps[0].base, &alice.token).await;
     let mut on_b = WsClient::connect(&apps[1].base, &alice.token).await;
     let bob = apps[1].register("bobby").await;
+    // Someone else's post: its fan-out must not add to alice's feed.
+    let carol = apps[0].register("carol").await;
+    let post = crate::posts::new_post(&apps[0], &carol, "watched").await;
+    let (topic, watched) = (format!("post:{post}"), Topic::Post(post.parse().unwrap()));
     let mut post_watchers = vec![];
     for app in &apps {
         let mut w = WsClient::connect(&app.base, &bob.token).await;
-        w.subscribe("post:5").await;
+        w.subscribe(&topic).await;
         post_watchers.push(w);
     }
     let (a, bb) = (&apps[0], &apps[1]);
     tokio::join!(
         async {
             for i in 0..30 {
-                publish(a, &[feed, Topic::Post(Id(5))], EventName::PostCreated, json!({"from": "a", "i": i})).await;
+                publish(a, &[feed, watched], EventName::PostCreated, json!({"from": "a", "i": i})).await;
             }
         },
         async {
             for i in 0..30 {
-                publish(bb, &[feed, Topic::Post(Id(5))], EventName::PostCreated, json!({"from": "b", "i": i})).await;
+                publish(bb, &[feed, watched], EventName::PostCreated, json!({"from": "b", "i": i})).await;
             }
         }
     );
@@ -62,7 +66,7 @@ async fn redis_delivers_across_instances_exactly_once_and_in_order(b: Backend) {
         let mut seen_a = vec![];
         let mut seen_b = vec![];
         for _ in 0..60 {
-            let e = w.expect_event("post:5", "post.created").await;
+            let e = w.expect_event(&topic, "post.created").await;
             let i = e["data"]["i"].as_i64().unwrap();
             if e["data"]["from"] == "a" { seen_a.push(i) } else { seen_b.push(i) }
         }

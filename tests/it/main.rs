@@ -5,9 +5,15 @@ mod support;
 
 mod auth;
 mod cluster;
+mod comments;
+mod feeds;
+mod graph;
 mod media;
 mod ops;
+mod posts;
 mod protocol;
+mod reactions;
 mod realtime;
 mod socketio;
 mod users;
+mod visibility;

@@ -6,8 +6,10 @@ use std::time::Duration;
 use chorus::domain::Id;
 use chorus::events::{EventName, Topic};
 use chorus::realtime::close::CloseCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use crate::posts::{follow, make_private, new_post};
 use crate::support::schemas::Schemas;
 use crate::support::sio::Sio;
 use crate::support::ws::WsClient;
@@ -68,7 +70,7 @@ async fn real_ws_output_matches_the_schemas() {
     let alice = app.register("alice").await;
     let bob = app.register("bobby").await;
     let mut ws = WsClient::connect(&app.base, &alice.token).await;
-    ws.subscribe("post:1").await;
+    ws.subscribe(&format!("user:{}", bob.id)).await;
     ws.request(json!({"op": "subscribe", "topic": "chat:1"})).await; // error: forbidden
     ws.send_text(r#"{"op":"ping","id":5}"#).await;
     ws.next_frame(Duration::from_secs(5)).await.unwrap();
@@ -130,6 +132,96 @@ async fn real_ws_output_matches_the_schemas() {
     schemas.check_ws_frame(&f);
     assert_eq!(f["op"], "reconnect");
     stop.await.unwrap().unwrap();
+}
+
+/// Every social event, produced by real REST calls (follow request and approval, a post
+/// fanned out to a follower's feed, comments, reactions, edits, deletions, unfollow),
+/// matches its schema on every topic it arrives on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_social_events_match_the_schemas() {
+    let schemas = Schemas::load();
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bobby").await;
+    make_private(&app, &bob).await;
+    let mut a = WsClient::connect(&app.base, &alice.token).await;
+    let mut b = WsClient::connect(&app.base, &bob.token).await;
+    b.subscribe(&format!("user:{}", bob.id)).await;
+
+    assert_eq!(follow(&app, &alice, &bob).await, "pending");
+    b.expect_event("follower", "follow.requested").await;
+    let (s, _) = app.post(&format!("/users/me/follow-requests/{}/approve", alice.id), bob.bearer(), json!({})).await;
+    assert!(s.is_success());
+    a.expect_event("follower", "follow.approved").await;
+    b.expect_event("follower", "follower.added").await;
+
+    let post = new_post(&app, &bob, "hello #chorus @alice").await;
+    let topic = format!("post:{post}");
+    a.expect_event("feed", "post.created").await;
+    b.expect_event(&format!("user:{}", bob.id), "post.created").await;
+    a.subscribe(&topic).await;
+    let (s, c) = app.post(&format!("/posts/{post}/comments"), alice.bearer(), json!({"body": "hi @bobby"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{c}");
+    let comment = c["id"].as_str().unwrap().to_string();
+    a.expect_event(&topic, "comment.created").await;
+    let (s, reply) =
+        app.post(&format!("/posts/{post}/comments"), bob.bearer(), json!({"body": "yo", "parent_id": comment})).await;
+    assert_eq!(s, StatusCode::CREATED, "{reply}");
+    a.expect_event(&topic, "comment.created").await;
+    app.call(Method::PATCH, &format!("/comments/{comment}"), alice.bearer(), Some(json!({"body": "hi again"}))).await;
+    a.expect_event(&topic, "comment.updated").await;
+    app.call(Method::PUT, &format!("/posts/{post}/reaction"), alice.bearer(), Some(json!({"type": "love"}))).await;
+    a.expect_event(&topic, "reaction.changed").await;
+    app.call(Method::PUT, &format!("/comments/{comment}/reaction"), bob.bearer(), Some(json!({"type": "like"}))).await;
+    a.expect_event(&topic, "reaction.changed").await;
+    app.call(Method::PATCH, &format!("/posts/{post}"), bob.bearer(), Some(json!({"caption": "edited"}))).await;
+    a.expect_event(&topic, "post.updated").await;
+    a.expect_event("feed", "post.updated").await;
+    // With a reply: a tombstone; then the reply itself: a plain deletion.
+    assert_eq!(
+        app.call(Method::DELETE, &format!("/comments/{comment}"), alice.bearer(), None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    a.expect_event(&topic, "comment.deleted").await;
+    let reply = reply["id"].as_str().unwrap();
+    assert_eq!(
+        app.call(Method::DELETE, &format!("/comments/{reply}"), bob.bearer(), None).await.0,
+        StatusCode::NO_CONTENT
+    );
+    a.expect_event(&topic, "comment.deleted").await;
+    // The last reply gone, the tombstone above it goes too.
+    let gone = a.expect_event(&topic, "comment.deleted").await;
+    assert_eq!(gone["data"]["id"], comment.as_str());
+    assert_eq!(app.call(Method::DELETE, &format!("/posts/{post}"), bob.bearer(), None).await.0, StatusCode::NO_CONTENT);
+    a.expect_event(&topic, "post.deleted").await;
+    a.expect_event("feed", "post.deleted").await;
+    let (s, _) = app.call(Method::DELETE, &format!("/users/{}/follow", bob.id), alice.bearer(), None).await;
+    assert!(s.is_success());
+    // Bob's sockets saw his post's life on his feed and `user:` topic meanwhile.
+    while b.next_event().await["event"] != "follower.removed" {}
+
+    let mut seen = std::collections::BTreeSet::new();
+    for f in a.log.iter().chain(b.log.iter()) {
+        schemas.check_ws_frame(f);
+        if let Some(e) = f["event"].as_str() {
+            seen.insert(e.to_string());
+        }
+    }
+    for e in [
+        "follow.requested",
+        "follow.approved",
+        "follower.added",
+        "follower.removed",
+        "post.created",
+        "post.updated",
+        "post.deleted",
+        "comment.created",
+        "comment.updated",
+        "comment.deleted",
+        "reaction.changed",
+    ] {
+        assert!(seen.contains(e), "{e} was checked");
+    }
 }
 
 /// The `image` topic's events, from a real upload, match their schemas.

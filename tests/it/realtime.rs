@@ -11,6 +11,7 @@ use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
 use crate::both_backends;
+use crate::posts::{follow, make_private, new_post};
 use crate::support::ws::{WsClient, connect_raw, raw_close_code, ws_url};
 use crate::support::{Backend, TestApp, TestUser, publish};
 
@@ -18,6 +19,7 @@ both_backends!(
     durable_events_arrive_in_order_with_their_seq,
     ephemeral_topics_deliver_until_unsubscribed,
     personal_topics_of_others_and_foreign_conversations_are_refused,
+    subscriptions_follow_the_rest_visibility_rules,
     bad_frames_get_errors_and_the_server_stays_up,
     auth_failures_close_with_documented_codes,
     first_frame_auth_and_token_refresh_without_reconnecting,
@@ -56,17 +58,20 @@ async fn durable_events_arrive_in_order_with_their_seq(b: Backend) {
 async fn ephemeral_topics_deliver_until_unsubscribed(b: Backend) {
     let app = TestApp::spawn(b).await;
     let alice = app.register("alice").await;
+    let bob = app.register("bobby").await; // not followed: no feed traffic for alice
+    let post = new_post(&app, &bob, "watch me").await;
+    let (topic, id) = (format!("post:{post}"), Topic::Post(post.parse().unwrap()));
     let mut ws = WsClient::connect(&app.base, &alice.token).await;
-    let ack = ws.subscribe("post:123").await;
-    assert_eq!(ack["data"]["topic"], "post:123");
-    publish(&app, &[Topic::Post(Id(123))], EventName::CommentCreated, json!({"id": "1"})).await;
-    let e = ws.expect_event("post:123", "comment.created").await;
+    let ack = ws.subscribe(&topic).await;
+    assert_eq!(ack["data"]["topic"], topic);
+    publish(&app, &[id], EventName::CommentCreated, json!({"id": "1"})).await;
+    let e = ws.expect_event(&topic, "comment.created").await;
     assert!(e.get("seq").is_none(), "ephemeral events carry no seq");
-    let r = ws.request(json!({"op": "unsubscribe", "topic": "post:123"})).await;
+    let r = ws.request(json!({"op": "unsubscribe", "topic": topic})).await;
     assert_eq!(r["op"], "ok");
-    publish(&app, &[Topic::Post(Id(123))], EventName::CommentCreated, json!({"id": "2"})).await;
+    publish(&app, &[id], EventName::CommentCreated, json!({"id": "2"})).await;
     ws.assert_no_event(Duration::from_millis(300)).await;
-    assert_eq!(app.state.hub.subscriber_count(&Topic::Post(Id(123))), 0, "the hub forgot the topic");
+    assert_eq!(app.state.hub.subscriber_count(&id), 0, "the hub forgot the topic");
 }
 
 async fn personal_topics_of_others_and_foreign_conversations_are_refused(b: Backend) {
@@ -83,6 +88,46 @@ async fn personal_topics_of_others_and_foreign_conversations_are_refused(b: Back
     assert_eq!(r["error"]["code"], "forbidden", "{r}");
     let r = ws.request(json!({"op": "subscribe"})).await;
     assert_eq!(r["error"]["fields"]["topic"], "is required");
+}
+
+/// Subscriptions follow the REST visibility rules (one place decides): a post one may not
+/// read is `not_found` as over REST, a private account's `user:` topic is `forbidden` until
+/// the follow is approved, and a block hides everything, presence included.
+async fn subscriptions_follow_the_rest_visibility_rules(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let alice = app.register("alice").await;
+    let bob = app.register("bobby").await;
+    make_private(&app, &bob).await;
+    let hidden = new_post(&app, &bob, "followers only").await;
+    let mut ws = WsClient::connect(&app.base, &alice.token).await;
+    let code = |r: serde_json::Value| {
+        r["error"]["code"].as_str().map(str::to_string).unwrap_or_else(|| r["op"].as_str().unwrap().to_string())
+    };
+
+    let unknown = "post:123456789";
+    assert_eq!(code(ws.request(json!({"op": "subscribe", "topic": unknown})).await), "not_found");
+    let (post_t, user_t, presence_t) =
+        (format!("post:{hidden}"), format!("user:{}", bob.id), format!("presence:{}", bob.id));
+    assert_eq!(code(ws.request(json!({"op": "subscribe", "topic": post_t})).await), "not_found");
+    assert_eq!(code(ws.request(json!({"op": "subscribe", "topic": user_t})).await), "forbidden");
+    assert_eq!(code(ws.request(json!({"op": "subscribe", "topic": presence_t})).await), "ok");
+
+    // A pending request grants nothing; the approval grants both.
+    assert_eq!(follow(&app, &alice, &bob).await, "pending");
+    assert_eq!(code(ws.request(json!({"op": "subscribe", "topic": post_t})).await), "not_found");
+    let (s, r) = app.post(&format!("/users/me/follow-requests/{}/approve", alice.id), bob.bearer(), json!({})).await;
+    assert!(s.is_success(), "{s} {r}");
+    assert_eq!(code(ws.request(json!({"op": "subscribe", "topic": post_t})).await), "ok");
+    assert_eq!(code(ws.request(json!({"op": "subscribe", "topic": user_t})).await), "ok");
+
+    // Bob blocks alice: nothing of bob exists for her any more (checked on subscription;
+    // a live subscription made before the block is not revoked).
+    let (s, r) = app.post(&format!("/users/{}/block", alice.id), bob.bearer(), json!({})).await;
+    assert!(s.is_success(), "{s} {r}");
+    let mut ws = WsClient::connect(&app.base, &alice.token).await;
+    for t in [&post_t, &user_t, &presence_t] {
+        assert_eq!(code(ws.request(json!({"op": "subscribe", "topic": t})).await), "not_found", "{t}");
+    }
 }
 
 async fn bad_frames_get_errors_and_the_server_stays_up(b: Backend) {
@@ -186,7 +231,7 @@ async fn logout_closes_that_sessions_sockets_on_every_instance(b: Backend) {
     assert_eq!(apps[0].call(Method::POST, "/auth/logout", alice.bearer(), None).await.0, StatusCode::NO_CONTENT);
     assert_eq!(on_a.expect_close().await.0, 4501);
     assert_eq!(on_b.expect_close().await.0, 4501);
-    let r = other_b.request(json!({"op": "subscribe", "topic": "post:1"})).await;
+    let r = other_b.request(json!({"op": "subscribe", "topic": format!("user:{}", alice.id)})).await;
     assert_eq!(r["op"], "ok", "the other session's socket stays open");
 }
 
@@ -276,26 +321,28 @@ async fn slow_consumer_is_cut_off_and_memory_stays_flat(b: Backend) {
     let app = TestApp::spawn_with(b, |c| c.hub.queue_frames = 16).await;
     let alice = app.register("alice").await;
     let bob = app.register("bobby").await;
+    let post = new_post(&app, &alice, "busy").await;
+    let (topic, id) = (format!("post:{post}"), Topic::Post(post.parse().unwrap()));
     let mut slow = WsClient::connect(&app.base, &alice.token).await;
-    slow.subscribe("post:7").await;
+    slow.subscribe(&topic).await;
     let mut healthy = WsClient::connect(&app.base, &bob.token).await.without_log();
-    healthy.subscribe("post:7").await;
+    healthy.subscribe(&topic).await;
     let mut slow = slow.into_inner(); // stops reading from here on
     let blob = "x".repeat(64 * 1024);
     let mut batch = chorus::events::EventBatch::new();
     // Bursts of 8 (half the queue): a client that reads keeps up, one that does not fills up.
     for i in 0..800 {
-        batch.ephemeral(&[Topic::Post(Id(7))], EventName::CommentCreated, &json!({"i": i, "blob": blob}));
+        batch.ephemeral(&[id], EventName::CommentCreated, &json!({"i": i, "blob": blob}));
         if i % 8 == 7 {
             app.state.publish(std::mem::take(&mut batch));
             for _ in 0..8 {
-                healthy.expect_event("post:7", "comment.created").await;
+                healthy.expect_event(&topic, "comment.created").await;
             }
         }
     }
     // The slow session is gone from the hub; the healthy one still subscribed.
     crate::support::eventually(Duration::from_secs(10), || async {
-        (app.state.hub.subscriber_count(&Topic::Post(Id(7))) == 1).then_some(())
+        (app.state.hub.subscriber_count(&id) == 1).then_some(())
     })
     .await;
     // Its connection ends (with 4001 when the close frame still fits in its buffers).

@@ -35,20 +35,23 @@ async fn socketio_client_receives_feed_and_post_events(b: Backend) {
     assert_eq!(e, json!({"topic": "feed", "seq": "1", "data": {"id": "11", "caption": "hi"}}));
 
     // An ephemeral topic through the room broadcast, next to a plain-WebSocket watcher.
-    let ack = sio.emit("post", "subscribe", json!({"topic": "post:11"})).await;
+    let bob = app.register("bobby").await; // someone alice does not follow: no feed traffic
+    let post = crate::posts::new_post(&app, &bob, "watched").await;
+    let (topic, watched) = (format!("post:{post}"), Topic::Post(post.parse().unwrap()));
+    let ack = sio.emit("post", "subscribe", json!({"topic": topic})).await;
     assert_eq!(ack["ok"], true, "{ack}");
     let mut ws = WsClient::connect(&app.base, &alice.token).await;
-    ws.subscribe("post:11").await;
-    publish(&app, &[Topic::Post(Id(11))], EventName::CommentCreated, json!({"id": "c1"})).await;
-    assert_eq!(sio.event("post", "comment.created").await, json!({"topic": "post:11", "data": {"id": "c1"}}));
-    ws.expect_event("post:11", "comment.created").await;
+    ws.subscribe(&topic).await;
+    publish(&app, &[watched], EventName::CommentCreated, json!({"id": "c1"})).await;
+    assert_eq!(sio.event("post", "comment.created").await, json!({"topic": topic, "data": {"id": "c1"}}));
+    ws.expect_event(&topic, "comment.created").await;
 
     let ack = sio.emit("post", "subscribe", json!({"topic": "chat:1"})).await;
     assert_eq!((ack["ok"].clone(), ack["error"]["code"].clone()), (json!(false), json!("forbidden")));
-    let ack = sio.emit("post", "unsubscribe", json!({"topic": "post:11"})).await;
+    let ack = sio.emit("post", "unsubscribe", json!({"topic": topic})).await;
     assert_eq!(ack["ok"], true);
-    publish(&app, &[Topic::Post(Id(11))], EventName::CommentCreated, json!({"id": "c2"})).await;
-    ws.expect_event("post:11", "comment.created").await;
+    publish(&app, &[watched], EventName::CommentCreated, json!({"id": "c2"})).await;
+    ws.expect_event(&topic, "comment.created").await;
     sio.assert_no_event("post", "comment.created", Duration::from_millis(300)).await;
 
     // The notification namespace carries notifications.

@@ -301,8 +301,21 @@ impl TestApp {
 }
 
 impl Drop for TestApp {
+    /// Shuts the instance down and waits for it (on a multi-threaded test runtime), so that
+    /// its database pool is closed: a test that merely dropped its app would otherwise
+    /// leave its PostgreSQL connections open until the test process exits, and a long run
+    /// would exhaust the server's `max_connections`.
     fn drop(&mut self) {
         self.shutdown.cancel();
+        let Some(handle) = self.handle.take() else { return };
+        let Ok(rt) = tokio::runtime::Handle::try_current() else { return };
+        if rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread {
+            tokio::task::block_in_place(|| {
+                rt.block_on(async {
+                    let _ = tokio::time::timeout(Duration::from_secs(15), handle).await;
+                })
+            });
+        }
     }
 }
 

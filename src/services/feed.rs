@@ -1,0 +1,427 @@
+//! Feeds: the home feed (hybrid fan-out), explore (engagement with time decay) and hashtag
+//! feeds, plus the durable jobs that keep timelines in step.
+//!
+//! # Home feed: fan-out on write, with fan-out on read for big accounts
+//! A new post enqueues a [`FanOutPost`] job in the post's transaction (never fanned out in
+//! the request). The job writes the post id into the timeline of each active follower —
+//! the `timeline_entries` table, or a Redis sorted set `{ns}:tl:{user}` when `REDIS_URL` is
+//! set, trimmed to `feed.timeline_max_len` — and publishes `post.created` on each of their
+//! durable `feed` topics (one batched sequence allocation and insert), except to followers
+//! who muted the author. Authors with more than `feed.fanout_read_threshold` followers are
+//! **not** fanned out: their posts are published on `user:{author}` only (and the author's
+//! own `feed`), and merged into their followers' feeds at read time. The caller's own posts
+//! are merged at read time too.
+//!
+//! Reading a page merges, in id order, the timeline and the posts of the read-time authors
+//! (self + big accounts followed), then keeps the posts whose authors the caller currently
+//! follows (active), has not muted and is not blocked with — exactly the accounts whose
+//! content [`access`] would show even if private. So unfollow, block and mute take effect at
+//! once, deleted posts vanish (their rows are gone), edits show (rows are read fresh), and
+//! the jobs that clean timelines ([`SyncTimeline`] on unfollow/block, deletion clean-up in
+//! Redis) or backfill them (on follow and approval) only tidy up. Pages are cut by post id
+//! (cursor = last id): new posts have larger ids, so paging while posts arrive has no gap
+//! and no duplicate.
+//!
+//! # Explore
+//! Recent public posts (last 7 days, newest 500) from accounts the caller neither follows
+//! nor requested, blocked or muted, ranked by `(reactions + 2·comments + 1) /
+//! (age_hours + 2)^1.5`. The cursor freezes the window (the time ages are measured at and
+//! the newest id), so pages are cut from one ranking; it carries the last `(score, id)`.
+
+use std::collections::{HashMap, HashSet};
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::{Id, Timestamp, now_ms};
+use crate::error::{AppError, AppResult};
+use crate::events::{EventBatch, EventName, Topic};
+use crate::jobs::Job;
+use crate::pagination::{Page, PageQuery, decode_cursor, encode_cursor};
+use crate::services::access;
+use crate::services::posts::{self as post_svc, PostDeleted, PostView};
+use crate::state::AppState;
+use crate::store::posts::{self as post_store, PostRow};
+use crate::store::timelines::{self as tl_store, RedisTimelines};
+use crate::store::{graph, users as user_store};
+
+/// Rounds of candidates a home-feed page reads before answering with a short page.
+const MAX_FEED_ROUNDS: usize = 6;
+/// Newest posts a follow backfills into the follower's timeline.
+const BACKFILL: i64 = 100;
+/// How far back explore looks.
+const EXPLORE_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
+/// How many recent posts explore ranks.
+const EXPLORE_CANDIDATES: i64 = 500;
+
+/// What happened to a post, for [`FanOutPost`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PostChange {
+    /// New: timelines and `post.created`.
+    Created,
+    /// Caption edited: `post.updated`.
+    Updated,
+    /// Deleted: `post.deleted` (and Redis timelines cleaned).
+    Deleted,
+}
+
+/// Job: carry a post change to the author's followers' timelines and `feed` topics.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct FanOutPost {
+    /// The post.
+    pub post: Id,
+    /// Its author.
+    pub author: Id,
+    /// What happened.
+    pub change: PostChange,
+}
+
+impl Job for FanOutPost {
+    const KIND: &'static str = "fan_out_post";
+}
+
+/// Job: bring `user`'s timeline in line with a follow of `author` that began (`follow`:
+/// backfill recent posts) or ended (prune them).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SyncTimeline {
+    /// Whose timeline.
+    pub user: Id,
+    /// Whose posts.
+    pub author: Id,
+    /// `true`: the follow became active; `false`: it ended.
+    pub follow: bool,
+}
+
+impl Job for SyncTimeline {
+    const KIND: &'static str = "sync_timeline";
+}
+
+/// Where timelines live on this instance.
+enum Timelines {
+    Table,
+    Redis(RedisTimelines),
+}
+
+fn timelines(state: &AppState) -> Timelines {
+    match &state.redis {
+        Some(conn) => Timelines::Redis(RedisTimelines::new(conn.clone(), &state.config.redis_namespace)),
+        None => Timelines::Table,
+    }
+}
+
+fn redis_down(e: redis::RedisError) -> AppError {
+    tracing::warn!(error = %e, "Redis timeline unavailable");
+    AppError::Unavailable
+}
+
+/// Whether delivering `post` to `user` also trims `user`'s table timeline: for about one in
+/// 16 (post, user) pairs, so each fan-out trims a sixteenth of its recipients and each
+/// timeline is cut back to `timeline_max_len` every ~16 deliveries — an even cost instead of
+/// a spike (trimming is a bounded index walk per user). Redis trims on every push.
+fn trims(post: Id, user: Id) -> bool {
+    ((post.0 ^ user.0.rotate_left(17)) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60 == 0
+}
+
+/// Runs a [`FanOutPost`] job (idempotent apart from repeated live events, which clients
+/// recognise by post id).
+pub async fn run_fan_out(state: AppState, job: FanOutPost) -> anyhow::Result<()> {
+    let mut c = state.store.conn().await?;
+    let Some(author) = user_store::get(c.ex(), job.author).await? else { return Ok(()) };
+    let pulled = author.follower_count > state.config.feed.fanout_read_threshold;
+    let followers = if pulled { Vec::new() } else { graph::active_follower_ids(c.ex(), job.author).await? };
+    let muters: HashSet<Id> = graph::muters_of(c.ex(), job.author).await?.into_iter().collect();
+    let post = post_store::get(c.ex(), job.post).await?;
+    drop(c);
+    let mut topics = vec![Topic::Feed(job.author)];
+    topics.extend(followers.iter().filter(|f| !muters.contains(f)).map(|f| Topic::Feed(*f)));
+    metrics::histogram!("chorus_feed_fanout_recipients").record(followers.len() as f64);
+    let tl = timelines(&state);
+    let max_len = state.config.feed.timeline_max_len;
+    let mut events = EventBatch::new();
+    match job.change {
+        PostChange::Created | PostChange::Updated => {
+            let Some(post) = post else { return Ok(()) }; // deleted meanwhile
+            let Some(view) = post_svc::views(&state, None, vec![post]).await?.pop() else { return Ok(()) };
+            if job.change == PostChange::Created
+                && let Timelines::Redis(r) = &tl
+            {
+                r.push(&[job.post], &followers, max_len).await?;
+            }
+            let mut tx = state.store.begin().await?;
+            let name = if job.change == PostChange::Created {
+                if matches!(tl, Timelines::Table) {
+                    tl_store::push(tx.ex(), job.post, job.author, &followers).await?;
+                    let due: Vec<Id> = followers.iter().copied().filter(|u| trims(job.post, *u)).collect();
+                    tl_store::trim(tx.ex(), &due, max_len).await?;
+                }
+                EventName::PostCreated
+            } else {
+                EventName::PostUpdated
+            };
+            events.add(&mut tx, &topics, name, &view).await?;
+            state.commit(tx, events).await?;
+        }
+        PostChange::Deleted => {
+            // Table entries went with the post row (cascade); Redis ones are removed here
+            // (and skipped at read time until then).
+            if let Timelines::Redis(r) = &tl {
+                r.remove_everywhere(job.post, &followers).await?;
+            }
+            let mut tx = state.store.begin().await?;
+            events.add(&mut tx, &topics, EventName::PostDeleted, &PostDeleted { id: job.post }).await?;
+            state.commit(tx, events).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs a [`SyncTimeline`] job. It re-reads the follow first, so a job that lost a race
+/// with a newer follow/unfollow does nothing.
+pub async fn run_sync_timeline(state: AppState, job: SyncTimeline) -> anyhow::Result<()> {
+    let mut c = state.store.conn().await?;
+    let active = graph::follow_status(c.ex(), job.user, job.author).await?.as_deref() == Some(graph::ACTIVE);
+    if active != job.follow {
+        return Ok(());
+    }
+    let max_len = state.config.feed.timeline_max_len;
+    match (timelines(&state), job.follow) {
+        (Timelines::Table, true) => {
+            drop(c);
+            let mut tx = state.store.begin().await?;
+            tl_store::backfill(tx.ex(), job.user, job.author, BACKFILL.min(max_len)).await?;
+            tl_store::trim(tx.ex(), &[job.user], max_len).await?;
+            tx.commit().await?;
+        }
+        (Timelines::Table, false) => {
+            drop(c);
+            let mut tx = state.store.begin().await?;
+            tl_store::remove_author(tx.ex(), job.user, job.author).await?;
+            tx.commit().await?;
+        }
+        (Timelines::Redis(r), true) => {
+            let ids = post_store::ids_by_authors(c.ex(), &[job.author], None, BACKFILL.min(max_len)).await?;
+            r.push(&ids, &[job.user], max_len).await?;
+        }
+        (Timelines::Redis(r), false) => {
+            if let Some(oldest) = r.oldest(job.user).await? {
+                let ids = post_store::ids_of_author_since(c.ex(), job.author, oldest, max_len.max(1000)).await?;
+                r.remove(job.user, &ids).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The caller's home feed: their own posts and those of the accounts they follow, newest
+/// first.
+pub async fn home(state: &AppState, me: Id, q: &PageQuery) -> AppResult<Page<PostView>> {
+    let page = q.parse::<Id>()?;
+    let limit = page.limit as usize;
+    let want = limit + 1;
+    let audience = access::full_audience(state, me).await?;
+    let mut c = state.store.conn().await?;
+    let threshold = state.config.feed.fanout_read_threshold;
+    let mut pulled: Vec<Id> = vec![me];
+    pulled.extend(graph::following_with_counts(c.ex(), me).await?.into_iter().filter(|f| f.1 > threshold).map(|f| f.0));
+    let muted: HashSet<Id> = graph::muted_ids(c.ex(), me).await?.into_iter().collect();
+    drop(c);
+    // Membership: the accounts whose content the caller would see even if they were
+    // private — themselves and active follows, minus blocks — and not muted.
+    let keep = |author: Id| author == me || (!muted.contains(&author) && audience.may_see_content(author, true));
+
+    let tl = timelines(state);
+    let batch = (want * 2).max(20) as i64;
+    let mut before = page.after;
+    let mut out: Vec<PostRow> = Vec::new();
+    let mut exhausted = false;
+    for _ in 0..MAX_FEED_ROUNDS {
+        let mut c = state.store.conn().await?;
+        let from_timeline = match &tl {
+            Timelines::Table => tl_store::page(c.ex(), me, before, batch).await?,
+            Timelines::Redis(r) => r.page(me, before, batch).await.map_err(redis_down)?,
+        };
+        let from_authors = post_store::ids_by_authors(c.ex(), &pulled, before, batch).await?;
+        // Below the lowest id of a source that filled its batch, that source may have more:
+        // only ids at or above the highest such bound are complete in this round.
+        let horizon = [&from_timeline, &from_authors]
+            .iter()
+            .filter(|s| s.len() as i64 == batch)
+            .filter_map(|s| s.last())
+            .max()
+            .copied();
+        let mut ids: Vec<Id> =
+            from_timeline.into_iter().chain(from_authors).filter(|id| horizon.is_none_or(|h| *id >= h)).collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        ids.dedup();
+        let mut rows: HashMap<Id, PostRow> =
+            post_store::get_many(c.ex(), &ids).await?.into_iter().map(|p| (p.id, p)).collect();
+        drop(c);
+        out.extend(ids.iter().filter_map(|id| rows.remove(id)).filter(|p| keep(p.author_id)));
+        if out.len() >= want {
+            break;
+        }
+        match horizon {
+            Some(h) => before = Some(h),
+            None => {
+                exhausted = true;
+                break;
+            }
+        }
+    }
+    let next = if out.len() >= want {
+        out.truncate(limit);
+        out.last().map(|p| p.id)
+    } else if exhausted {
+        None
+    } else {
+        before // read budget spent: a short page, continuing below what was read
+    };
+    Ok(Page { items: post_svc::views(state, Some(me), out).await?, next_cursor: next.map(|id| encode_cursor(&id)) })
+}
+
+/// Explore's frozen window and position.
+#[derive(Debug, Serialize, Deserialize)]
+struct ExploreCursor {
+    /// Time ages are measured at (Unix ms).
+    t: i64,
+    /// Newest post id of the window.
+    m: Id,
+    /// Score of the last item returned, as `f64::to_bits`: exact (a JSON float may not
+    /// parse back to the same double, and a cursor one ULP off would repeat a page).
+    s: u64,
+    /// Id of the last item returned.
+    i: Id,
+}
+
+/// Engagement with time decay.
+fn score(p: &PostRow, at_ms: i64) -> f64 {
+    let age_hours = ((at_ms - p.created_at.0).max(0) as f64) / 3_600_000.0;
+    (p.reaction_count as f64 + 2.0 * p.comment_count as f64 + 1.0) / (age_hours + 2.0).powf(1.5)
+}
+
+/// Recent public posts from accounts the caller does not follow, best first.
+pub async fn explore(state: &AppState, viewer: Option<Id>, q: &PageQuery) -> AppResult<Page<PostView>> {
+    let limit = q.parse::<serde_json::Value>()?.limit as usize;
+    let cursor: Option<ExploreCursor> = match q.cursor.as_deref() {
+        None | Some("") => None,
+        Some(c) => Some(decode_cursor(c)?),
+    };
+    let mut c = state.store.conn().await?;
+    let (at, max_id) = match &cursor {
+        Some(k) => (k.t, k.m),
+        None => match post_store::max_id(c.ex()).await? {
+            Some(m) => (now_ms(), m),
+            None => return Ok(Page { items: Vec::new(), next_cursor: None }),
+        },
+    };
+    let rows = post_store::recent_by_public_authors(
+        c.ex(),
+        viewer,
+        Timestamp(at - EXPLORE_WINDOW_MS),
+        max_id,
+        EXPLORE_CANDIDATES,
+    )
+    .await?;
+    let muted: HashSet<Id> = match viewer {
+        Some(v) => graph::muted_ids(c.ex(), v).await?.into_iter().collect(),
+        None => HashSet::new(),
+    };
+    drop(c);
+    let authors: Vec<Id> = rows.iter().map(|p| p.author_id).collect();
+    let audience = access::audience_for(state, viewer, &authors).await?;
+    let mut ranked: Vec<(f64, PostRow)> = rows
+        .into_iter()
+        .filter(|p| {
+            !audience.has_follow(p.author_id)
+                && !muted.contains(&p.author_id)
+                && audience.may_see_content(p.author_id, false)
+        })
+        .map(|p| (score(&p, at), p))
+        .collect();
+    ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.id.cmp(&a.1.id)));
+    let mut rest: Vec<(f64, PostRow)> = match &cursor {
+        Some(k) => {
+            let last = f64::from_bits(k.s);
+            ranked.into_iter().filter(|(s, p)| *s < last || (*s == last && p.id < k.i)).collect()
+        }
+        None => ranked,
+    };
+    let more = rest.len() > limit;
+    rest.truncate(limit);
+    let next = if more {
+        rest.last().map(|(s, p)| encode_cursor(&ExploreCursor { t: at, m: max_id, s: s.to_bits(), i: p.id }))
+    } else {
+        None
+    };
+    let rows = rest.into_iter().map(|(_, p)| p).collect();
+    Ok(Page { items: post_svc::views(state, viewer, rows).await?, next_cursor: next })
+}
+
+/// Normalises a hashtag from a path: optional `#`, case-folded, word characters only.
+fn normalise_tag(raw: &str) -> AppResult<String> {
+    let tag = raw.trim().trim_start_matches('#').to_lowercase();
+    if tag.is_empty() || tag.chars().count() > 100 || !tag.chars().all(|c| c.is_alphanumeric() || c == '_') {
+        return Err(AppError::field("tag", "must be letters, digits or _ (at most 100)"));
+    }
+    Ok(tag)
+}
+
+/// Posts tagged `#tag` that the viewer may see, newest first.
+pub async fn hashtag(state: &AppState, viewer: Option<Id>, tag: &str, q: &PageQuery) -> AppResult<Page<PostView>> {
+    let tag = normalise_tag(tag)?;
+    let page = q.parse::<Id>()?;
+    let store_ = state.store.clone();
+    let scan = post_svc::scan_visible(state, viewer, page.limit, page.after, |after, n| {
+        let (store_, tag) = (store_.clone(), tag.clone());
+        async move {
+            let mut c = store_.conn().await?;
+            Ok(post_store::by_hashtag(c.ex(), &tag, after, n).await?.into_iter().map(|p| (p.id, p)).collect())
+        }
+    })
+    .await?;
+    post_svc::page_of(state, viewer, scan).await
+}
+
+/// Entries in `user`'s stored timeline (table or Redis), for tests and diagnostics.
+pub async fn timeline_len(state: &AppState, user: Id) -> AppResult<i64> {
+    match timelines(state) {
+        Timelines::Table => {
+            let mut c = state.store.conn().await?;
+            Ok(tl_store::len(c.ex(), user).await?)
+        }
+        Timelines::Redis(r) => r.len(user).await.map_err(redis_down),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn explore_cursor_keeps_the_exact_score() {
+        for x in [0.1f64 + 0.2, 1.0 / 3.0, 7.0 / 2.0f64.powf(1.5), 1e-300, 4.0 / 3.0e7, f64::MIN_POSITIVE] {
+            let c = ExploreCursor { t: 1, m: Id(2), s: x.to_bits(), i: Id(3) };
+            let back: ExploreCursor = decode_cursor(&encode_cursor(&c)).unwrap();
+            assert_eq!(f64::from_bits(back.s).to_bits(), x.to_bits());
+        }
+    }
+
+    #[test]
+    fn engagement_counts_and_age_decays() {
+        let row = |reaction_count, comment_count| PostRow {
+            id: Id(1),
+            author_id: Id(1),
+            caption: String::new(),
+            has_image: false,
+            has_video: false,
+            comment_count,
+            reaction_count,
+            created_at: Timestamp(0),
+            updated_at: Timestamp(0),
+        };
+        let hours = |h: i64| h * 3_600_000;
+        assert!(score(&row(0, 0), hours(0)) > score(&row(0, 0), hours(10)), "older ranks lower");
+        assert!(score(&row(0, 2), 0) > score(&row(3, 0), 0), "a comment weighs two reactions");
+        assert!(score(&row(50, 0), hours(48)) < score(&row(5, 0), hours(1)), "decay beats stale popularity");
+    }
+}
