@@ -111,10 +111,13 @@ client("chat.read", {"data": obj({"conversation_id": ref("id"), "message_id": re
 # ---- server frames ------------------------------------------------------------------------
 write("server/hello.json", "server frame `hello`", obj({
     "op": {"const": "hello"},
-    "data": obj({"user_id": ref("id"), "session_id": {"type": "string"}, "heartbeat_ms": {"type": "integer", "minimum": 1},
+    "data": obj({"user_id": ref("id"), "session_id": {"type": "string"},
+                 "node": {"type": "integer", "minimum": 0, "maximum": 1023,
+                          "description": "the instance serving this connection (for logs and tests)"},
+                 "heartbeat_ms": {"type": "integer", "minimum": 1},
                  "token_expires_at": {"type": "integer"}, "limits": ref("limits"),
                  "subscriptions": {"type": "object", "additionalProperties": ref("subscribe_result")}},
-                ["user_id", "session_id", "heartbeat_ms", "token_expires_at", "limits"])}, ["op", "data"]))
+                ["user_id", "session_id", "node", "heartbeat_ms", "token_expires_at", "limits"])}, ["op", "data"]))
 write("server/ok.json", "server frame `ok` (reply to a client frame with an id)",
       obj({"op": {"const": "ok"}, "id": ref("frame_id"), "data": {}}, ["op", "data"]))
 write("server/error.json", "server frame `error`",

@@ -177,6 +177,9 @@ pub struct JobsConfig {
     pub backoff_max_ms: u64,
     /// Attempts before a job is moved to the dead-letter state.
     pub max_attempts: i32,
+    /// How long a claimed job is leased, in milliseconds: a job whose instance died is run
+    /// again by another one after this long. Longer than the slowest job.
+    pub lease_ms: u64,
 }
 
 impl Default for Config {
@@ -251,7 +254,14 @@ impl Default for HubConfig {
 
 impl Default for JobsConfig {
     fn default() -> Self {
-        Self { concurrency: 4, poll_ms: 500, backoff_base_ms: 1000, backoff_max_ms: 600_000, max_attempts: 8 }
+        Self {
+            concurrency: 4,
+            poll_ms: 500,
+            backoff_base_ms: 1000,
+            backoff_max_ms: 600_000,
+            max_attempts: 8,
+            lease_ms: 60_000,
+        }
     }
 }
 

@@ -108,6 +108,11 @@ impl IdGen {
         Self { node: node as i64, state: Mutex::new((0, 0)) }
     }
 
+    /// This generator's node id (unique per running instance).
+    pub fn node(&self) -> u16 {
+        self.node as u16
+    }
+
     /// The next id. Never goes backwards, even if the wall clock does.
     pub fn next(&self) -> Id {
         let mut st = self.state.lock().expect("id generator poisoned");

@@ -7,6 +7,10 @@
 //! - **At-least-once.** A worker *claims* a job by leasing it (`locked_until`). If the process
 //!   dies mid-job, the lease runs out and any instance claims it again. Handlers are therefore
 //!   written to be idempotent (deleting a deleted file succeeds, fan-out upserts…).
+//! - **Exactly-once effects where the effect is one transaction.** Such a handler calls
+//!   [`complete_within`] in that transaction: the job's completion commits with its effect,
+//!   so a crash between the two cannot run it twice (the feed fan-out does this, so a killed
+//!   instance never duplicates a durable `post.created`).
 //! - **Retries with exponential backoff** (`backoff_base_ms · 2^(attempt-1)`, capped, with
 //!   jitter), then a **dead-letter** state after `max_attempts`, kept for inspection.
 //! - **Observable:** queue depth per kind and status, runs, failures and dead letters are in
@@ -40,6 +44,26 @@ use crate::store::{StoreResult, Tx, jobs as store};
 pub trait Job: Serialize + DeserializeOwned + Send + Sync + 'static {
     /// Stable name stored with each job.
     const KIND: &'static str;
+}
+
+tokio::task_local! {
+    /// The job the current task is running and its claim (attempt) number, set by the
+    /// worker around each handler.
+    static CURRENT_JOB: (Id, i32);
+}
+
+/// Marks the running job done inside the handler's own transaction `tx` (see the module
+/// doc); the worker's own completion afterwards then finds nothing left to do. Fails — and
+/// the caller must then not commit — when the job's lease ran out and another worker
+/// claimed it meanwhile (a handler stalled on a dependency): that worker's run counts, this
+/// one's effects roll back. Outside a job (a handler called directly) this does nothing.
+pub async fn complete_within(tx: &mut Tx) -> anyhow::Result<()> {
+    let Ok((id, attempts)) = CURRENT_JOB.try_with(|j| *j) else { return Ok(()) };
+    anyhow::ensure!(
+        store::complete_claimed(tx.ex(), id, attempts).await?,
+        "job {id} outlived its lease and was claimed again; this run rolls back"
+    );
+    Ok(())
 }
 
 /// Enqueues `job` in the caller's transaction, runnable now.
@@ -109,9 +133,6 @@ impl Queue {
     }
 }
 
-/// How long a claimed job is leased before another worker may take it over.
-const LEASE_MS: i64 = 60_000;
-
 /// Runs the worker until `shutdown`, then waits for running jobs (bounded by the caller's
 /// shutdown deadline: unfinished jobs keep their lease and are re-run after it expires).
 pub async fn run_worker(state: AppState, registry: Registry, shutdown: CancellationToken) {
@@ -155,7 +176,7 @@ pub async fn run_worker(state: AppState, registry: Registry, shutdown: Cancellat
 
 async fn claim(state: &AppState, limit: i64) -> anyhow::Result<Vec<store::JobRow>> {
     let mut tx = state.store.begin().await?;
-    let jobs = store::claim(tx.ex(), Timestamp::now(), LEASE_MS, limit).await?;
+    let jobs = store::claim(tx.ex(), Timestamp::now(), state.config.jobs.lease_ms as i64, limit).await?;
     tx.commit().await?;
     Ok(jobs)
 }
@@ -165,7 +186,7 @@ async fn execute(state: &AppState, registry: &Registry, job: store::JobRow) {
     let result = match registry.handlers.get(kind.as_str()) {
         Some(h) => {
             let started = std::time::Instant::now();
-            let r = h(state.clone(), job.payload.clone()).await;
+            let r = CURRENT_JOB.scope((job.id, job.attempts), h(state.clone(), job.payload.clone())).await;
             metrics::histogram!("chorus_job_duration_seconds", "kind" => kind.clone()).record(started.elapsed());
             r
         }

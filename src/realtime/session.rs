@@ -222,6 +222,7 @@ impl Session {
         json!({
             "user_id": self.user(),
             "session_id": self.handle.id.to_string(),
+            "node": self.state.ids.node(),
             "heartbeat_ms": h.heartbeat_ms,
             "token_expires_at": self.token_exp,
             "limits": {

@@ -122,8 +122,9 @@ fn trims(post: Id, user: Id) -> bool {
     ((post.0 ^ user.0.rotate_left(17)) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 60 == 0
 }
 
-/// Runs a [`FanOutPost`] job (idempotent apart from repeated live events, which clients
-/// recognise by post id).
+/// Runs a [`FanOutPost`] job. Its timeline rows, its events and its completion commit in
+/// one transaction, so a crash re-runs it only if nothing of it happened (Redis timeline
+/// pushes before it are idempotent).
 pub async fn run_fan_out(state: AppState, job: FanOutPost) -> anyhow::Result<()> {
     let mut c = state.store.conn().await?;
     let Some(author) = user_store::get(c.ex(), job.author).await? else { return Ok(()) };
@@ -159,6 +160,7 @@ pub async fn run_fan_out(state: AppState, job: FanOutPost) -> anyhow::Result<()>
                 EventName::PostUpdated
             };
             events.add(&mut tx, &topics, name, &view).await?;
+            crate::jobs::complete_within(&mut tx).await?;
             state.commit(tx, events).await?;
         }
         PostChange::Deleted => {
@@ -169,6 +171,7 @@ pub async fn run_fan_out(state: AppState, job: FanOutPost) -> anyhow::Result<()>
             }
             let mut tx = state.store.begin().await?;
             events.add(&mut tx, &topics, EventName::PostDeleted, &PostDeleted { id: job.post }).await?;
+            crate::jobs::complete_within(&mut tx).await?;
             state.commit(tx, events).await?;
         }
     }

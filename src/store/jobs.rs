@@ -58,6 +58,17 @@ pub async fn claim(ex: Ex<'_>, now: Timestamp, lease_ms: i64, limit: i64) -> Sto
     Ok(run!(ex, c => sqlx::query_as::<_, JobRow>(&sql).bind(now).bind(until).bind(limit).fetch_all(c).await)?)
 }
 
+/// Removes a finished job if it is still the claim numbered `attempts` (no other worker
+/// took it over after the lease ran out); whether it was.
+pub async fn complete_claimed(ex: Ex<'_>, id: Id, attempts: i32) -> StoreResult<bool> {
+    let r = exec!(ex, c => sqlx::query("DELETE FROM jobs WHERE id = $1 AND attempts = $2 AND status = 'running'")
+        .bind(id)
+        .bind(attempts)
+        .execute(c)
+        .await)?;
+    Ok(r == 1)
+}
+
 /// Removes a finished job.
 pub async fn complete(ex: Ex<'_>, id: Id) -> StoreResult<()> {
     exec!(ex, c => sqlx::query("DELETE FROM jobs WHERE id = $1").bind(id).execute(c).await)?;

@@ -6,6 +6,7 @@ mod support;
 mod auth;
 mod cluster;
 mod comments;
+mod e2e;
 mod feeds;
 mod graph;
 mod media;

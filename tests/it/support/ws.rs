@@ -24,6 +24,7 @@ pub struct WsClient {
     pub log: Vec<Value>,
     logging: bool,
     closed: Option<(u16, String)>,
+    ended: bool,
 }
 
 /// `ws://host:port/ws` of an app base URL.
@@ -33,11 +34,16 @@ pub fn ws_url(base: &str) -> String {
 
 /// Opens a raw connection (no auth handling): for tests of the handshake itself.
 pub async fn connect_raw(url: &str) -> WebSocketStream<MaybeTlsStream<TcpStream>> {
+    try_connect_raw(url).await.expect("websocket connects")
+}
+
+/// [`connect_raw`], failing softly (a proxy answering 502 while an instance goes away).
+pub async fn try_connect_raw(url: &str) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>, String> {
     let mut req = url.into_client_request().unwrap();
     req.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("chorus.v1"));
-    let (ws, resp) = tokio_tungstenite::connect_async(req).await.expect("websocket connects");
+    let (ws, resp) = tokio_tungstenite::connect_async(req).await.map_err(|e| e.to_string())?;
     assert_eq!(resp.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap()), Some("chorus.v1"));
-    ws
+    Ok(ws)
 }
 
 impl WsClient {
@@ -54,7 +60,12 @@ impl WsClient {
 
     /// Connects to a full URL and waits for `hello`.
     pub async fn connect_url(url: &str) -> WsClient {
-        let ws = connect_raw(url).await;
+        Self::try_connect_url(url).await.unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// [`WsClient::connect_url`], failing softly.
+    pub async fn try_connect_url(url: &str) -> Result<WsClient, String> {
+        let ws = try_connect_raw(url).await?;
         let mut c = WsClient {
             ws,
             buffered: VecDeque::new(),
@@ -63,11 +74,24 @@ impl WsClient {
             log: Vec::new(),
             logging: true,
             closed: None,
+            ended: false,
         };
-        let hello = c.next_frame(WAIT).await.expect("hello frame");
-        assert_eq!(hello["op"], "hello", "{hello}");
+        let hello = c.next_frame(WAIT).await.ok_or_else(|| format!("no hello frame (closed: {:?})", c.closed))?;
+        if hello["op"] != "hello" {
+            return Err(format!("expected hello, got {hello}"));
+        }
         c.hello = hello;
-        c
+        Ok(c)
+    }
+
+    /// Whether the connection is over (closed by the server, or cut).
+    pub fn ended(&self) -> bool {
+        self.ended
+    }
+
+    /// The close frame's (code, reason), if the server sent one.
+    pub fn close_frame(&self) -> Option<&(u16, String)> {
+        self.closed.as_ref()
     }
 
     /// Stops keeping a log of received frames (tests that move a lot of data).
@@ -124,7 +148,10 @@ impl WsClient {
             let left = deadline.saturating_duration_since(tokio::time::Instant::now());
             match tokio::time::timeout(left, self.ws.next()).await {
                 Err(_) => return None,
-                Ok(None) | Ok(Some(Err(_))) => return None,
+                Ok(None) | Ok(Some(Err(_))) => {
+                    self.ended = true;
+                    return None;
+                }
                 Ok(Some(Ok(Message::Text(t)))) => {
                     let v: Value = serde_json::from_str(&t).expect("server frames are JSON");
                     if self.logging {
@@ -133,6 +160,7 @@ impl WsClient {
                     return Some(v);
                 }
                 Ok(Some(Ok(Message::Close(f)))) => {
+                    self.ended = true;
                     self.closed =
                         Some(f.map(|f| (u16::from(f.code), f.reason.to_string())).unwrap_or((1005, String::new())));
                     return None;
