@@ -69,7 +69,7 @@ impl Chorus {
         let redis = match &config.redis_url {
             Some(url) => {
                 let client = redis::Client::open(url.as_str()).context("parsing redis_url")?;
-                Some(redis::aio::ConnectionManager::new(client).await.context("connecting to Redis")?)
+                Some(crate::broker::redis::connection_manager(client).await.context("connecting to Redis")?)
             }
             None => None,
         };

@@ -70,11 +70,24 @@ struct WireIn<'a> {
     d: &'a RawValue,
 }
 
+/// A reconnecting Redis connection, as every Redis user in Chorus gets it. Without the
+/// timeouts, a command sent while Redis restarts could wait forever on a connection that
+/// will never answer (seen in the end-to-end test: `/ready` stuck at 503 after Redis came
+/// back); with them it fails, and the manager's retries (100 ms doubling, capped at 2 s)
+/// reconnect whenever Redis is back.
+pub async fn connection_manager(client: redis::Client) -> redis::RedisResult<redis::aio::ConnectionManager> {
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Duration::from_secs(2))
+        .set_response_timeout(Duration::from_secs(2))
+        .set_max_delay(2000);
+    redis::aio::ConnectionManager::new_with_config(client, config).await
+}
+
 impl RedisBroker {
     /// Connects and starts the publisher and subscriber tasks (stopped by `shutdown`).
     pub async fn start(url: &str, namespace: &str, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let client = redis::Client::open(url)?;
-        let publisher = redis::aio::ConnectionManager::new(client.clone()).await?;
+        let publisher = connection_manager(client.clone()).await?;
         let shared = Arc::new(Shared {
             namespace: namespace.to_string(),
             healthy: AtomicBool::new(false),
