@@ -15,6 +15,9 @@
 //! target/release/examples/loadgen fanout --conns 10000 --rate 1000 --secs 20 --instances 2 --redis redis://127.0.0.1:6379
 //! # the same through Socket.IO
 //! target/release/examples/loadgen fanout --door sio --conns 10000 --rate 10 --secs 20
+//! # through nginx (examples/deploy/nginx.conf) in front of 1, 2 or 3 instances
+//! target/release/examples/loadgen fanout --conns 5000 --rate 10 --secs 20 --nginx
+//! target/release/examples/loadgen fanout --conns 5000 --rate 10 --secs 20 --nginx --instances 3 --redis redis://127.0.0.1:6379
 //! ```
 //!
 //! Events are real: the driver posts comments over REST on one public post that every
@@ -50,6 +53,7 @@ struct Opts {
     redis: Option<String>,
     database_url: Option<String>,
     server_bin: PathBuf,
+    nginx: bool,
 }
 
 fn opts() -> Opts {
@@ -63,6 +67,7 @@ fn opts() -> Opts {
         redis: None,
         database_url: None,
         server_bin: PathBuf::from("target/release/chorus"),
+        nginx: false,
     };
     let mut it = std::env::args().skip(1).peekable();
     if let Some(m) = it.peek().filter(|m| !m.starts_with("--")).cloned() {
@@ -80,6 +85,7 @@ fn opts() -> Opts {
             "--redis" => o.redis = Some(v()),
             "--database-url" => o.database_url = Some(v()),
             "--server-bin" => o.server_bin = PathBuf::from(v()),
+            "--nginx" => o.nginx = true,
             other => panic!("unknown argument {other}"),
         }
     }
@@ -89,9 +95,66 @@ fn opts() -> Opts {
     o
 }
 
+#[path = "deploy/nginx_conf.rs"]
+mod nginx_conf;
+
 struct Server {
     child: Child,
     base: String,
+}
+
+/// nginx in front of the servers, from the shipped template.
+struct Nginx {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").args(["-TERM", &self.child.id().to_string()]).status();
+        let _ = self.child.wait();
+    }
+}
+
+impl Nginx {
+    async fn start(servers: &[Server], dir: &std::path::Path) -> Nginx {
+        use std::os::unix::fs::PermissionsExt;
+        let prefix = dir.join("nginx");
+        std::fs::create_dir_all(prefix.join("tmp")).unwrap();
+        for d in [dir, &prefix, &prefix.join("tmp")] {
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o777)).unwrap(); // workers may be `nobody`
+        }
+        let port = free_port();
+        let upstreams: Vec<u16> = servers.iter().map(|s| s.base.rsplit(':').next().unwrap().parse().unwrap()).collect();
+        let conf = nginx_conf::render(&nginx_conf::template(), &prefix, &format!("127.0.0.1:{port}"), &upstreams)
+            // The load tool registers one account and comments as fast as it can.
+            .replace("limit_req zone=chorus_auth burst=20 nodelay;", "")
+            .replace("worker_connections 16384;", "worker_connections 65536;");
+        std::fs::write(prefix.join("nginx.conf"), conf).unwrap();
+        let child = Command::new("nginx")
+            .arg("-p")
+            .arg(&prefix)
+            .arg("-c")
+            .arg(prefix.join("nginx.conf"))
+            .args(["-g", "daemon off; worker_rlimit_nofile 65536;"])
+            .spawn()
+            .expect("nginx (apt-get install nginx-light)");
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let t0 = Instant::now();
+        while !http.get(format!("{base}/ready")).send().await.map(|r| r.status().is_success()).unwrap_or(false) {
+            assert!(t0.elapsed() < Duration::from_secs(20), "nginx did not come up");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Nginx { child, base }
+    }
+
+    /// The master and its workers.
+    fn pids(&self) -> Vec<u32> {
+        let pid = self.child.id();
+        let children = proc_field(pid, &format!("task/{pid}/children"));
+        std::iter::once(pid).chain(children.split_whitespace().filter_map(|p| p.parse().ok())).collect()
+    }
 }
 
 impl Drop for Server {
@@ -148,6 +211,7 @@ async fn start_servers(o: &Opts, data: &std::path::Path) -> Vec<Server> {
             .env("CHORUS_HUB__HEARTBEAT_MS", "60000")
             .env("CHORUS_RATE_LIMIT__AUTH_PER_IP_PER_MINUTE", "100000")
             .env("CHORUS_RATE_LIMIT__AUTH_IP_BURST", "100000")
+            .env("CHORUS_TRUSTED_PROXIES", "[\"127.0.0.1\"]")
             .env_remove("REDIS_URL")
             .stdout(Stdio::null())
             .stderr(Stdio::inherit());
@@ -308,7 +372,7 @@ async fn sio_conn(
 
 async fn open(
     o: &Opts,
-    servers: &[Server],
+    bases: &[String],
     tokens: &[String],
     topic: Option<String>,
     stats: &Arc<Stats>,
@@ -316,7 +380,7 @@ async fn open(
 ) {
     let started = Instant::now();
     for (i, token) in tokens.iter().enumerate() {
-        let base = servers[i % servers.len()].base.clone();
+        let base = bases[i % bases.len()].clone();
         let (token, topic, st, stop) = (token.clone(), topic.clone(), stats.clone(), stop.clone());
         if o.door == "ws" {
             tokio::spawn(ws_conn(base, token, topic, st, stop));
@@ -347,6 +411,13 @@ async fn main() {
     let data = tempfile::tempdir().unwrap();
     let servers = start_servers(&o, data.path()).await;
     let pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
+    let nginx = if o.nginx { Some(Nginx::start(&servers, data.path()).await) } else { None };
+    // Where clients go: nginx, or the instances round-robin.
+    let bases: Vec<String> = match &nginx {
+        Some(n) => vec![n.base.clone()],
+        None => servers.iter().map(|s| s.base.clone()).collect(),
+    };
+    let nginx_pids = nginx.as_ref().map(Nginx::pids).unwrap_or_default();
     let tokens = users(&o, data.path(), o.conns).await;
     let stats = Arc::new(Stats {
         delivered: AtomicU64::new(0),
@@ -359,7 +430,7 @@ async fn main() {
     let report = if o.mode == "idle" {
         tokio::time::sleep(Duration::from_secs(1)).await;
         let before = rss(&pids);
-        open(&o, &servers, &tokens, None, &stats, &stop).await;
+        open(&o, &bases, &tokens, None, &stats, &stop).await;
         tokio::time::sleep(Duration::from_secs(3)).await; // let allocations settle
         let after = rss(&pids);
         json!({
@@ -371,7 +442,7 @@ async fn main() {
     } else {
         // The driver: a public account's post, watched by every connection.
         let http = reqwest::Client::new();
-        let api = format!("{}/api/v1", servers[0].base);
+        let api = format!("{}/api/v1", bases[0]);
         let reg: Value = http
             .post(format!("{api}/auth/register"))
             .json(&json!({"username": "driver", "email": "driver@example.com", "password": "password123"}))
@@ -393,9 +464,10 @@ async fn main() {
             .await
             .unwrap();
         let post_id = post["id"].as_str().expect("post created").to_string();
-        open(&o, &servers, &tokens, Some(format!("post:{post_id}")), &stats, &stop).await;
+        open(&o, &bases, &tokens, Some(format!("post:{post_id}")), &stats, &stop).await;
 
         let cpu0: f64 = pids.iter().map(|p| cpu_secs(*p)).sum();
+        let nginx_cpu0: f64 = nginx_pids.iter().map(|p| cpu_secs(*p)).sum();
         let d0 = stats.delivered.load(Ordering::Relaxed);
         let t0 = Instant::now();
         let interval = Duration::from_secs_f64(1.0 / o.rate);
@@ -431,12 +503,13 @@ async fn main() {
         }
         let elapsed = t0.elapsed().as_secs_f64();
         let cpu = pids.iter().map(|p| cpu_secs(*p)).sum::<f64>() - cpu0;
+        let nginx_cpu = nginx_pids.iter().map(|p| cpu_secs(*p)).sum::<f64>() - nginx_cpu0;
         stop.cancel();
         tokio::time::sleep(Duration::from_millis(500)).await;
         let delivered = stats.delivered.load(Ordering::Relaxed) - d0;
         let h = stats.hist.lock().await;
         json!({
-            "mode": "fanout", "door": o.door, "instances": o.instances, "redis": o.redis.is_some(),
+            "mode": "fanout", "door": o.door, "instances": o.instances, "redis": o.redis.is_some(), "nginx": o.nginx,
             "connections": stats.connected.load(Ordering::Relaxed),
             "events_sent": sent, "target_events_per_sec": o.rate, "achieved_events_per_sec": sent as f64 / o.secs as f64,
             "deliveries": delivered, "expected_deliveries": expected,
@@ -445,6 +518,9 @@ async fn main() {
             "server_cpu_seconds": cpu,
             "server_cpu_seconds_per_million_deliveries": if delivered > 0 { cpu / (delivered as f64 / 1e6) } else { 0.0 },
             "server_rss_kib": rss(&pids),
+            "deliveries_per_server_cpu_second": if cpu > 0.0 { delivered as f64 / cpu } else { 0.0 },
+            "nginx_cpu_seconds": nginx_cpu,
+            "deliveries_per_cpu_second_with_nginx": if cpu + nginx_cpu > 0.0 { delivered as f64 / (cpu + nginx_cpu) } else { 0.0 },
         })
     };
     println!("{}", serde_json::to_string_pretty(&report).unwrap());

@@ -16,7 +16,7 @@
 
 use std::collections::HashSet;
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -26,6 +26,9 @@ use tokio::time::Instant;
 
 use crate::support::ws::{WsClient, ws_url};
 use crate::support::{PrivateRedis, TestUser, eventually, fresh_pg_schema, postgres_available, skip_or_fail};
+
+#[path = "../../examples/deploy/nginx_conf.rs"]
+mod nginx_conf;
 
 const SECRET: &str = "e2e-cluster-secret-0123456789-0123456789";
 
@@ -82,7 +85,8 @@ impl Cluster {
         }
         let port = free_port();
         c.base = format!("http://127.0.0.1:{port}");
-        let conf = render_nginx_conf(c.dir.path(), port, &c.instances.iter().map(|i| i.port).collect::<Vec<_>>());
+        let upstreams: Vec<u16> = c.instances.iter().map(|i| i.port).collect();
+        let conf = nginx_conf::render(&nginx_conf::template(), c.dir.path(), &format!("127.0.0.1:{port}"), &upstreams);
         let conf_path = c.dir.path().join("nginx.conf");
         std::fs::write(&conf_path, conf).unwrap();
         c.nginx = Some(
@@ -264,26 +268,6 @@ impl Drop for Cluster {
 fn set_mode(p: &Path, mode: u32) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
-}
-
-/// The shipped nginx template with this cluster's prefix, listen address and upstreams.
-fn render_nginx_conf(prefix: &Path, port: u16, upstreams: &[u16]) -> String {
-    let template: PathBuf = [env!("CARGO_MANIFEST_DIR"), "examples", "deploy", "nginx.conf"].iter().collect();
-    let template = std::fs::read_to_string(template).unwrap();
-    let servers: String =
-        upstreams.iter().map(|p| format!("        server 127.0.0.1:{p} max_fails=2 fail_timeout=5s;\n")).collect();
-    let mut out = String::new();
-    let mut rest = template.as_str();
-    while let Some(start) = rest.find("# UPSTREAM SERVERS\n") {
-        let end_marker = "# END UPSTREAM SERVERS\n";
-        let end = rest[start..].find(end_marker).expect("template marks its upstream blocks") + start;
-        out.push_str(&rest[..start]);
-        out.push_str(&servers);
-        rest = &rest[end + end_marker.len()..];
-    }
-    out.push_str(rest);
-    assert!(out.contains(&servers), "template rendered");
-    out.replace("__PREFIX__", prefix.to_str().unwrap()).replace("__LISTEN__", &format!("127.0.0.1:{port}"))
 }
 
 /// A client watching its `feed` through nginx, which reconnects and resumes on its own, and
