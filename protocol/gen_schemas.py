@@ -125,6 +125,8 @@ write("server/error.json", "server frame `error`",
 write("server/event.json", "server frame `event` (data is validated by schemas/events/<event>.json)",
       obj({"op": {"const": "event"}, "topic": ref("topic"), "event": ref("event_name"), "seq": ref("seq"), "data": {}},
           ["op", "topic", "event", "data"]))
+write("server/unsubscribed.json", "server frame `unsubscribed` (the server ended a subscription the user may no longer see)",
+      obj({"op": {"const": "unsubscribed"}, "topic": ref("topic"), "error": ref("error_detail")}, ["op", "topic", "error"]))
 write("server/resync_required.json", "server frame `resync_required`",
       obj({"op": {"const": "resync_required"}, "topic": ref("topic"), "seq": ref("seq")}, ["op", "topic", "seq"]))
 write("server/pong.json", "server frame `pong`", obj({"op": {"const": "pong"}, "id": ref("frame_id")}, ["op"]))

@@ -72,7 +72,7 @@ pub struct ErrorBody {
 }
 
 /// Code, message and per-field messages of an error.
-#[derive(Debug, Serialize, ToSchema)]
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable machine-readable code, e.g. `validation_failed`, `not_found`, `rate_limited`.
     pub code: &'static str,

@@ -222,11 +222,15 @@ pub enum EventName {
     /// Internal: close this user's sessions (all, or one session id). Never sent to clients.
     #[serde(rename = "session.revoked")]
     SessionRevoked,
+    /// Internal: what this user may see changed (a block, a lost follow): their sessions
+    /// re-check their subscriptions. Never sent to clients.
+    #[serde(rename = "access.changed")]
+    AccessChanged,
 }
 
 impl EventName {
     /// Every event name.
-    pub const ALL: [EventName; 26] = [
+    pub const ALL: [EventName; 27] = [
         Self::PostCreated,
         Self::PostUpdated,
         Self::PostDeleted,
@@ -253,6 +257,7 @@ impl EventName {
         Self::MediaFailed,
         Self::PresenceChanged,
         Self::SessionRevoked,
+        Self::AccessChanged,
     ];
 
     /// The wire name.
@@ -284,6 +289,7 @@ impl EventName {
             Self::MediaFailed => "media.failed",
             Self::PresenceChanged => "presence.changed",
             Self::SessionRevoked => "session.revoked",
+            Self::AccessChanged => "access.changed",
         }
     }
 

@@ -114,6 +114,8 @@ pub enum Outbound {
     /// The broker lost and regained its connection: re-read durable topics from the
     /// database, events may have been missed.
     Resync,
+    /// What the user may see changed: re-authorise the subscriptions that depend on it.
+    Recheck,
 }
 
 /// Tells a session to close, from any thread, without going through its (maybe full) queue.
@@ -365,8 +367,16 @@ impl Hub {
     }
 
     /// Control events (`ctl:{user}`): close the user's sessions — all, one auth session's, or
-    /// all but one.
+    /// all but one — or have them re-check their subscriptions.
     fn control(&self, entry: &TopicSubs, env: &Envelope) {
+        if env.event == EventName::AccessChanged {
+            let subs = entry.subs.read().expect("topic lock poisoned");
+            for s in subs.values() {
+                // A full queue means the session is already behind and will be cut off anyway.
+                let _ = s.tx.try_send(Outbound::Recheck);
+            }
+            return;
+        }
         if env.event != EventName::SessionRevoked {
             return;
         }

@@ -85,6 +85,14 @@ pub enum Push {
         /// Position live events continue from.
         seq: i64,
     },
+    /// The server ended a subscription: the user may no longer see the topic (a block, a
+    /// lost follow of a private account).
+    Unsubscribed {
+        /// The topic.
+        topic: Topic,
+        /// Why, as the subscription would now be refused.
+        error: crate::error::ErrorDetail,
+    },
 }
 
 /// What to do with a live delivery.
@@ -464,6 +472,29 @@ impl Session {
                     out.append(&mut pushes);
                 }
                 Err(e) => tracing::warn!(error = %e, topic = %topic, "resync failed"),
+            }
+        }
+        out
+    }
+
+    /// Re-authorises the subscriptions that depend on who the user is allowed to see
+    /// (`post:`, `user:`, `presence:`) and ends those now refused.
+    pub async fn recheck(&mut self) -> Vec<Push> {
+        let topics: Vec<Topic> = self
+            .subs
+            .keys()
+            .filter(|t| matches!(t, Topic::Post(_) | Topic::User(_) | Topic::Presence(_)))
+            .copied()
+            .collect();
+        let mut out = Vec::new();
+        for topic in topics {
+            match crate::services::access::authorize_topic(&self.state, self.user(), &topic).await {
+                Ok(()) => {}
+                Err(e @ (AppError::NotFound | AppError::Forbidden(_))) => {
+                    self.unsubscribe(&topic);
+                    out.push(Push::Unsubscribed { topic, error: e.body().error });
+                }
+                Err(e) => tracing::warn!(error = %e, topic = %topic, "re-checking a subscription failed"),
             }
         }
         out

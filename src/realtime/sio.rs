@@ -210,6 +210,7 @@ async fn run(
                     end = r.err();
                 }
                 Some(Outbound::Resync) => end = emit_pushes(&s, session.resync().await).err(),
+                Some(Outbound::Recheck) => end = emit_pushes(&s, session.recheck().await).err(),
             },
             cmd = cmds.recv() => match cmd {
                 None => break,
@@ -309,6 +310,10 @@ fn emit_pushes(s: &SocketRef, pushes: Vec<Push>) -> Result<(), CloseCode> {
             Push::Event(d) => emit_event(s, &d)?,
             Push::ResyncRequired { topic, seq } => {
                 let _ = s.emit("resync_required", &json!({"topic": topic.wire_name(), "seq": seq.to_string()}));
+            }
+            Push::Unsubscribed { topic, error } => {
+                s.leave(topic.key()); // ephemeral topics reach Socket.IO through rooms
+                let _ = s.emit("unsubscribed", &json!({"topic": topic.wire_name(), "error": error}));
             }
         }
     }

@@ -251,6 +251,7 @@ async fn collect(session: &mut Session, out: Outbound, batch: &mut Vec<Message>)
             Accept::Many(pushes) => batch.extend(pushes.into_iter().map(push_frame)),
         },
         Outbound::Resync => batch.extend(session.resync().await.into_iter().map(push_frame)),
+        Outbound::Recheck => batch.extend(session.recheck().await.into_iter().map(push_frame)),
     }
     Ok(())
 }
@@ -260,6 +261,9 @@ fn push_frame(p: Push) -> Message {
         Push::Event(d) => Message::Text(d.ws_frame()),
         Push::ResyncRequired { topic, seq } => {
             text(json!({"op": "resync_required", "topic": topic.wire_name(), "seq": seq.to_string()}).to_string())
+        }
+        Push::Unsubscribed { topic, error } => {
+            text(json!({"op": "unsubscribed", "topic": topic.wire_name(), "error": error}).to_string())
         }
     }
 }

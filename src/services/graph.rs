@@ -133,6 +133,9 @@ async fn remove_follow(
             sync(state, tx, follower, followee, false).await?;
             let data = FollowEvent { user: follower_summary };
             events.add(tx, &[Topic::Follower(followee)], EventName::FollowerRemoved, &data).await?;
+            // A private account's content was visible through this follow: the follower's
+            // live subscriptions are re-checked.
+            events.ephemeral(&[Topic::Control(follower)], EventName::AccessChanged, &serde_json::Value::Null);
             Ok(true)
         }
         Some(_) => Ok(true),
@@ -241,6 +244,12 @@ pub async fn block(state: &AppState, me: Id, target: &str) -> AppResult<()> {
     let mut events = EventBatch::new();
     remove_follow(state, &mut tx, &mut events, me, user.id, me_summary).await?;
     remove_follow(state, &mut tx, &mut events, user.id, me, UserSummary::from(&user)).await?;
+    // Each now sees nothing of the other: both sides' live subscriptions are re-checked.
+    events.ephemeral(
+        &[Topic::Control(me), Topic::Control(user.id)],
+        EventName::AccessChanged,
+        &serde_json::Value::Null,
+    );
     state.commit(tx, events).await?;
     Ok(())
 }

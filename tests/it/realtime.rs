@@ -120,11 +120,22 @@ async fn subscriptions_follow_the_rest_visibility_rules(b: Backend) {
     assert_eq!(code(ws.request(json!({"op": "subscribe", "topic": post_t})).await), "ok");
     assert_eq!(code(ws.request(json!({"op": "subscribe", "topic": user_t})).await), "ok");
 
-    // Bob blocks alice: nothing of bob exists for her any more (checked on subscription;
-    // a live subscription made before the block is not revoked).
+    // Bob blocks alice: nothing of bob exists for her any more. Her live subscriptions end
+    // (`unsubscribed`, with what subscribing again answers), and new ones are refused.
     let (s, r) = app.post(&format!("/users/{}/block", alice.id), bob.bearer(), json!({})).await;
     assert!(s.is_success(), "{s} {r}");
-    let mut ws = WsClient::connect(&app.base, &alice.token).await;
+    let mut ended = std::collections::BTreeSet::new();
+    while ended.len() < 3 {
+        let f = ws.next_frame(Duration::from_secs(10)).await.expect("unsubscribed frames");
+        if f["op"] == "unsubscribed" {
+            assert_eq!(f["error"]["code"], "not_found", "{f}");
+            ended.insert(f["topic"].as_str().unwrap().to_string());
+        }
+    }
+    assert_eq!(ended, [&post_t, &user_t, &presence_t].into_iter().cloned().collect());
+    assert_eq!(app.state.hub.subscriber_count(&Topic::Post(hidden.parse().unwrap())), 0, "the hub dropped it");
+    crate::support::schemas::Schemas::load()
+        .check_ws_frame(ws.log.iter().find(|f| f["op"] == "unsubscribed").expect("logged"));
     for t in [&post_t, &user_t, &presence_t] {
         assert_eq!(code(ws.request(json!({"op": "subscribe", "topic": t})).await), "not_found", "{t}");
     }
