@@ -71,7 +71,16 @@ impl fmt::Display for Refused {
     }
 }
 
-type Opened = Arc<Mutex<Option<(Session, mpsc::Receiver<Outbound>, HashMap<String, String>)>>>;
+type Commands = mpsc::Receiver<(String, Value, Option<AckSender>)>;
+/// What the connect middleware hands to the connect handler.
+struct Handoff {
+    session: Session,
+    rx: mpsc::Receiver<Outbound>,
+    positions: HashMap<String, String>,
+    cmds: Commands,
+    gone: CancellationToken,
+}
+type Opened = Arc<Mutex<Option<Handoff>>>;
 type CommandTx = mpsc::Sender<(String, Value, Option<AckSender>)>;
 
 /// Builds the socket.io layer and wires its namespaces and the hub's room bridge.
@@ -125,7 +134,10 @@ fn sio_payload(topic: &Topic, env: &Envelope) -> String {
 }
 
 /// Connect middleware: verifies the token and opens the session before the socket joins
-/// the namespace, so every refusal is a `connect_error`.
+/// the namespace, so every refusal is a `connect_error`. It also registers the event
+/// handlers: socketioxide sends the CONNECT packet *before* it runs the connect handler, and
+/// a client that emits at once (`subscribe` right after `connect`) would otherwise race the
+/// registration and lose its event (seen with 3,000 clients connecting together).
 async fn authenticate(
     s: SocketRef,
     State(state): State<AppState>,
@@ -134,18 +146,8 @@ async fn authenticate(
     let Ok(auth) = auth else { return Err(Refused(CloseCode::UNAUTHORIZED)) };
     let claims = state.auth.verify_access(&state.revocations, &auth.token).await.map_err(|f| Refused(f.into()))?;
     let (session, rx) = Session::open(&state, &claims, Door::Sio).await.map_err(Refused)?;
-    let opened: Opened = Arc::new(Mutex::new(Some((session, rx, auth.positions))));
-    s.extensions.insert(opened);
-    Ok(())
-}
-
-async fn on_connect(s: SocketRef, State(state): State<AppState>) {
-    let Some(opened) = s.extensions.get::<Opened>() else { return };
-    let Some((session, rx, positions)) = opened.lock().expect("handoff poisoned").take() else { return };
-    s.extensions.remove::<Opened>();
-    metrics::counter!("chorus_socket_connects_total", "door" => "socketio").increment(1);
-
-    let (cmd_tx, cmd_rx): (CommandTx, _) = mpsc::channel(64);
+    // Commands queue until the session task runs; bounded like everything per connection.
+    let (cmd_tx, cmds): (CommandTx, _) = mpsc::channel(64);
     let gone = CancellationToken::new();
     for op in OPS.into_iter().chain(ACTIONS) {
         let tx = cmd_tx.clone();
@@ -157,7 +159,17 @@ async fn on_connect(s: SocketRef, State(state): State<AppState>) {
         let gone = gone.clone();
         s.on_disconnect(async move || gone.cancel());
     }
-    tokio::spawn(run(s, state, session, rx, cmd_rx, gone, positions));
+    let opened: Opened = Arc::new(Mutex::new(Some(Handoff { session, rx, positions: auth.positions, cmds, gone })));
+    s.extensions.insert(opened);
+    Ok(())
+}
+
+async fn on_connect(s: SocketRef, State(state): State<AppState>) {
+    let Some(opened) = s.extensions.get::<Opened>() else { return };
+    let Some(h) = opened.lock().expect("handoff poisoned").take() else { return };
+    s.extensions.remove::<Opened>();
+    metrics::counter!("chorus_socket_connects_total", "door" => "socketio").increment(1);
+    tokio::spawn(run(s, state, h.session, h.rx, h.cmds, h.gone, h.positions));
 }
 
 async fn run(
@@ -165,7 +177,7 @@ async fn run(
     state: AppState,
     mut session: Session,
     mut rx: mpsc::Receiver<Outbound>,
-    mut cmds: mpsc::Receiver<(String, Value, Option<AckSender>)>,
+    mut cmds: Commands,
     gone: CancellationToken,
     positions: HashMap<String, String>,
 ) {
