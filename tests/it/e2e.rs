@@ -14,7 +14,7 @@
 //! 4. Redis is killed and restarted mid-traffic: instances reconnect on their own, and
 //!    clients recover what crossed no broker by the instances' resync — no gap, no duplicate.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -270,8 +270,8 @@ fn set_mode(p: &Path, mode: u32) {
     std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode)).unwrap();
 }
 
-/// A client watching its `feed` through nginx, which reconnects and resumes on its own, and
-/// checks every durable event it is given: consecutive `seq`, no post twice.
+/// A client connected through nginx that reconnects and resumes on its own, and checks every
+/// durable event it is given: per topic, consecutive `seq`; no post or message twice.
 struct Watcher {
     name: String,
     token: String,
@@ -279,8 +279,12 @@ struct Watcher {
     ws: Option<WsClient>,
     /// The node serving the current connection.
     node: u16,
-    last_seq: i64,
+    /// Last `seq` seen per durable topic (wire name): the resume positions.
+    last: BTreeMap<String, i64>,
+    /// Posts seen on `feed`, in arrival order.
     posts: Vec<String>,
+    /// Chat messages seen on `chat:*` topics, in arrival order.
+    messages: Vec<String>,
     reconnects: usize,
     /// Close codes the server sent before connections ended.
     closes: Vec<u16>,
@@ -289,39 +293,54 @@ struct Watcher {
 impl Watcher {
     async fn connect(base: &str, user: &TestUser) -> Watcher {
         let ws = WsClient::connect(base, &user.token).await.without_log();
-        let feed = &ws.hello["data"]["subscriptions"]["feed"];
-        assert_eq!(feed["result"], "subscribed", "{}", ws.hello);
-        let last_seq = feed["seq"].as_str().unwrap().parse().unwrap();
-        Watcher {
+        let mut w = Watcher {
             name: user.username.clone(),
             token: user.token.clone(),
             base: base.to_string(),
-            node: ws.hello["data"]["node"].as_u64().unwrap() as u16,
-            ws: Some(ws),
-            last_seq,
+            node: 0,
+            ws: None,
+            last: BTreeMap::new(),
             posts: Vec::new(),
+            messages: Vec::new(),
             reconnects: 0,
             closes: Vec::new(),
-        }
+        };
+        w.adopt(ws, "subscribed");
+        w
     }
 
-    /// Reconnects through nginx, resuming `feed` after the last event seen.
+    /// Takes a fresh connection: its node, and the positions of durable topics it did not
+    /// know yet (those it knows are resumed and must say so).
+    fn adopt(&mut self, ws: WsClient, expected: &str) {
+        let subs = ws.hello["data"]["subscriptions"].as_object().expect("hello lists subscriptions").clone();
+        for (topic, sub) in subs {
+            let Some(seq) = sub["seq"].as_str() else { continue }; // ephemeral
+            if self.last.contains_key(&topic) {
+                assert_eq!(sub["result"], expected, "{}: {topic}: {}", self.name, ws.hello);
+            } else {
+                self.last.insert(topic, seq.parse().unwrap());
+            }
+        }
+        assert!(self.last.contains_key("feed"), "{}: feed subscribed on connect", self.name);
+        self.node = ws.hello["data"]["node"].as_u64().unwrap() as u16;
+        self.ws = Some(ws);
+    }
+
+    /// Reconnects through nginx, resuming every durable topic after the last event seen.
     async fn reconnect(&mut self) {
-        let positions = json!({"feed": self.last_seq.to_string()});
+        let positions: serde_json::Map<String, Value> =
+            self.last.iter().map(|(t, s)| (t.clone(), Value::String(s.to_string()))).collect();
         let url = format!(
             "{}?access_token={}&positions={}",
             ws_url(&self.base),
             self.token,
-            url_escape(&positions.to_string())
+            url_escape(&Value::Object(positions).to_string())
         );
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match WsClient::try_connect_url(&url).await {
                 Ok(ws) => {
-                    let feed = &ws.hello["data"]["subscriptions"]["feed"];
-                    assert_eq!(feed["result"], "resumed", "{}: {}", self.name, ws.hello);
-                    self.node = ws.hello["data"]["node"].as_u64().unwrap() as u16;
-                    self.ws = Some(ws.without_log());
+                    self.adopt(ws.without_log(), "resumed");
                     self.reconnects += 1;
                     return;
                 }
@@ -335,18 +354,23 @@ impl Watcher {
         }
     }
 
-    /// Reads (reconnecting whenever the connection ends) until `done` holds for the posts
-    /// seen, checking each event on the way.
-    async fn until(&mut self, what: &str, done: impl Fn(&[String]) -> bool) {
+    /// Reads (reconnecting whenever the connection ends) until `done` holds for what was
+    /// seen (posts, messages), checking each event on the way.
+    async fn until(&mut self, what: &str, done: impl Fn(&[String], &[String]) -> bool) {
         let deadline = Instant::now() + Duration::from_secs(60);
-        while !done(&self.posts) {
-            assert!(Instant::now() < deadline, "{}: {what} not reached; saw {} posts", self.name, self.posts.len());
+        while !done(&self.posts, &self.messages) {
+            assert!(
+                Instant::now() < deadline,
+                "{}: {what} not reached; saw {} posts, {} messages",
+                self.name,
+                self.posts.len(),
+                self.messages.len()
+            );
             let ws = self.ws.as_mut().expect("connected");
             match ws.next_frame(Duration::from_millis(500)).await {
                 Some(f) if f["op"] == "event" => self.check(&f),
                 Some(f) if f["op"] == "resync_required" => panic!("{}: history lost: {f}", self.name),
-                Some(f) if f["op"] == "reconnect" => {} // told before a drain's close
-                Some(_) => {}
+                Some(_) => {} // acks, pongs, `reconnect` before a drain's close
                 None if ws.ended() => {
                     if let Some((code, _)) = ws.close_frame() {
                         self.closes.push(*code);
@@ -360,15 +384,20 @@ impl Watcher {
     }
 
     fn check(&mut self, f: &Value) {
-        assert_eq!(f["topic"], "feed", "{}: only its feed was subscribed: {f}", self.name);
-        let seq: i64 = f["seq"].as_str().unwrap().parse().unwrap();
-        assert_eq!(seq, self.last_seq + 1, "{}: feed seq must be consecutive (no gap, no duplicate): {f}", self.name);
-        self.last_seq = seq;
-        if f["event"] == "post.created" {
-            let id = f["data"]["id"].as_str().unwrap().to_string();
-            assert!(!self.posts.contains(&id), "{}: post {id} delivered twice", self.name);
-            self.posts.push(id);
-        }
+        let topic = f["topic"].as_str().unwrap().to_string();
+        let Some(seq) = f["seq"].as_str() else { return }; // ephemeral (typing, presence…)
+        let seq: i64 = seq.parse().unwrap();
+        let last = self.last.entry(topic.clone()).or_insert(seq - 1);
+        assert_eq!(seq, *last + 1, "{}: {topic} seq must be consecutive (no gap, no duplicate): {f}", self.name);
+        *last = seq;
+        let (seen, kind) = match (topic.as_str(), f["event"].as_str()) {
+            ("feed", Some("post.created")) => (&mut self.posts, "post"),
+            (t, Some("message.created")) if t.starts_with("chat:") => (&mut self.messages, "message"),
+            _ => return,
+        };
+        let id = f["data"]["id"].as_str().unwrap().to_string();
+        assert!(!seen.contains(&id), "{}: {kind} {id} delivered twice", self.name);
+        seen.push(id);
     }
 }
 
@@ -376,8 +405,9 @@ fn url_escape(s: &str) -> String {
     s.bytes().map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") }).collect()
 }
 
-fn contains_all<'a>(acked: &'a [String]) -> impl Fn(&[String]) -> bool + 'a {
-    move |seen| acked.iter().all(|id| seen.contains(id))
+/// `done` for [`Watcher::until`]: every acknowledged post (and message) seen.
+fn contains_all<'a>(posts: &'a [String], messages: &'a [String]) -> impl Fn(&[String], &[String]) -> bool + 'a {
+    move |p, m| posts.iter().all(|id| p.contains(id)) && messages.iter().all(|id| m.contains(id))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -408,7 +438,7 @@ async fn nginx_cluster_loses_and_duplicates_nothing_through_kill_drain_and_redis
     let (acked, failed) = cluster.traffic(&author, "calm", 5, 0, async |_: &mut Cluster| {}).await;
     assert_eq!((acked.len(), failed), (5, 0));
     for w in &mut watchers {
-        w.until("act 1", contains_all(&acked)).await;
+        w.until("act 1", contains_all(&acked, &[])).await;
         // Fan-out jobs of consecutive posts may commit in either order (several workers):
         // the feed's order is its `seq`, checked on arrival.
         let (mut got, mut want) = (w.posts.clone(), acked.clone());
@@ -424,7 +454,7 @@ async fn nginx_cluster_loses_and_duplicates_nothing_through_kill_drain_and_redis
     eprintln!("SIGKILL of node {victim}: {} posts acknowledged, {failed} failed requests", acked.len());
     all_acked.extend(acked);
     for w in &mut watchers {
-        w.until("act 2", contains_all(&all_acked)).await;
+        w.until("act 2", contains_all(&all_acked, &[])).await;
     }
     assert!(watchers[0].reconnects >= 1 && watchers[0].node != victim, "fan0 moved off the killed node");
     cluster.launch(cluster.index_of(victim)).await; // the operator (or systemd) restarts it
@@ -438,7 +468,7 @@ async fn nginx_cluster_loses_and_duplicates_nothing_through_kill_drain_and_redis
     eprintln!("SIGTERM of node {drained}: {} posts acknowledged, {failed} failed requests", acked.len());
     all_acked.extend(acked);
     for w in &mut watchers {
-        w.until("act 3", contains_all(&all_acked)).await;
+        w.until("act 3", contains_all(&all_acked, &[])).await;
     }
     assert!(watchers[1].closes.contains(&4000), "drained clients are told to reconnect: {:?}", watchers[1].closes);
     cluster.launch(cluster.index_of(drained)).await;
@@ -472,7 +502,7 @@ async fn nginx_cluster_loses_and_duplicates_nothing_through_kill_drain_and_redis
     assert_eq!((acked.len(), failed), (5, 0), "writes work again after Redis returns");
     all_acked.extend(acked);
     for w in &mut watchers {
-        w.until("act 4", contains_all(&all_acked)).await;
+        w.until("act 4", contains_all(&all_acked, &[])).await;
         assert!(!w.posts.contains(&hidden), "{}: a stranger's post never reaches a feed", w.name);
     }
 
