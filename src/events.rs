@@ -365,6 +365,19 @@ impl EventBatch {
         }
     }
 
+    /// Adds a transient event (`typing`) on any topic, durable ones included: it carries no
+    /// `seq`, is not stored and is never replayed; sessions pass it through live only.
+    pub fn transient(&mut self, topic: Topic, event: EventName, data: &impl Serialize) {
+        let data: Arc<str> = serde_json::to_string(data).expect("event data serialises").into();
+        self.items.push(Envelope { topic: topic.key().into(), event, seq: None, data });
+    }
+
+    /// The `seq` the last event added on durable `topic` got.
+    pub fn last_seq(&self, topic: &Topic) -> Option<i64> {
+        let key = topic.key();
+        self.items.iter().rev().find(|e| *e.topic == *key).and_then(|e| e.seq)
+    }
+
     /// Whether nothing was added.
     pub fn is_empty(&self) -> bool {
         self.items.is_empty()

@@ -1,4 +1,5 @@
-//! Rate limits on the auth endpoints, per client IP and per account.
+//! Rate limits on the auth endpoints, per client IP and per account, and the throttle of
+//! chat typing indicators (one per user and conversation every [`TYPING_INTERVAL_MS`]).
 //!
 //! GCRA from the `governor` crate, keyed by `(bucket, key)`. On a single node the state is in
 //! memory; in a cluster the same algorithm runs in Redis (a Lua script holding the
@@ -20,13 +21,20 @@ pub enum Bucket {
     AuthIp,
     /// Login/forgot attempts per account identifier.
     AuthAccount,
+    /// `typing` indicators per user and conversation.
+    Typing,
 }
+
+/// At most one `typing` event per user and conversation in this many milliseconds; clients
+/// show an indicator for [`crate::services::chat::TYPING_TTL_MS`], longer than this.
+pub const TYPING_INTERVAL_MS: u32 = 3_000;
 
 impl Bucket {
     fn name(self) -> &'static str {
         match self {
             Bucket::AuthIp => "auth_ip",
             Bucket::AuthAccount => "auth_account",
+            Bucket::Typing => "typing",
         }
     }
 }
@@ -39,6 +47,8 @@ pub enum RateLimits {
         ip: DefaultKeyedRateLimiter<String>,
         /// Per-account limiter.
         account: DefaultKeyedRateLimiter<String>,
+        /// Typing throttle.
+        typing: DefaultKeyedRateLimiter<String>,
     },
     /// In Redis, shared by every instance.
     Redis {
@@ -81,6 +91,7 @@ impl RateLimits {
         RateLimits::Local {
             ip: DefaultKeyedRateLimiter::keyed(quota(cfg.auth_per_ip_per_minute, cfg.auth_ip_burst)),
             account: DefaultKeyedRateLimiter::keyed(quota(cfg.auth_per_account_per_minute, cfg.auth_account_burst)),
+            typing: DefaultKeyedRateLimiter::keyed(quota(60_000 / TYPING_INTERVAL_MS, 1)),
         }
     }
 
@@ -92,10 +103,11 @@ impl RateLimits {
     /// Counts one request against `bucket`/`key`; `Err(RateLimited)` with the wait when over.
     pub async fn check(&self, bucket: Bucket, key: &str) -> Result<(), AppError> {
         match self {
-            RateLimits::Local { ip, account } => {
+            RateLimits::Local { ip, account, typing } => {
                 let lim = match bucket {
                     Bucket::AuthIp => ip,
                     Bucket::AuthAccount => account,
+                    Bucket::Typing => typing,
                 };
                 lim.check_key(&key.to_string())
                     .map_err(|nu| AppError::RateLimited(nu.wait_time_from(DefaultClock::default().now())))
@@ -104,6 +116,7 @@ impl RateLimits {
                 let (per_min, burst) = match bucket {
                     Bucket::AuthIp => (cfg.auth_per_ip_per_minute, cfg.auth_ip_burst),
                     Bucket::AuthAccount => (cfg.auth_per_account_per_minute, cfg.auth_account_burst),
+                    Bucket::Typing => (60_000 / TYPING_INTERVAL_MS, 1),
                 };
                 let interval_ms = 60_000 / per_min.max(1) as i64;
                 let mut conn = conn.clone();
@@ -121,11 +134,11 @@ impl RateLimits {
 
     /// Forgets idle keys of the in-memory limiters (called periodically).
     pub fn shrink(&self) {
-        if let RateLimits::Local { ip, account } = self {
-            ip.retain_recent();
-            account.retain_recent();
-            ip.shrink_to_fit();
-            account.shrink_to_fit();
+        if let RateLimits::Local { ip, account, typing } = self {
+            for lim in [ip, account, typing] {
+                lim.retain_recent();
+                lim.shrink_to_fit();
+            }
         }
     }
 }

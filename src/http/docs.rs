@@ -24,6 +24,7 @@ use utoipa::{Modify, OpenApi};
         (name = "reactions", description = "Data-driven reaction types and reactions on posts and comments"),
         (name = "comments", description = "Nested comments"),
         (name = "feeds", description = "Home feed, explore, hashtags"),
+        (name = "chat", description = "Direct and group conversations, messages, receipts (the socket carries them live)"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
 )]

@@ -5,6 +5,7 @@
 //! routes, panics turned into the 500 shape, request metrics and tracing.
 
 pub mod auth;
+pub mod chat;
 pub mod comments;
 pub mod docs;
 pub mod extract;
@@ -43,6 +44,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(comments::router())
         .merge(feeds::router())
         .merge(media::router())
+        .merge(chat::router())
 }
 
 /// The OpenAPI document of everything served.

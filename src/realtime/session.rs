@@ -477,16 +477,32 @@ impl Session {
         out
     }
 
-    /// Re-authorises the subscriptions that depend on who the user is allowed to see
-    /// (`post:`, `user:`, `presence:`) and ends those now refused.
-    pub async fn recheck(&mut self) -> Vec<Push> {
+    /// Re-authorises the subscriptions that depend on who the user is allowed to see or
+    /// what they belong to (`post:`, `user:`, `presence:`, `chat:`), ends those now refused,
+    /// and picks up conversations the user joined (for the Socket.IO door, those of its
+    /// `namespace`) from the position their `member.added` event got.
+    pub async fn recheck(&mut self, namespace: Option<&str>) -> Vec<Push> {
         let topics: Vec<Topic> = self
             .subs
             .keys()
-            .filter(|t| matches!(t, Topic::Post(_) | Topic::User(_) | Topic::Presence(_)))
+            .filter(|t| matches!(t, Topic::Post(_) | Topic::User(_) | Topic::Presence(_) | Topic::Chat(_)))
             .copied()
             .collect();
         let mut out = Vec::new();
+        match crate::services::chat::memberships(&self.state, self.user()).await {
+            Ok(joined) => {
+                for (topic, from) in joined {
+                    if self.subs.contains_key(&topic) || namespace.is_some_and(|ns| ns != topic.namespace()) {
+                        continue;
+                    }
+                    match self.subscribe(topic, Some(from)).await {
+                        Ok((_, mut pushes)) => out.append(&mut pushes),
+                        Err(e) => tracing::warn!(error = %e, topic = %topic, "joining a conversation failed"),
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading conversations failed"),
+        }
         for topic in topics {
             match crate::services::access::authorize_topic(&self.state, self.user(), &topic).await {
                 Ok(()) => {}

@@ -222,7 +222,7 @@ async fn run(
                     end = r.err();
                 }
                 Some(Outbound::Resync) => end = emit_pushes(&s, session.resync().await).err(),
-                Some(Outbound::Recheck) => end = emit_pushes(&s, session.recheck().await).err(),
+                Some(Outbound::Recheck) => end = emit_pushes(&s, session.recheck(Some(&ns)).await).err(),
             },
             cmd = cmds.recv() => match cmd {
                 None => break,

@@ -251,7 +251,7 @@ async fn collect(session: &mut Session, out: Outbound, batch: &mut Vec<Message>)
             Accept::Many(pushes) => batch.extend(pushes.into_iter().map(push_frame)),
         },
         Outbound::Resync => batch.extend(session.resync().await.into_iter().map(push_frame)),
-        Outbound::Recheck => batch.extend(session.recheck().await.into_iter().map(push_frame)),
+        Outbound::Recheck => batch.extend(session.recheck(None).await.into_iter().map(push_frame)),
     }
     Ok(())
 }

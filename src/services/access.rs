@@ -252,7 +252,13 @@ pub async fn authorize_topic(state: &AppState, viewer: Id, topic: &Topic) -> App
         Topic::Post(id) => visible_post(state, Some(viewer), id).await.map(|_| ()),
         Topic::User(id) => content_owner(state, Some(viewer), &id.to_string()).await.map(|_| ()),
         Topic::Presence(id) => visible_user(state, Some(viewer), &id.to_string()).await.map(|_| ()),
-        Topic::Chat(_) => Err(AppError::Forbidden("not a member of this conversation")),
+        Topic::Chat(c) => {
+            if crate::services::chat::is_member(state, viewer, c).await? {
+                Ok(())
+            } else {
+                Err(AppError::Forbidden("not a member of this conversation"))
+            }
+        }
         Topic::Control(_) => Err(AppError::Forbidden("not a subscribable topic")),
     }
 }

@@ -396,12 +396,31 @@ pub async fn attach_to_post(
     post: Id,
     ids: &[Id],
 ) -> AppResult<(bool, bool)> {
+    let kinds = claim_uploads(tx, owner, ids, "post").await?;
+    for (pos, id) in ids.iter().enumerate() {
+        store::insert_post_media(tx.ex(), post, *id, pos as i32).await?;
+    }
+    Ok(kinds)
+}
+
+/// Attaches the caller's own ready, unattached uploads to a new chat message (same rules
+/// as [`attach_to_post`]).
+pub async fn attach_to_message(tx: &mut Tx, owner: Id, message: Id, ids: &[Id]) -> AppResult<()> {
+    claim_uploads(tx, owner, ids, "message").await?;
+    for (pos, id) in ids.iter().enumerate() {
+        crate::store::chat::insert_message_media(tx.ex(), message, *id, pos as i32).await?;
+    }
+    Ok(())
+}
+
+/// Checks and marks uploads as attached to `to`; `(has_image, has_video)`.
+async fn claim_uploads(tx: &mut Tx, owner: Id, ids: &[Id], to: &str) -> AppResult<(bool, bool)> {
     if ids.is_empty() {
         return Ok((false, false));
     }
     let bad = |m: String| AppError::field("media_ids", m);
     if ids.len() > MAX_POST_MEDIA {
-        return Err(bad(format!("at most {MAX_POST_MEDIA} media items per post")));
+        return Err(bad(format!("at most {MAX_POST_MEDIA} media items per {to}")));
     }
     let mut seen = HashSet::new();
     if let Some(dup) = ids.iter().find(|i| !seen.insert(**i)) {
@@ -424,13 +443,49 @@ pub async fn attach_to_post(
             MediaKind::Video => has_video = true,
         }
     }
-    if store::attach(tx.ex(), ids, "post", Timestamp::now()).await? != ids.len() as u64 {
+    if store::attach(tx.ex(), ids, to, Timestamp::now()).await? != ids.len() as u64 {
         return Err(bad("some media items are already in use".into()));
     }
-    for (pos, id) in ids.iter().enumerate() {
-        store::insert_post_media(tx.ex(), post, *id, pos as i32).await?;
-    }
     Ok((has_image, has_video))
+}
+
+/// Views of media items by id (unknown ids are absent).
+pub async fn views(state: &AppState, ids: &[Id]) -> AppResult<HashMap<Id, MediaView>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut c = state.store.conn().await?;
+    let rows = store::get_many(c.ex(), ids).await?;
+    let variants = store::variants(c.ex(), ids).await?;
+    Ok(views_of(state, &rows, &variants))
+}
+
+/// [`views`] inside a transaction (items attached by it are not committed yet).
+pub async fn views_in(state: &AppState, tx: &mut Tx, ids: &[Id]) -> AppResult<HashMap<Id, MediaView>> {
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let rows = store::get_many(tx.ex(), ids).await?;
+    let variants = store::variants(tx.ex(), ids).await?;
+    Ok(views_of(state, &rows, &variants))
+}
+
+fn views_of(state: &AppState, rows: &[MediaRow], variants: &[VariantRow]) -> HashMap<Id, MediaView> {
+    rows.iter()
+        .map(|m| {
+            let mine: Vec<VariantRow> = variants.iter().filter(|v| v.media_id == m.id).cloned().collect();
+            (m.id, view(state, m, &mine))
+        })
+        .collect()
+}
+
+/// Schedules durable deletion of a chat message's stored media (the message was deleted
+/// for everyone). Call inside that transaction.
+pub async fn release_message_media(state: &AppState, tx: &mut Tx, message: Id) -> AppResult<()> {
+    for id in crate::store::chat::take_message_media(tx.ex(), message).await? {
+        discard(state, tx, id).await?;
+    }
+    Ok(())
 }
 
 /// The media of each post, in attachment order (posts without media are absent).

@@ -4,6 +4,7 @@
 
 pub mod access;
 pub mod auth;
+pub mod chat;
 pub mod comments;
 pub mod feed;
 pub mod graph;

@@ -18,6 +18,7 @@ use crate::pagination::{Page, PageQuery};
 use crate::services::access;
 use crate::services::users::UserSummary;
 use crate::state::AppState;
+use crate::store::chat as chat_store;
 use crate::store::comments as comment_store;
 use crate::store::posts::{self as post_store, RowLock};
 use crate::store::reactions::{self as store, Target};
@@ -120,7 +121,7 @@ pub async fn react_to_post(
 ) -> AppResult<ReactionSummary> {
     access::visible_post(state, Some(me), post).await?;
     let kind = validate(state, kind).await?;
-    change(state, me, Target::Post, post, post, kind).await
+    change(state, me, Target::Post, post, Scope::Post(post), kind).await
 }
 
 /// Sets (`Some`) or removes (`None`) the caller's reaction on a comment.
@@ -135,7 +136,29 @@ pub async fn react_to_comment(
         return Err(AppError::NotFound);
     }
     let kind = validate(state, kind).await?;
-    change(state, me, Target::Comment, comment, c.post_id, kind).await
+    change(state, me, Target::Comment, comment, Scope::Post(c.post_id), kind).await
+}
+
+/// Sets (`Some`) or removes (`None`) the caller's reaction on a chat message of one of
+/// their conversations.
+pub async fn react_to_message(
+    state: &AppState,
+    me: Id,
+    message: Id,
+    kind: Option<SetReaction>,
+) -> AppResult<ReactionSummary> {
+    let conversation = crate::services::chat::reactable(state, me, message).await?;
+    let kind = validate(state, kind).await?;
+    change(state, me, Target::Message, message, Scope::Chat(conversation), kind).await
+}
+
+/// Where a reaction change is announced.
+#[derive(Clone, Copy)]
+enum Scope {
+    /// `reaction.changed` on `post:{id}`.
+    Post(Id),
+    /// `message.reaction` on `chat:{id}` (durable).
+    Chat(Id),
 }
 
 async fn validate(state: &AppState, kind: Option<SetReaction>) -> AppResult<Option<String>> {
@@ -156,7 +179,7 @@ async fn change(
     me: Id,
     target: Target,
     id: Id,
-    post: Id,
+    scope: Scope,
     new: Option<String>,
 ) -> AppResult<ReactionSummary> {
     for _ in 0..3 {
@@ -165,7 +188,7 @@ async fn change(
         let exists = match target {
             Target::Post => post_store::lock(tx.ex(), id, RowLock::KeyShare).await?.is_some(),
             Target::Comment => comment_store::lock(tx.ex(), id, RowLock::KeyShare).await?.is_some_and(|c| !c.deleted),
-            Target::Message => false,
+            Target::Message => chat_store::get_message(tx.ex(), id, RowLock::KeyShare).await?.is_some_and(|m| !m.deleted),
         };
         if !exists {
             return Err(AppError::NotFound);
@@ -200,13 +223,20 @@ async fn change(
         }
         let mut events = EventBatch::new();
         if !changes.is_empty() {
-            let data = ReactionChanged {
-                target_kind: target.kind(),
-                target_id: id,
-                post_id: post,
-                reaction_counts: counts.clone(),
-            };
-            events.ephemeral(&[Topic::Post(post)], EventName::ReactionChanged, &data);
+            match scope {
+                Scope::Post(post) => {
+                    let data = ReactionChanged {
+                        target_kind: target.kind(),
+                        target_id: id,
+                        post_id: post,
+                        reaction_counts: counts.clone(),
+                    };
+                    events.ephemeral(&[Topic::Post(post)], EventName::ReactionChanged, &data);
+                }
+                Scope::Chat(conv) => {
+                    crate::services::chat::reaction_event(&mut tx, &mut events, conv, id, &counts).await?
+                }
+            }
         }
         state.commit(tx, events).await?;
         return Ok(ReactionSummary { reaction_counts: counts, my_reaction: new });

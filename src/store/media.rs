@@ -138,6 +138,15 @@ pub async fn lock_many(ex: Ex<'_>, ids: &[Id]) -> StoreResult<Vec<MediaRow>> {
     Ok(run!(ex, c => sqlx::query_as::<_, MediaRow>(&sql).fetch_all(c).await)?)
 }
 
+/// Several media items, in no order.
+pub async fn get_many(ex: Ex<'_>, ids: &[Id]) -> StoreResult<Vec<MediaRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!("SELECT {COLS} FROM media WHERE id IN ({})", id_list(ids));
+    Ok(run!(ex, c => sqlx::query_as::<_, MediaRow>(&sql).fetch_all(c).await)?)
+}
+
 /// The variants of several media items.
 pub async fn variants(ex: Ex<'_>, media: &[Id]) -> StoreResult<Vec<VariantRow>> {
     if media.is_empty() {

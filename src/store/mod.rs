@@ -20,6 +20,7 @@
 //!
 //! The store never decides who may see what: that is the services' job.
 
+pub mod chat;
 pub mod comments;
 pub mod events;
 pub mod graph;
