@@ -240,7 +240,11 @@ async fn edit_message(
         (status = 403, description = "Someone else's message", body = ErrorBody),
         (status = 404, description = "No such message (or deleted, or not a member)", body = ErrorBody),
     ))]
-async fn delete_message(State(state): State<AppState>, me: AuthUser, AppPath(id): AppPath<Id>) -> AppResult<StatusCode> {
+async fn delete_message(
+    State(state): State<AppState>,
+    me: AuthUser,
+    AppPath(id): AppPath<Id>,
+) -> AppResult<StatusCode> {
     svc::delete_message(&state, me.id, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

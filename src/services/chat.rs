@@ -15,7 +15,8 @@
 //!   (`created: false`) and publishes nothing again. Edit and delete-for-everyone are the
 //!   sender's; a deleted message stays as a tombstone (`deleted: true`, no body, no media).
 //! - **Receipts**: per member, the last message read and the last delivered to a device;
-//!   they only move forward. Unread counts are derived from the read receipt, so every
+//!   they only move forward, and sending a message reads the conversation up to it. Unread
+//!   counts are derived from the read receipt, so every
 //!   device of a user agrees, and the `read` event keeps their open sockets in step.
 //! - **Typing** is transient (no `seq`, never replayed), throttled to one event per user and
 //!   conversation every 3 s (shared through Redis in a cluster); clients drop an indicator
@@ -38,9 +39,9 @@ use crate::error::{AppError, AppResult};
 use crate::events::{EventBatch, EventName, Topic};
 use crate::pagination::{DEFAULT_LIMIT, MAX_LIMIT, Page, PageQuery};
 use crate::ratelimit::Bucket;
+use crate::services::access;
 use crate::services::media::{self as media_svc, MediaView};
 use crate::services::reactions::{self, Counts};
-use crate::services::access;
 use crate::services::users::UserSummary;
 use crate::state::AppState;
 use crate::store::chat::{self as store, ADMIN, ConversationRow, DIRECT, GROUP, MEMBER, MemberRow, MessageRow};
@@ -310,14 +311,8 @@ pub async fn create(state: &AppState, me: Id, req: NewConversation) -> AppResult
             }
             let id = state.ids.next();
             let now = Timestamp::now();
-            let new = store::NewConversation {
-                id,
-                kind: DIRECT,
-                title: None,
-                direct_key: Some(&key),
-                created_by: me,
-                now,
-            };
+            let new =
+                store::NewConversation { id, kind: DIRECT, title: None, direct_key: Some(&key), created_by: me, now };
             if !store::insert_conversation(tx.ex(), &new).await? {
                 drop(tx);
                 let mut c = state.store.conn().await?;
@@ -628,8 +623,10 @@ pub async fn unread(state: &AppState, me: Id) -> AppResult<UnreadCounts> {
     let mut c = state.store.conn().await?;
     let rows = store::unread_counts(c.ex(), me, None).await?;
     let total = rows.iter().map(|r| r.1).sum();
-    let mut conversations: Vec<ConversationUnread> =
-        rows.into_iter().map(|(conversation_id, unread_count)| ConversationUnread { conversation_id, unread_count }).collect();
+    let mut conversations: Vec<ConversationUnread> = rows
+        .into_iter()
+        .map(|(conversation_id, unread_count)| ConversationUnread { conversation_id, unread_count })
+        .collect();
     conversations.sort_by_key(|c| c.conversation_id);
     Ok(UnreadCounts { total, conversations })
 }
@@ -860,4 +857,3 @@ fn assemble(r: MessageRow, sender: UserSummary, media: Vec<MediaView>, reaction_
         updated_at: r.updated_at,
     }
 }
-

@@ -188,7 +188,9 @@ async fn change(
         let exists = match target {
             Target::Post => post_store::lock(tx.ex(), id, RowLock::KeyShare).await?.is_some(),
             Target::Comment => comment_store::lock(tx.ex(), id, RowLock::KeyShare).await?.is_some_and(|c| !c.deleted),
-            Target::Message => chat_store::get_message(tx.ex(), id, RowLock::KeyShare).await?.is_some_and(|m| !m.deleted),
+            Target::Message => {
+                chat_store::get_message(tx.ex(), id, RowLock::KeyShare).await?.is_some_and(|m| !m.deleted)
+            }
         };
         if !exists {
             return Err(AppError::NotFound);

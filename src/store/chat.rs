@@ -255,9 +255,8 @@ pub async fn insert_message(ex: Ex<'_>, m: &NewMessage<'_>) -> StoreResult<bool>
 
 /// The message a sender stored under `client_msg_id`.
 pub async fn by_client_id(ex: Ex<'_>, conv: Id, sender: Id, client_msg_id: &str) -> StoreResult<Option<MessageRow>> {
-    let sql = format!(
-        "SELECT {MSG_COLS} FROM messages WHERE conversation_id = $1 AND sender_id = $2 AND client_msg_id = $3"
-    );
+    let sql =
+        format!("SELECT {MSG_COLS} FROM messages WHERE conversation_id = $1 AND sender_id = $2 AND client_msg_id = $3");
     Ok(run!(ex, x => sqlx::query_as(&sql).bind(conv).bind(sender).bind(client_msg_id).fetch_optional(x).await)?)
 }
 
@@ -298,7 +297,13 @@ pub async fn tombstone(ex: Ex<'_>, id: Id, now: Timestamp) -> StoreResult<()> {
 }
 
 /// History: `before` a message id (newest first) or `after` one (oldest first).
-pub async fn history(ex: Ex<'_>, conv: Id, before: Option<Id>, after: Option<Id>, limit: u32) -> StoreResult<Vec<MessageRow>> {
+pub async fn history(
+    ex: Ex<'_>,
+    conv: Id,
+    before: Option<Id>,
+    after: Option<Id>,
+    limit: u32,
+) -> StoreResult<Vec<MessageRow>> {
     let (cond, order, bound) = match (before, after) {
         (_, Some(a)) => (">", "ASC", a),
         (b, None) => ("<", "DESC", b.unwrap_or(Id(i64::MAX))),

@@ -4,6 +4,7 @@
 mod support;
 
 mod auth;
+mod chat;
 mod cluster;
 mod comments;
 mod e2e;
