@@ -74,9 +74,17 @@ defs = {
                                "reaction_counts": lref("reaction_counts"), "my_reaction": {"type": ["string", "null"]},
                                "reply_count": {"type": "integer", "minimum": 0},
                                "created_at": lref("timestamp"), "updated_at": lref("timestamp")}},
-    "message": {"type": "object", "required": ["id", "conversation_id", "sender", "created_at"],
+    "message": {"type": "object",
+                "description": "as GET /conversations/{id}/messages answers; a tombstone has deleted true, body null, no media",
+                "required": ["id", "conversation_id", "sender", "body", "media", "reply_to", "client_msg_id", "deleted",
+                             "edited", "reaction_counts", "created_at", "updated_at"],
                 "properties": {"id": lref("id"), "conversation_id": lref("id"), "sender": lref("user_summary"),
-                               "body": {"type": ["string", "null"]}, "created_at": lref("timestamp")}},
+                               "body": {"type": ["string", "null"], "maxLength": 4000},
+                               "media": {"type": "array", "items": lref("media")},
+                               "reply_to": {"anyOf": [lref("id"), {"type": "null"}]},
+                               "client_msg_id": {"type": ["string", "null"]}, "deleted": {"type": "boolean"},
+                               "edited": {"type": "boolean"}, "reaction_counts": lref("reaction_counts"),
+                               "created_at": lref("timestamp"), "updated_at": lref("timestamp")}},
     "limits": obj({k: {"type": "integer", "minimum": 0} for k in
                    ["max_frame_bytes", "rate_per_sec", "burst", "queue_frames", "max_subscriptions", "max_replay"]},
                   ["max_frame_bytes", "rate_per_sec", "burst", "queue_frames", "max_subscriptions", "max_replay"]),
@@ -103,10 +111,13 @@ client("resume", {"positions": positions}, ["positions"])
 client("ping", {}, [])
 client("chat.send", {"data": obj({"conversation_id": ref("id"), "body": {"type": "string", "maxLength": 4000},
                                   "media_ids": {"type": "array", "items": ref("id"), "maxItems": 10},
-                                  "reply_to": ref("id"), "client_msg_id": {"type": "string", "minLength": 1, "maxLength": 100}},
-                                 ["conversation_id", "client_msg_id"])}, ["data"])
+                                  "reply_to": ref("id"),
+                                  "client_msg_id": {"type": "string", "minLength": 1, "maxLength": 100,
+                                                    "description": "makes the send idempotent: always set it, retry with the same"}},
+                                 ["conversation_id"])}, ["data"])
 client("chat.typing", {"data": obj({"conversation_id": ref("id")}, ["conversation_id"])}, ["data"])
-client("chat.read", {"data": obj({"conversation_id": ref("id"), "message_id": ref("id")}, ["conversation_id", "message_id"])}, ["data"])
+client("chat.read", {"data": obj({"conversation_id": ref("id"), "message_id": ref("id"),
+                                  "receipt": {"enum": ["read", "delivered"]}}, ["conversation_id", "message_id"])}, ["data"])
 
 # ---- server frames ------------------------------------------------------------------------
 write("server/hello.json", "server frame `hello`", obj({
@@ -165,12 +176,14 @@ event("message.created", ref("message"))
 event("message.updated", ref("message"))
 event("message.deleted", {"type": "object", "required": ["id", "conversation_id"], "properties": {
     "id": ref("id"), "conversation_id": ref("id")}})
-event("message.reaction", {"type": "object", "required": ["message_id", "reaction_counts"], "properties": {
-    "message_id": ref("id"), "reaction_counts": ref("reaction_counts")}})
-event("typing", {"type": "object", "required": ["conversation_id", "user_id"], "properties": {
-    "conversation_id": ref("id"), "user_id": ref("id")}})
-event("read", {"type": "object", "required": ["conversation_id", "user_id", "message_id"], "properties": {
-    "conversation_id": ref("id"), "user_id": ref("id"), "message_id": ref("id")}})
+event("message.reaction", {"type": "object", "required": ["message_id", "conversation_id", "reaction_counts"],
+    "properties": {"message_id": ref("id"), "conversation_id": ref("id"), "reaction_counts": ref("reaction_counts")}})
+event("typing", {"type": "object", "required": ["conversation_id", "user_id", "expires_in_ms"], "properties": {
+    "conversation_id": ref("id"), "user_id": ref("id"),
+    "expires_in_ms": {"type": "integer", "minimum": 1, "description": "drop the indicator after this long without another"}}})
+event("read", {"type": "object", "required": ["conversation_id", "user_id", "message_id", "receipt"], "properties": {
+    "conversation_id": ref("id"), "user_id": ref("id"), "message_id": ref("id"),
+    "receipt": {"enum": ["read", "delivered"], "description": "read implies delivered"}}})
 for e in ["member.added", "member.removed"]:
     event(e, {"type": "object", "required": ["conversation_id", "user"], "properties": {
         "conversation_id": ref("id"), "user": ref("user_summary")}})

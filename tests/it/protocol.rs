@@ -225,6 +225,60 @@ async fn real_social_events_match_the_schemas() {
     }
 }
 
+/// The `chat:*` events and the chat actions' replies, from real conversations, match their
+/// schemas.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_chat_events_match_the_schemas() {
+    let schemas = Schemas::load();
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let (alice, bob, carol) = (app.register("alice").await, app.register("bobby").await, app.register("carol").await);
+    let mut a = WsClient::connect(&app.base, &alice.token).await;
+    let mut b = WsClient::connect(&app.base, &bob.token).await;
+    let (s, g) = app
+        .post("/conversations", alice.bearer(), json!({"kind": "group", "title": "g", "member_ids": [bob.id]}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let conv = g["id"].as_str().unwrap().to_string();
+    let topic = format!("chat:{conv}");
+    let mut replies = Vec::new();
+    replies.push(
+        a.request(json!({"op": "chat.send", "data": {"conversation_id": conv, "body": "hi", "client_msg_id": "1"}}))
+            .await,
+    );
+    let msg = replies[0]["data"]["id"].as_str().unwrap().to_string();
+    replies.push(b.request(json!({"op": "chat.typing", "data": {"conversation_id": conv}})).await);
+    replies.push(b.request(json!({"op": "chat.read", "data": {"conversation_id": conv, "message_id": msg}})).await);
+    assert!(replies.iter().all(|r| r["op"] == "ok"), "{replies:?}");
+    app.call(Method::PATCH, &format!("/messages/{msg}"), alice.bearer(), Some(json!({"body": "hi!"}))).await;
+    app.call(Method::PUT, &format!("/messages/{msg}/reaction"), bob.bearer(), Some(json!({"type": "like"}))).await;
+    app.post(&format!("/conversations/{conv}/members"), alice.bearer(), json!({"user_ids": [carol.id]})).await;
+    app.call(Method::DELETE, &format!("/conversations/{conv}/members/{}", carol.id), alice.bearer(), None).await;
+    app.call(Method::DELETE, &format!("/messages/{msg}"), alice.bearer(), None).await;
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 8 {
+        let f = a.next_event().await;
+        assert_eq!(f["topic"], topic.as_str());
+        seen.insert(f["event"].as_str().unwrap().to_string());
+    }
+    for f in a.log.iter().chain(b.log.iter()).chain(&replies) {
+        schemas.check_ws_frame(f);
+    }
+    for (name, v) in [("message.created", &replies[0]["data"])] {
+        schemas.check(&format!("events/{name}.json"), v);
+    }
+    let expected = [
+        "member.added",
+        "member.removed",
+        "message.created",
+        "message.deleted",
+        "message.reaction",
+        "message.updated",
+        "read",
+        "typing",
+    ];
+    assert_eq!(seen.into_iter().collect::<Vec<_>>(), expected);
+}
+
 /// The `image` topic's events, from a real upload, match their schemas.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn real_media_events_match_the_schemas() {
