@@ -18,6 +18,9 @@
 //! # through nginx (examples/deploy/nginx.conf) in front of 1, 2 or 3 instances
 //! target/release/examples/loadgen fanout --conns 5000 --rate 10 --secs 20 --nginx
 //! target/release/examples/loadgen fanout --conns 5000 --rate 10 --secs 20 --nginx --instances 3 --redis redis://127.0.0.1:6379
+//! # chat: 1,000 conversations of 2–20 members, messages sent over REST to both instances,
+//! # delivered over the socket to every member (the sender's own socket included)
+//! target/release/examples/loadgen chat --conns 2000 --conversations 1000 --rate 500 --secs 20 --instances 2 --redis redis://127.0.0.1:6379
 //! ```
 //!
 //! Events are real: the driver posts comments over REST on one public post that every
@@ -54,6 +57,7 @@ struct Opts {
     database_url: Option<String>,
     server_bin: PathBuf,
     nginx: bool,
+    conversations: usize,
 }
 
 fn opts() -> Opts {
@@ -68,6 +72,7 @@ fn opts() -> Opts {
         database_url: None,
         server_bin: PathBuf::from("target/release/chorus"),
         nginx: false,
+        conversations: 1000,
     };
     let mut it = std::env::args().skip(1).peekable();
     if let Some(m) = it.peek().filter(|m| !m.starts_with("--")).cloned() {
@@ -86,10 +91,12 @@ fn opts() -> Opts {
             "--database-url" => o.database_url = Some(v()),
             "--server-bin" => o.server_bin = PathBuf::from(v()),
             "--nginx" => o.nginx = true,
+            "--conversations" => o.conversations = v().parse().unwrap(),
             other => panic!("unknown argument {other}"),
         }
     }
-    assert!(o.mode == "idle" || o.mode == "fanout", "mode is idle or fanout");
+    assert!(["idle", "fanout", "chat"].contains(&o.mode.as_str()), "mode is idle, fanout or chat");
+    assert!(o.mode != "chat" || o.door == "ws", "chat mode uses the WebSocket door");
     assert!(o.door == "ws" || o.door == "sio", "--door is ws or sio");
     assert!(o.instances == 1 || o.redis.is_some(), "several instances need --redis");
     o
@@ -233,8 +240,9 @@ async fn start_servers(o: &Opts, data: &std::path::Path) -> Vec<Server> {
     servers
 }
 
-/// Creates `n` users directly in the database and mints an access token for each.
-async fn users(o: &Opts, data: &std::path::Path, n: usize) -> Vec<String> {
+/// Creates `n` users directly in the database and mints an access token for each:
+/// `(user id, token)`.
+async fn users(o: &Opts, data: &std::path::Path, n: usize) -> Vec<(String, String)> {
     let db = o.database_url.clone().unwrap_or_else(|| format!("sqlite://{}/chorus.db", data.display()));
     let store = chorus::store::Store::connect(&db, 4).await.unwrap();
     let ids = chorus::domain::IdGen::new(999);
@@ -246,7 +254,7 @@ async fn users(o: &Opts, data: &std::path::Path, n: usize) -> Vec<String> {
         let u =
             chorus::store::users::get_by_username(c.ex(), &format!("user{i:04}")).await.unwrap().expect("seeded user");
         let (t, _) = auth.issue_access(u.id, ids.next()).unwrap();
-        tokens.push(t);
+        tokens.push((u.id.to_string(), t));
     }
     drop(c);
     // Seeded accounts are private every tenth one; the watchers only need to see a public post.
@@ -418,7 +426,8 @@ async fn main() {
         None => servers.iter().map(|s| s.base.clone()).collect(),
     };
     let nginx_pids = nginx.as_ref().map(Nginx::pids).unwrap_or_default();
-    let tokens = users(&o, data.path(), o.conns).await;
+    let accounts = users(&o, data.path(), o.conns).await;
+    let tokens: Vec<String> = accounts.iter().map(|a| a.1.clone()).collect();
     let stats = Arc::new(Stats {
         delivered: AtomicU64::new(0),
         connected: AtomicU64::new(0),
@@ -439,6 +448,8 @@ async fn main() {
             "server_rss_before_kib": before, "server_rss_after_kib": after,
             "server_rss_per_connection_kib": (after.saturating_sub(before)) as f64 / o.conns as f64,
         })
+    } else if o.mode == "chat" {
+        chat(&o, &bases, &accounts, &stats, &stop, &pids).await
     } else {
         // The driver: a public account's post, watched by every connection.
         let http = reqwest::Client::new();
@@ -525,4 +536,112 @@ async fn main() {
     };
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
     stop.cancel();
+}
+
+/// Chat mode: `--conversations` conversations of 2–20 members (sizes drawn with a fixed
+/// seed, members spread over all users), every user connected over `/ws` (subscribed to
+/// their conversations on connect), messages sent at `--rate` over REST to the instances in
+/// turn, each by a member of the next conversation. A delivery is one `message.created`
+/// reaching one member's socket; latency is REST send to socket arrival.
+async fn chat(
+    o: &Opts,
+    bases: &[String],
+    accounts: &[(String, String)],
+    stats: &Arc<Stats>,
+    stop: &tokio_util::sync::CancellationToken,
+    pids: &[u32],
+) -> Value {
+    let http = reqwest::Client::new();
+    let n = accounts.len();
+    let mut rng = 0x2545_f491_4f6c_dd1d_u64;
+    let mut next_rand = move || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut convs: Vec<(String, Vec<usize>)> = Vec::with_capacity(o.conversations);
+    let mut cursor = 0usize;
+    for c in 0..o.conversations {
+        let size = (2 + (next_rand() % 19) as usize).min(n);
+        let members: Vec<usize> = (0..size).map(|k| (cursor + k) % n).collect();
+        cursor = (cursor + size) % n;
+        let body = if size == 2 {
+            json!({"kind": "direct", "user_id": accounts[members[1]].0})
+        } else {
+            let ids: Vec<&str> = members[1..].iter().map(|m| accounts[*m].0.as_str()).collect();
+            json!({"kind": "group", "title": format!("c{c}"), "member_ids": ids})
+        };
+        let r: Value = http
+            .post(format!("{}/api/v1/conversations", bases[c % bases.len()]))
+            .bearer_auth(&accounts[members[0]].1)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        convs.push((r["id"].as_str().unwrap_or_else(|| panic!("conversation not created: {r}")).to_string(), members));
+    }
+    let tokens: Vec<String> = accounts.iter().map(|a| a.1.clone()).collect();
+    open(o, bases, &tokens, None, stats, stop).await;
+
+    let cpu0: f64 = pids.iter().map(|p| cpu_secs(*p)).sum();
+    let d0 = stats.delivered.load(Ordering::Relaxed);
+    let t0 = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / o.rate);
+    let (mut sent, mut expected) = (0u64, 0u64);
+    let failed = Arc::new(AtomicU64::new(0));
+    let mut next = Instant::now();
+    const INFLIGHT: u32 = 64;
+    let inflight = Arc::new(tokio::sync::Semaphore::new(INFLIGHT as usize));
+    while t0.elapsed() < Duration::from_secs(o.secs) {
+        let permit = inflight.clone().acquire_owned().await.unwrap();
+        let (conv, members) = &convs[sent as usize % convs.len()];
+        let sender = members[(next_rand() % members.len() as u64) as usize];
+        let url = format!("{}/api/v1/conversations/{conv}/messages", bases[sent as usize % bases.len()]);
+        let req = http
+            .post(url)
+            .bearer_auth(&accounts[sender].1)
+            .json(&json!({"body": format!("t={}", now_micros()), "client_msg_id": format!("lg{sent}")}));
+        let failed = failed.clone();
+        tokio::spawn(async move {
+            let r = req.send().await;
+            if !matches!(&r, Ok(r) if r.status().is_success()) {
+                failed.fetch_add(1, Ordering::Relaxed);
+            }
+            drop(permit);
+        });
+        sent += 1;
+        expected += members.len() as u64;
+        next += interval;
+        if let Some(wait) = next.checked_duration_since(Instant::now()) {
+            tokio::time::sleep(wait).await;
+        }
+    }
+    let _ = inflight.acquire_many(INFLIGHT).await;
+    let send_secs = t0.elapsed().as_secs_f64();
+    let drain = Instant::now();
+    while stats.delivered.load(Ordering::Relaxed) - d0 + 256 * n as u64 / 2 < expected
+        && drain.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let cpu = pids.iter().map(|p| cpu_secs(*p)).sum::<f64>() - cpu0;
+    stop.cancel();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let delivered = stats.delivered.load(Ordering::Relaxed) - d0;
+    let h = stats.hist.lock().await;
+    let sizes: usize = convs.iter().map(|c| c.1.len()).sum();
+    json!({
+        "mode": "chat", "instances": o.instances, "redis": o.redis.is_some(),
+        "users_connected": stats.connected.load(Ordering::Relaxed), "conversations": convs.len(),
+        "mean_members": sizes as f64 / convs.len() as f64,
+        "messages_sent": sent, "failed_sends": failed.load(Ordering::Relaxed),
+        "target_messages_per_sec": o.rate, "messages_per_sec": sent as f64 / send_secs,
+        "deliveries": delivered, "expected_deliveries": expected,
+        "latency_ms": {"p50": h.value_at_quantile(0.5) as f64 / 1000.0, "p99": h.value_at_quantile(0.99) as f64 / 1000.0, "max": h.max() as f64 / 1000.0},
+        "server_cpu_seconds": cpu,
+    })
 }

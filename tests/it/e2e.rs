@@ -173,6 +173,13 @@ impl Cluster {
         TestUser::from_auth(&r.json().await.unwrap())
     }
 
+    /// `POST {path}` as `who`: status and JSON body.
+    async fn call(&self, who: &TestUser, path: &str, body: Value) -> (StatusCode, Value) {
+        let r = self.http.post(format!("{}/api/v1{path}", self.base)).bearer_auth(&who.token).json(&body).send().await.unwrap();
+        let status = r.status();
+        (status, r.json().await.unwrap_or(Value::Null))
+    }
+
     async fn follow(&self, who: &TestUser, whom: &TestUser) {
         let r = self
             .http
@@ -202,21 +209,66 @@ impl Cluster {
         r.json::<Value>().await.ok()?["id"].as_str().map(str::to_string)
     }
 
-    /// Posts `n` captions; after the `at`-th acknowledged one, runs `midway`. Returns the
-    /// acknowledged ids and how many requests failed.
+    /// Sends a chat message the way a client should: with a `client_msg_id`, retried with
+    /// the same id when the request fails (the instance may have stored it before dying).
+    async fn try_message(&self, sender: &TestUser, conv: &str, client_id: &str) -> Option<String> {
+        for _ in 0..3 {
+            let r = self
+                .http
+                .post(format!("{}/api/v1/conversations/{conv}/messages", self.base))
+                .bearer_auth(&sender.token)
+                .json(&json!({"body": client_id, "client_msg_id": client_id}))
+                .send()
+                .await;
+            if let Ok(r) = r
+                && (r.status() == StatusCode::CREATED || r.status() == StatusCode::OK)
+                && let Ok(v) = r.json::<Value>().await
+            {
+                return v["id"].as_str().map(str::to_string);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await; // backoff before the retry
+        }
+        None
+    }
+
+    /// Every message stored in `conv`, as `reader` reads the history: `(id, body)`.
+    async fn stored_messages(&self, reader: &TestUser, conv: &str) -> Vec<(String, String)> {
+        let mut out = Vec::new();
+        let mut before = String::new();
+        loop {
+            let url = format!("{}/api/v1/conversations/{conv}/messages?limit=100{before}", self.base);
+            let page: Value = self.http.get(url).bearer_auth(&reader.token).send().await.unwrap().json().await.unwrap();
+            out.extend(page["items"].as_array().unwrap().iter().map(|m| {
+                (m["id"].as_str().unwrap().to_string(), m["body"].as_str().unwrap_or_default().to_string())
+            }));
+            match page["next_cursor"].as_str() {
+                Some(c) => before = format!("&before={c}"),
+                None => return out,
+            }
+        }
+    }
+
+    /// Posts `n` captions and sends `n` messages to `conv`; after the `at`-th round, runs
+    /// `midway`. Returns the acknowledged post ids, message ids, and how many posts or
+    /// messages failed for good.
     async fn traffic(
         &mut self,
         author: &TestUser,
+        conv: &str,
         tag: &str,
         n: usize,
         at: usize,
         midway: impl AsyncFnOnce(&mut Cluster),
-    ) -> (Vec<String>, usize) {
-        let (mut acked, mut failed) = (Vec::new(), 0);
+    ) -> (Vec<String>, Vec<String>, usize) {
+        let (mut acked, mut said, mut failed) = (Vec::new(), Vec::new(), 0);
         let mut midway = Some(midway);
         for i in 0..n {
             match self.try_post(author, &format!("{tag} {i}")).await {
                 Some(id) => acked.push(id),
+                None => failed += 1,
+            }
+            match self.try_message(author, conv, &format!("{tag}-{i}")).await {
+                Some(id) => said.push(id),
                 None => failed += 1,
             }
             if i + 1 == at
@@ -225,7 +277,7 @@ impl Cluster {
                 f(self).await;
             }
         }
-        (acked, failed)
+        (acked, said, failed)
     }
 
     async fn post_exists(&self, reader: &TestUser, id: &str) -> bool {
@@ -434,11 +486,18 @@ async fn nginx_cluster_loses_and_duplicates_nothing_through_kill_drain_and_redis
     }
     let nodes: HashSet<u16> = watchers.iter().map(|w| w.node).collect();
     assert!(nodes.len() >= 2, "nginx spreads sockets over instances: {nodes:?}");
+    // A group chat of the author and the fans, created while they are online on different
+    // instances: each socket picks it up live.
+    let ids: Vec<&str> = fans.iter().map(|f| f.id.as_str()).collect();
+    let (s, g) = cluster.call(&author, "/conversations", json!({"kind": "group", "title": "fans", "member_ids": ids})).await;
+    assert_eq!(s, StatusCode::CREATED, "{g}");
+    let conv = g["id"].as_str().unwrap().to_string();
     let hidden = cluster.try_post(&stranger, "not followed by anyone").await.expect("stranger posts");
-    let (acked, failed) = cluster.traffic(&author, "calm", 5, 0, async |_: &mut Cluster| {}).await;
-    assert_eq!((acked.len(), failed), (5, 0));
+    let (acked, said, failed) = cluster.traffic(&author, &conv, "calm", 5, 0, async |_: &mut Cluster| {}).await;
+    assert_eq!((acked.len(), said.len(), failed), (5, 5, 0));
     for w in &mut watchers {
-        w.until("act 1", contains_all(&acked, &[])).await;
+        w.until("act 1", contains_all(&acked, &said)).await;
+        assert_eq!(w.messages, said, "{}: exactly the messages, in order", w.name);
         // Fan-out jobs of consecutive posts may commit in either order (several workers):
         // the feed's order is its `seq`, checked on arrival.
         let (mut got, mut want) = (w.posts.clone(), acked.clone());
@@ -447,14 +506,17 @@ async fn nginx_cluster_loses_and_duplicates_nothing_through_kill_drain_and_redis
         assert_eq!(got, want, "{}: exactly the author's posts", w.name);
     }
     let mut all_acked = acked;
+    let mut all_said = said;
 
     // Act 2: SIGKILL the instance serving fan0, mid-traffic.
     let victim = watchers[0].node;
-    let (acked, failed) = cluster.traffic(&author, "kill", 30, 10, async |c: &mut Cluster| c.kill(victim)).await;
-    eprintln!("SIGKILL of node {victim}: {} posts acknowledged, {failed} failed requests", acked.len());
+    let (acked, said, failed) =
+        cluster.traffic(&author, &conv, "kill", 30, 10, async |c: &mut Cluster| c.kill(victim)).await;
+    eprintln!("SIGKILL of node {victim}: {} posts, {} messages acknowledged, {failed} failed", acked.len(), said.len());
     all_acked.extend(acked);
+    all_said.extend(said);
     for w in &mut watchers {
-        w.until("act 2", contains_all(&all_acked, &[])).await;
+        w.until("act 2", contains_all(&all_acked, &all_said)).await;
     }
     assert!(watchers[0].reconnects >= 1 && watchers[0].node != victim, "fan0 moved off the killed node");
     cluster.launch(cluster.index_of(victim)).await; // the operator (or systemd) restarts it
@@ -462,20 +524,22 @@ async fn nginx_cluster_loses_and_duplicates_nothing_through_kill_drain_and_redis
     // Act 3: SIGTERM (drain) the instance serving fan1 now.
     let drained = watchers[1].node;
     let mut clean = None;
-    let (acked, failed) =
-        cluster.traffic(&author, "drain", 30, 10, async |c: &mut Cluster| clean = Some(c.drain(drained).await)).await;
+    let (acked, said, failed) = cluster
+        .traffic(&author, &conv, "drain", 30, 10, async |c: &mut Cluster| clean = Some(c.drain(drained).await))
+        .await;
     assert_eq!(clean, Some(true), "a drained instance exits cleanly");
-    eprintln!("SIGTERM of node {drained}: {} posts acknowledged, {failed} failed requests", acked.len());
+    eprintln!("SIGTERM of node {drained}: {} posts, {} messages acknowledged, {failed} failed", acked.len(), said.len());
     all_acked.extend(acked);
+    all_said.extend(said);
     for w in &mut watchers {
-        w.until("act 3", contains_all(&all_acked, &[])).await;
+        w.until("act 3", contains_all(&all_acked, &all_said)).await;
     }
     assert!(watchers[1].closes.contains(&4000), "drained clients are told to reconnect: {:?}", watchers[1].closes);
     cluster.launch(cluster.index_of(drained)).await;
 
     // Act 4: Redis dies mid-traffic and comes back empty.
-    let (acked, failed) = cluster
-        .traffic(&author, "redis", 30, 10, async |c: &mut Cluster| {
+    let (acked, said, failed) = cluster
+        .traffic(&author, &conv, "redis", 30, 10, async |c: &mut Cluster| {
             c.redis.kill();
             // Instances notice (readiness says so), then Redis returns.
             let (http, ready) = (c.http.clone(), format!("http://127.0.0.1:{}/ready", c.instances[0].port));
@@ -487,7 +551,7 @@ async fn nginx_cluster_loses_and_duplicates_nothing_through_kill_drain_and_redis
             c.redis.restart();
         })
         .await;
-    eprintln!("Redis restart: {} posts acknowledged, {failed} failed requests", acked.len());
+    eprintln!("Redis restart: {} posts, {} messages acknowledged, {failed} failed", acked.len(), said.len());
     // The cluster is whole again: every instance ready.
     for inst in &cluster.instances {
         let (http, ready) = (cluster.http.clone(), format!("http://127.0.0.1:{}/ready", inst.port));
@@ -498,21 +562,37 @@ async fn nginx_cluster_loses_and_duplicates_nothing_through_kill_drain_and_redis
         .await;
     }
     all_acked.extend(acked);
-    let (acked, failed) = cluster.traffic(&author, "after", 5, 0, async |_: &mut Cluster| {}).await;
-    assert_eq!((acked.len(), failed), (5, 0), "writes work again after Redis returns");
+    all_said.extend(said);
+    let (acked, said, failed) = cluster.traffic(&author, &conv, "after", 5, 0, async |_: &mut Cluster| {}).await;
+    assert_eq!((acked.len(), said.len(), failed), (5, 5, 0), "writes work again after Redis returns");
     all_acked.extend(acked);
+    all_said.extend(said);
     for w in &mut watchers {
-        w.until("act 4", contains_all(&all_acked, &[])).await;
+        w.until("act 4", contains_all(&all_acked, &all_said)).await;
         assert!(!w.posts.contains(&hidden), "{}: a stranger's post never reaches a feed", w.name);
     }
 
-    // No acknowledged write is missing from storage.
+    // No acknowledged write is missing from storage, and nothing was stored twice: every
+    // message a watcher got is stored, once.
     for id in &all_acked {
         assert!(cluster.post_exists(&fans[0], id).await, "acknowledged post {id} is stored");
     }
+    let stored = cluster.stored_messages(&fans[0], &conv).await;
+    let stored_ids: HashSet<&String> = stored.iter().map(|m| &m.0).collect();
+    for id in &all_said {
+        assert!(stored_ids.contains(id), "acknowledged message {id} is stored");
+    }
+    for w in &watchers {
+        assert!(w.messages.iter().all(|m| stored_ids.contains(m)), "{}: only stored messages", w.name);
+    }
+    // Retries after failures stored nothing twice: one message per client_msg_id.
+    let bodies: HashSet<&String> = stored.iter().map(|m| &m.1).collect();
+    assert_eq!(bodies.len(), stored.len(), "a retried send was stored twice");
     eprintln!(
-        "e2e: {} acknowledged posts; reconnects per watcher {:?}",
+        "e2e: {} acknowledged posts, {} acknowledged messages ({} stored); reconnects per watcher {:?}",
         all_acked.len(),
+        all_said.len(),
+        stored.len(),
         watchers.iter().map(|w| w.reconnects).collect::<Vec<_>>()
     );
 }
