@@ -16,6 +16,7 @@ use crate::error::{AppError, AppResult};
 use crate::events::{EventBatch, EventName, Topic};
 use crate::pagination::{Page, PageQuery};
 use crate::services::access;
+use crate::services::notifications::{self, Cause};
 use crate::services::users::UserSummary;
 use crate::state::AppState;
 use crate::store::comments as comment_store;
@@ -162,14 +163,17 @@ async fn change(
     for _ in 0..3 {
         let mut tx = state.store.begin().await?;
         // 1. The target must stay while we work (and must still be there).
-        let exists = match target {
-            Target::Post => post_store::lock(tx.ex(), id, RowLock::KeyShare).await?.is_some(),
-            Target::Comment => comment_store::lock(tx.ex(), id, RowLock::KeyShare).await?.is_some_and(|c| !c.deleted),
-            Target::Message => false,
+        let owner = match target {
+            Target::Post => post_store::lock(tx.ex(), id, RowLock::KeyShare).await?.map(|p| p.author_id),
+            Target::Comment => {
+                comment_store::lock(tx.ex(), id, RowLock::KeyShare).await?.filter(|c| !c.deleted).map(|c| c.author_id)
+            }
+            Target::Message => None,
         };
-        if !exists {
+        let Some(owner) = owner else {
             return Err(AppError::NotFound);
-        }
+        };
+        let on_comment = target == Target::Comment;
         // 2–3. The user's reaction row, then the change.
         let now = Timestamp::now();
         let changes: Vec<(String, i64)> = match new.as_deref() {
@@ -183,11 +187,17 @@ async fn change(
                     if !store::insert(tx.ex(), target, id, me, kind, now).await? {
                         continue; // a concurrent request of ours inserted first: start over
                     }
+                    // A first reaction notifies the owner (a switch of type does not).
+                    let cause = Cause::Reacted { actor: me, comment: on_comment, id };
+                    notifications::enqueue(state, &mut tx, cause).await?;
                     vec![(kind.to_string(), 1)]
                 }
             },
             None => match store::delete(tx.ex(), target, id, me).await? {
-                Some(old) => vec![(old, -1)],
+                Some(old) => {
+                    notifications::reaction_removed(&mut tx, owner, on_comment, id, me).await?;
+                    vec![(old, -1)]
+                }
                 None => Vec::new(),
             },
         };
