@@ -300,8 +300,7 @@ pub async fn message_sent(
     if recipients.is_empty() {
         return Ok(());
     }
-    let cause =
-        Cause::Messaged { conversation_id, message_id, sender, recipients, preview: shorten(preview) };
+    let cause = Cause::Messaged { conversation_id, message_id, sender, recipients, preview: shorten(preview) };
     enqueue(state, tx, cause).await
 }
 
@@ -512,13 +511,7 @@ async fn may_notify(tx: &mut Tx, recipient: Id, actor: Id, post_author: Option<I
 }
 
 /// Delivers one planned notification through every channel the recipient enabled.
-async fn deliver(
-    state: &AppState,
-    tx: &mut Tx,
-    events: &mut EventBatch,
-    actor: Id,
-    p: Planned,
-) -> anyhow::Result<()> {
+async fn deliver(state: &AppState, tx: &mut Tx, events: &mut EventBatch, actor: Id, p: Planned) -> anyhow::Result<()> {
     if !may_notify(tx, p.recipient, actor, p.post_author).await? {
         return Ok(());
     }

@@ -94,13 +94,7 @@ pub async fn insert(ex: Ex<'_>, n: &NewNotification<'_>) -> StoreResult<()> {
 
 /// Adds `actor` to a notification; `false` when they were in it already. A new actor bumps
 /// the count and `updated_at` (and the preview, when given).
-pub async fn add_actor(
-    ex: Ex<'_>,
-    id: Id,
-    actor: Id,
-    preview: Option<&str>,
-    now: Timestamp,
-) -> StoreResult<bool> {
+pub async fn add_actor(ex: Ex<'_>, id: Id, actor: Id, preview: Option<&str>, now: Timestamp) -> StoreResult<bool> {
     let ins = "INSERT INTO notification_actors (notification_id, actor_id, created_at) VALUES ($1, $2, $3) \
                ON CONFLICT (notification_id, actor_id) DO NOTHING";
     let upd = "UPDATE notifications SET actor_count = actor_count + 1, updated_at = $2, \

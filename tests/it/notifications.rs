@@ -352,9 +352,17 @@ async fn chat_messages_notify_only_offline_unblocked_members(b: Backend) {
         let (state, members) = (app.state.clone(), members.clone());
         async move {
             let mut tx = state.store.begin().await.unwrap();
-            chorus::services::notifications::message_sent(&state, &mut tx, conversation, Id(message), sender, &members, text)
-                .await
-                .unwrap();
+            chorus::services::notifications::message_sent(
+                &state,
+                &mut tx,
+                conversation,
+                Id(message),
+                sender,
+                &members,
+                text,
+            )
+            .await
+            .unwrap();
             state.commit(tx, EventBatch::new()).await.unwrap();
         }
     };
@@ -491,9 +499,7 @@ async fn an_email_job_failing_twice_is_retried_until_the_mail_arrives(b: Backend
     let retries: f64 = metrics
         .lines()
         .find(|l| {
-            l.starts_with("chorus_jobs_total")
-                && l.contains("kind=\"send_email\"")
-                && l.contains("outcome=\"retry\"")
+            l.starts_with("chorus_jobs_total") && l.contains("kind=\"send_email\"") && l.contains("outcome=\"retry\"")
         })
         .and_then(|l| l.rsplit(' ').next())
         .and_then(|v| v.parse().ok())

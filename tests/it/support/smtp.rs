@@ -109,11 +109,13 @@ pub async fn start_refusing(refuse: usize) -> (String, mpsc::UnboundedReceiver<R
                     } else if upper.starts_with("HELO") {
                         b"250 test-smtp\r\n"
                     } else if upper.starts_with("MAIL FROM:")
-                        && left.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| match l {
-                            0 => None,
-                            usize::MAX => Some(usize::MAX),
-                            l => Some(l - 1),
-                        }).is_ok()
+                        && left
+                            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |l| match l {
+                                0 => None,
+                                usize::MAX => Some(usize::MAX),
+                                l => Some(l - 1),
+                            })
+                            .is_ok()
                     {
                         refused_tx.send_modify(|r| *r += 1);
                         b"451 4.3.0 try again later\r\n"
