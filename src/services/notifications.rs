@@ -544,6 +544,9 @@ async fn deliver(state: &AppState, tx: &mut Tx, events: &mut EventBatch, actor: 
         }
         match channel {
             Channel::InApp => {
+                // Two jobs of one group racing (PostgreSQL, two workers) may both find no
+                // group: the unique (user_id, group_key) index fails the second insert, its
+                // job rolls back and is retried, and then joins the group.
                 let key = store::group_key(kind, ttype, tid);
                 let id = match store::find_group(tx.ex(), p.recipient, &key).await? {
                     Some(g) => {
