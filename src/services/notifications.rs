@@ -36,7 +36,8 @@
 //! recipient's durable `notification` topic (stored with a `seq` in the same transaction, so
 //! a client that was away resumes it). [`Channel::Email`] enqueues the existing
 //! `SendEmail` job (retries with backoff, dead letters) — once per new notification, never
-//! for an actor merely joining a group. Push to mobile (FCM/APNs) is one more variant of
+//! for an actor merely joining a group (with `in_app` off for a kind there is no group, so
+//! each such event is e-mailed on its own). Push to mobile (FCM/APNs) is one more variant of
 //! [`Channel`] with its own preference flag and job: [`deliver`] already loops over
 //! [`Channel::ALL`], and nothing else changes.
 
