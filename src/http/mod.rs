@@ -43,8 +43,8 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(reactions::router())
         .merge(comments::router())
         .merge(feeds::router())
-        .merge(media::router())
         .merge(notifications::router())
+        .merge(media::router())
 }
 
 /// The OpenAPI document of everything served.

@@ -22,7 +22,7 @@ use crate::state::AppState;
 use crate::store::comments as comment_store;
 use crate::store::posts::{self as post_store, RowLock};
 use crate::store::reactions::{self as store, Target};
-use crate::store::{Conn, Store, StoreResult, users as user_store};
+use crate::store::{Conn, Store, StoreResult, Tx, users as user_store};
 
 /// Reaction counts by type key, zero counts omitted: `{"love":3,"like":1}`.
 pub type Counts = BTreeMap<String, i64>;
@@ -163,17 +163,14 @@ async fn change(
     for _ in 0..3 {
         let mut tx = state.store.begin().await?;
         // 1. The target must stay while we work (and must still be there).
-        let owner = match target {
-            Target::Post => post_store::lock(tx.ex(), id, RowLock::KeyShare).await?.map(|p| p.author_id),
-            Target::Comment => {
-                comment_store::lock(tx.ex(), id, RowLock::KeyShare).await?.filter(|c| !c.deleted).map(|c| c.author_id)
-            }
-            Target::Message => None,
+        let exists = match target {
+            Target::Post => post_store::lock(tx.ex(), id, RowLock::KeyShare).await?.is_some(),
+            Target::Comment => comment_store::lock(tx.ex(), id, RowLock::KeyShare).await?.is_some_and(|c| !c.deleted),
+            Target::Message => false,
         };
-        let Some(owner) = owner else {
+        if !exists {
             return Err(AppError::NotFound);
-        };
-        let on_comment = target == Target::Comment;
+        }
         // 2–3. The user's reaction row, then the change.
         let now = Timestamp::now();
         let changes: Vec<(String, i64)> = match new.as_deref() {
@@ -187,15 +184,20 @@ async fn change(
                     if !store::insert(tx.ex(), target, id, me, kind, now).await? {
                         continue; // a concurrent request of ours inserted first: start over
                     }
-                    // A first reaction notifies the owner (a switch of type does not).
-                    let cause = Cause::Reacted { actor: me, comment: on_comment, id };
-                    notifications::enqueue(state, &mut tx, cause).await?;
+                    // A first reaction on a post or comment notifies its author (a switch of
+                    // type does not).
+                    if target != Target::Message {
+                        let cause = Cause::Reacted { actor: me, comment: target == Target::Comment, id };
+                        notifications::enqueue(state, &mut tx, cause).await?;
+                    }
                     vec![(kind.to_string(), 1)]
                 }
             },
             None => match store::delete(tx.ex(), target, id, me).await? {
                 Some(old) => {
-                    notifications::reaction_removed(&mut tx, owner, on_comment, id, me).await?;
+                    if let Some(owner) = author_of(&mut tx, target, id).await? {
+                        notifications::reaction_removed(&mut tx, owner, target == Target::Comment, id, me).await?;
+                    }
                     vec![(old, -1)]
                 }
                 None => Vec::new(),
@@ -222,6 +224,16 @@ async fn change(
         return Ok(ReactionSummary { reaction_counts: counts, my_reaction: new });
     }
     Err(AppError::conflict("the reaction changed concurrently; try again"))
+}
+
+/// The author of a reacted post or comment (whose notification a reaction joins); `None`
+/// for other targets.
+async fn author_of(tx: &mut Tx, target: Target, id: Id) -> AppResult<Option<Id>> {
+    Ok(match target {
+        Target::Post => post_store::get(tx.ex(), id).await?.map(|p| p.author_id),
+        Target::Comment => comment_store::get(tx.ex(), id).await?.map(|c| c.author_id),
+        Target::Message => None,
+    })
 }
 
 /// `?type=&cursor=&limit=` of a reactor list.
