@@ -168,10 +168,28 @@ event("reaction.changed", {"type": "object", "required": ["target_kind", "target
                    "reaction_counts": ref("reaction_counts")}})
 for e in ["follower.added", "follower.removed", "follow.requested", "follow.approved"]:
     event(e, user_wrap)
-event("notification.created", {"type": "object", "required": ["id", "kind", "created_at"], "properties": {
-    "id": ref("id"), "kind": {"type": "string"}, "read": {"type": "boolean"}, "created_at": ref("timestamp")}})
-event("notifications.read", {"type": "object", "anyOf": [{"required": ["ids"]}, {"required": ["all"]}], "properties": {
-    "ids": {"type": "array", "items": ref("id")}, "all": {"const": True}}})
+def nullable(s):
+    return {"anyOf": [s, {"type": "null"}]}
+event("notification.created", obj({
+    "id": ref("id"),
+    "kind": {"enum": ["follow", "follow_request", "follow_approved", "reaction", "comment", "reply", "mention",
+                      "message"]},
+    "read": {"type": "boolean"},
+    "created_at": ref("timestamp"),
+    "updated_at": ref("timestamp"),
+    "actors": {"type": "array", "maxItems": 3, "items": ref("user_summary"), "description": "latest first"},
+    "actor_count": {"type": "integer", "minimum": 1, "description": "all actors grouped in this notification"},
+    "target": obj({"type": {"enum": ["post", "comment", "user", "conversation"]}, "id": ref("id")}, ["type", "id"]),
+    "post_id": nullable(ref("id")),
+    "comment_id": nullable(ref("id")),
+    "conversation_id": nullable(ref("id")),
+    "preview": nullable({"type": "string", "maxLength": 140}),
+    "text": {"type": "string", "description": "ready-made sentence, e.g. \"alice and 2 others reacted to your post\""},
+}, ["id", "kind", "read", "created_at", "updated_at", "actors", "actor_count", "target", "post_id", "comment_id",
+    "conversation_id", "preview", "text"]))
+event("notifications.read", {"oneOf": [
+    obj({"ids": {"type": "array", "minItems": 1, "items": ref("id")}}, ["ids"]),
+    obj({"all": {"const": True}}, ["all"])]})
 event("message.created", ref("message"))
 event("message.updated", ref("message"))
 event("message.deleted", {"type": "object", "required": ["id", "conversation_id"], "properties": {

@@ -23,6 +23,8 @@ use utoipa::{Modify, OpenApi};
         (name = "posts", description = "Posts, saves, profile posts"),
         (name = "reactions", description = "Data-driven reaction types and reactions on posts and comments"),
         (name = "comments", description = "Nested comments"),
+        (name = "notifications", description = "Notifications (grouped per target while unread), unread count, \
+                                                marking read. Live as `notification.created` on the `notification` topic."),
         (name = "feeds", description = "Home feed, explore, hashtags"),
         (name = "chat", description = "Direct and group conversations, messages, receipts (the socket carries them live)"),
         (name = "ops", description = "Health, readiness, metrics"),

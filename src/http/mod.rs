@@ -12,6 +12,7 @@ pub mod extract;
 pub mod feeds;
 pub mod graph;
 pub mod media;
+pub mod notifications;
 pub mod ops;
 pub mod posts;
 pub mod reactions;
@@ -43,6 +44,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(reactions::router())
         .merge(comments::router())
         .merge(feeds::router())
+        .merge(notifications::router())
         .merge(media::router())
         .merge(chat::router())
 }

@@ -7,6 +7,9 @@
 //! Lock order in write transactions (PostgreSQL): the post row first, then comment rows —
 //! the same order as reactions, so writers never deadlock.
 //!
+//! Notifications (comment, reply, mentions) are a durable `Notify` job enqueued with the
+//! comment; deleting the comment removes them.
+//!
 //! Events on `post:{id}`: `comment.created|updated` with the comment, `comment.deleted` with
 //! `{id, post_id, tombstone}`.
 
@@ -21,6 +24,7 @@ use crate::error::{AppError, AppResult};
 use crate::events::{EventBatch, EventName, Topic};
 use crate::pagination::{Page, PageQuery};
 use crate::services::access;
+use crate::services::notifications::{self, Cause};
 use crate::services::posts::resolve_mentions;
 use crate::services::reactions::{self, Counts};
 use crate::services::users::UserSummary;
@@ -173,6 +177,7 @@ pub async fn create(state: &AppState, me: Id, post: Id, req: CreateComment) -> A
     .await?;
     store::set_mentions(tx.ex(), id, &mentions).await?;
     post_store::add_comment_count(tx.ex(), post, 1).await?;
+    notifications::enqueue(state, &mut tx, Cause::Commented { comment: id }).await?;
     state.commit(tx, EventBatch::new()).await?;
 
     let row = CommentRow {
@@ -239,8 +244,14 @@ pub async fn update(state: &AppState, me: Id, id: Id, req: UpdateComment) -> App
         Some(r) if !r.deleted => r,
         _ => return Err(AppError::NotFound),
     };
+    let before: Vec<Id> = store::mentions_of(tx.ex(), &[id]).await?.into_iter().map(|m| m.1).collect();
     store::update_body(tx.ex(), id, &body, now).await?;
     store::set_mentions(tx.ex(), id, &mentions).await?;
+    let added: Vec<Id> = mentions.iter().copied().filter(|m| !before.contains(m)).collect();
+    if !added.is_empty() {
+        let cause = Cause::Mentioned { post: row.post_id, comment: Some(id), users: added };
+        notifications::enqueue(state, &mut tx, cause).await?;
+    }
     state.commit(tx, EventBatch::new()).await?;
 
     row.body = body;
@@ -277,6 +288,7 @@ pub async fn delete(state: &AppState, me: Id, id: Id) -> AppResult<()> {
     let topic = [Topic::Post(post.id)];
     if row.reply_count > 0 {
         store::tombstone(tx.ex(), id, now).await?;
+        notifications::comment_removed(&mut tx, id).await?;
         events.ephemeral(&topic, EventName::CommentDeleted, &CommentDeleted { id, post_id: post.id, tombstone: true });
     } else {
         store::delete(tx.ex(), id).await?;

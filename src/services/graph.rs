@@ -12,7 +12,9 @@
 //! `follower.added|removed` and `follow.requested` for the followed account,
 //! `follow.approved` for the requester. Timelines follow along through durable
 //! [`SyncTimeline`] jobs (backfill on a new active follow, prune on unfollow or block); the
-//! home feed also filters at read time, so it is right before those jobs run.
+//! home feed also filters at read time, so it is right before those jobs run. Notifications
+//! (`follow`, `follow_request`, `follow_approved`) are durable `Notify` jobs enqueued in the
+//! same transactions; ending a follow or a request removes them (`services::notifications`).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -24,6 +26,7 @@ use crate::jobs;
 use crate::pagination::{Page, PageQuery};
 use crate::services::access;
 use crate::services::feed::SyncTimeline;
+use crate::services::notifications::{self as notify, Cause};
 use crate::services::users::{self as user_svc, UserSummary};
 use crate::state::AppState;
 use crate::store::graph::{self as store, ACTIVE, PENDING};
@@ -98,8 +101,10 @@ pub async fn follow(state: &AppState, me: Id, target: &str) -> AppResult<FollowR
         store::add_follow_counts(tx.ex(), me, user.id, 1).await?;
         sync(state, &mut tx, me, user.id, true).await?;
         events.add(&mut tx, &[Topic::Follower(user.id)], EventName::FollowerAdded, &data).await?;
+        notify::enqueue(state, &mut tx, Cause::Followed { follower: me, followee: user.id }).await?;
     } else {
         events.add(&mut tx, &[Topic::Follower(user.id)], EventName::FollowRequested, &data).await?;
+        notify::enqueue(state, &mut tx, Cause::FollowRequested { follower: me, followee: user.id }).await?;
     }
     state.commit(tx, events).await?;
     Ok(FollowResult { status })
@@ -127,7 +132,11 @@ async fn remove_follow(
     followee: Id,
     follower_summary: UserSummary,
 ) -> AppResult<bool> {
-    match store::delete_follow(tx.ex(), follower, followee).await?.as_deref() {
+    let removed = store::delete_follow(tx.ex(), follower, followee).await?;
+    if removed.is_some() {
+        notify::follow_removed(tx, follower, followee).await?;
+    }
+    match removed.as_deref() {
         Some(ACTIVE) => {
             store::add_follow_counts(tx.ex(), follower, followee, -1).await?;
             sync(state, tx, follower, followee, false).await?;
@@ -213,6 +222,7 @@ pub async fn approve(state: &AppState, me: Id, requester: Id) -> AppResult<()> {
     }
     store::add_follow_counts(tx.ex(), requester, me, 1).await?;
     sync(state, &mut tx, requester, me, true).await?;
+    notify::enqueue(state, &mut tx, Cause::FollowApproved { follower: requester, followee: me }).await?;
     let mut events = EventBatch::new();
     events
         .add(&mut tx, &[Topic::Follower(requester)], EventName::FollowApproved, &FollowEvent { user: me_summary })
@@ -230,6 +240,7 @@ pub async fn decline(state: &AppState, me: Id, requester: Id) -> AppResult<()> {
     if !store::delete_request(tx.ex(), requester, me).await? {
         return Err(AppError::NotFound);
     }
+    notify::request_declined(&mut tx, requester, me).await?;
     state.commit(tx, EventBatch::new()).await?;
     Ok(())
 }
@@ -241,6 +252,7 @@ pub async fn block(state: &AppState, me: Id, target: &str) -> AppResult<()> {
     let me_summary = summary(state, me).await?;
     let mut tx = state.store.begin().await?;
     store::block(tx.ex(), me, user.id, Timestamp::now()).await?;
+    notify::blocked(&mut tx, me, user.id).await?;
     let mut events = EventBatch::new();
     remove_follow(state, &mut tx, &mut events, me, user.id, me_summary).await?;
     remove_follow(state, &mut tx, &mut events, user.id, me, UserSummary::from(&user)).await?;

@@ -12,7 +12,9 @@
 //! `post:{id}` for edits and deletions) right after commit, and enqueue a durable
 //! [`FanOutPost`] job in the same transaction that carries the change to followers' `feed`
 //! topics and timelines (see `services::feed`). Event data is the viewer-independent view
-//! (`my_reaction: null`, `saved: false`); deletions carry `{id}`.
+//! (`my_reaction: null`, `saved: false`); deletions carry `{id}`. New mentions (in a new
+//! post or an edit) enqueue a durable `Notify` job; deleting a post deletes its
+//! notifications (foreign key cascade).
 
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -29,6 +31,7 @@ use crate::pagination::{Page, PageQuery, encode_cursor};
 use crate::services::access;
 use crate::services::feed::{FanOutPost, PostChange};
 use crate::services::media::{self, MediaView};
+use crate::services::notifications::{self, Cause};
 use crate::services::reactions::{self, Counts};
 use crate::services::users::UserSummary;
 use crate::state::AppState;
@@ -321,6 +324,10 @@ pub async fn create(state: &AppState, me: Id, req: CreatePost) -> AppResult<Post
     }
     store::set_hashtags(tx.ex(), id, &tags).await?;
     store::set_mentions(tx.ex(), id, &mentions).await?;
+    if !mentions.is_empty() {
+        let cause = Cause::Mentioned { post: id, comment: None, users: mentions.clone() };
+        notifications::enqueue(state, &mut tx, cause).await?;
+    }
     let job = FanOutPost { post: id, author: me, change: PostChange::Created };
     jobs::enqueue(&mut tx, &state.ids, state.config.jobs.max_attempts, &job).await?;
     state.commit(tx, EventBatch::new()).await?;
@@ -368,7 +375,12 @@ pub async fn update(state: &AppState, me: Id, id: Id, req: UpdatePost) -> AppRes
     let mut row = store::lock(tx.ex(), id, RowLock::NoKeyUpdate).await?.ok_or(AppError::NotFound)?;
     store::update_caption(tx.ex(), id, &caption, now).await?;
     store::set_hashtags(tx.ex(), id, &tags).await?;
+    let before: Vec<Id> = store::mentions_of(tx.ex(), &[id]).await?.into_iter().map(|m| m.1).collect();
     store::set_mentions(tx.ex(), id, &mentions).await?;
+    let added: Vec<Id> = mentions.iter().copied().filter(|m| !before.contains(m)).collect();
+    if !added.is_empty() {
+        notifications::enqueue(state, &mut tx, Cause::Mentioned { post: id, comment: None, users: added }).await?;
+    }
     let job = FanOutPost { post: id, author: me, change: PostChange::Updated };
     jobs::enqueue(&mut tx, &state.ids, state.config.jobs.max_attempts, &job).await?;
     state.commit(tx, EventBatch::new()).await?;

@@ -16,13 +16,14 @@ use crate::error::{AppError, AppResult};
 use crate::events::{EventBatch, EventName, Topic};
 use crate::pagination::{Page, PageQuery};
 use crate::services::access;
+use crate::services::notifications::{self, Cause};
 use crate::services::users::UserSummary;
 use crate::state::AppState;
 use crate::store::chat as chat_store;
 use crate::store::comments as comment_store;
 use crate::store::posts::{self as post_store, RowLock};
 use crate::store::reactions::{self as store, Target};
-use crate::store::{Conn, Store, StoreResult, users as user_store};
+use crate::store::{Conn, Store, StoreResult, Tx, users as user_store};
 
 /// Reaction counts by type key, zero counts omitted: `{"love":3,"like":1}`.
 pub type Counts = BTreeMap<String, i64>;
@@ -208,11 +209,22 @@ async fn change(
                     if !store::insert(tx.ex(), target, id, me, kind, now).await? {
                         continue; // a concurrent request of ours inserted first: start over
                     }
+                    // A first reaction on a post or comment notifies its author (a switch of
+                    // type does not).
+                    if target != Target::Message {
+                        let cause = Cause::Reacted { actor: me, comment: target == Target::Comment, id };
+                        notifications::enqueue(state, &mut tx, cause).await?;
+                    }
                     vec![(kind.to_string(), 1)]
                 }
             },
             None => match store::delete(tx.ex(), target, id, me).await? {
-                Some(old) => vec![(old, -1)],
+                Some(old) => {
+                    if let Some(owner) = author_of(&mut tx, target, id).await? {
+                        notifications::reaction_removed(&mut tx, owner, target == Target::Comment, id, me).await?;
+                    }
+                    vec![(old, -1)]
+                }
                 None => Vec::new(),
             },
         };
@@ -244,6 +256,16 @@ async fn change(
         return Ok(ReactionSummary { reaction_counts: counts, my_reaction: new });
     }
     Err(AppError::conflict("the reaction changed concurrently; try again"))
+}
+
+/// The author of a reacted post or comment (whose notification a reaction joins); `None`
+/// for other targets.
+async fn author_of(tx: &mut Tx, target: Target, id: Id) -> AppResult<Option<Id>> {
+    Ok(match target {
+        Target::Post => post_store::get(tx.ex(), id).await?.map(|p| p.author_id),
+        Target::Comment => comment_store::get(tx.ex(), id).await?.map(|c| c.author_id),
+        Target::Message => None,
+    })
 }
 
 /// `?type=&cursor=&limit=` of a reactor list.

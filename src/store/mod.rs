@@ -26,6 +26,7 @@ pub mod events;
 pub mod graph;
 pub mod jobs;
 pub mod media;
+pub mod notifications;
 pub mod posts;
 pub mod reactions;
 pub mod saves;
@@ -192,6 +193,15 @@ impl Ex<'_> {
         match self {
             Ex::Sqlite(_) => Backend::Sqlite,
             Ex::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Re-borrows for one call, keeping this handle for the next (for functions that take
+    /// an [`Ex`] and make several store calls).
+    pub fn reborrow(&mut self) -> Ex<'_> {
+        match self {
+            Ex::Sqlite(c) => Ex::Sqlite(c),
+            Ex::Postgres(c) => Ex::Postgres(c),
         }
     }
 }

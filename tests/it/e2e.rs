@@ -367,10 +367,13 @@ impl Watcher {
         let subs = ws.hello["data"]["subscriptions"].as_object().expect("hello lists subscriptions").clone();
         for (topic, sub) in subs {
             let Some(seq) = sub["seq"].as_str() else { continue }; // ephemeral
-            if self.last.contains_key(&topic) {
-                assert_eq!(sub["result"], expected, "{}: {topic}: {}", self.name, ws.hello);
-            } else {
-                self.last.insert(topic, seq.parse().unwrap());
+            match self.last.entry(topic) {
+                std::collections::btree_map::Entry::Occupied(e) => {
+                    assert_eq!(sub["result"], expected, "{}: {}: {}", self.name, e.key(), ws.hello)
+                }
+                std::collections::btree_map::Entry::Vacant(e) => {
+                    e.insert(seq.parse().unwrap());
+                }
             }
         }
         assert!(self.last.contains_key("feed"), "{}: feed subscribed on connect", self.name);

@@ -11,6 +11,7 @@ mod e2e;
 mod feeds;
 mod graph;
 mod media;
+mod notifications;
 mod ops;
 mod posts;
 mod protocol;

@@ -25,6 +25,9 @@ pub struct WsClient {
     logging: bool,
     closed: Option<(u16, String)>,
     ended: bool,
+    /// Topics whose events [`WsClient::next_event`] and [`WsClient::assert_no_event`] pass
+    /// over (still logged).
+    ignored: Vec<String>,
 }
 
 /// `ws://host:port/ws` of an app base URL.
@@ -75,6 +78,7 @@ impl WsClient {
             logging: true,
             closed: None,
             ended: false,
+            ignored: Vec::new(),
         };
         let hello = c.next_frame(WAIT).await.ok_or_else(|| format!("no hello frame (closed: {:?})", c.closed))?;
         if hello["op"] != "hello" {
@@ -99,6 +103,17 @@ impl WsClient {
         self.logging = false;
         self.log.clear();
         self
+    }
+
+    /// Passes over events of `topic` when awaiting events (they stay in the log): for tests
+    /// about other topics whose actions also cause, say, notifications at their own pace.
+    pub fn ignoring(mut self, topic: &str) -> Self {
+        self.ignored.push(topic.to_string());
+        self
+    }
+
+    fn is_ignored(&self, f: &Value) -> bool {
+        f["op"] == "event" && f["topic"].as_str().is_some_and(|t| self.ignored.iter().any(|i| i == t))
     }
 
     /// Sends a raw text frame.
@@ -177,7 +192,7 @@ impl WsClient {
                 .next_frame(WAIT)
                 .await
                 .unwrap_or_else(|| panic!("no event within {WAIT:?} (closed: {:?})", self.closed));
-            if f["op"] == "event" || f["op"] == "resync_required" {
+            if (f["op"] == "event" && !self.is_ignored(&f)) || f["op"] == "resync_required" {
                 return f;
             }
         }
@@ -200,7 +215,7 @@ impl WsClient {
             }
             match self.next_frame(left).await {
                 None => return,
-                Some(f) if f["op"] == "event" => panic!("unexpected event {f}"),
+                Some(f) if f["op"] == "event" && !self.is_ignored(&f) => panic!("unexpected event {f}"),
                 Some(_) => {}
             }
         }

@@ -1,0 +1,803 @@
+//! Notifications: what creates them, how they group, and the channels that deliver them.
+//!
+//! # Creation is a durable job
+//! The services that cause a notification (follow, approve, react, comment, mention in a post
+//! or comment, and chat through [`message_sent`]) only [`enqueue`] a [`Notify`] job *in
+//! their own transaction*: a request never waits for notification work, and the job exists
+//! exactly when the change committed (no lost, no phantom notification). The job handler
+//! ([`run_notify`]) does the rest in one transaction of its own, completed with
+//! [`jobs::complete_within`] so a retried job never notifies twice:
+//! 1. re-reads the source (the follow, reaction, comment, post): if it is gone meanwhile,
+//!    nothing is created;
+//! 2. decides the recipients and drops the actor themself, anyone who blocked or was
+//!    blocked by the actor, anyone who muted the actor, and anyone who may no longer see
+//!    the post concerned; for chat messages, anyone with an open socket on any instance
+//!    (they see the message live);
+//! 3. delivers through each [`Channel`] the recipient enabled for that kind
+//!    (`PUT /users/me/settings`, per-kind `in_app` and `email`).
+//!
+//! # Grouping
+//! A recipient has at most one *unread* notification per `(kind, target)`: further actors
+//! join it (`actor_count`, latest actors first) instead of adding rows, so a popular post
+//! yields "alice and 41 others reacted to your post". Chat messages group per conversation
+//! while unread. Reading a notification closes its group; the next action starts a new
+//! one. An actor already counted for a target (read or not) is never counted again, so
+//! switching a reaction type or a retried job changes nothing.
+//!
+//! # When the source goes away
+//! Deleting a post or a comment deletes its notifications (foreign keys with `ON DELETE
+//! CASCADE`; a comment turned into a tombstone is handled explicitly). A removed reaction
+//! or withdrawn follow takes its actor out of the group (which goes when it was the last
+//! actor); a declined request deletes its notification; a block takes each side out of the
+//! other's notifications. These run in the transaction of the change itself.
+//!
+//! # Channels
+//! [`Channel::InApp`] stores the notification and publishes `notification.created` on the
+//! recipient's durable `notification` topic (stored with a `seq` in the same transaction, so
+//! a client that was away resumes it). [`Channel::Email`] enqueues the existing
+//! `SendEmail` job (retries with backoff, dead letters) — once per new notification, never
+//! for an actor merely joining a group (with `in_app` off for a kind there is no group, so
+//! each such event is e-mailed on its own). Push to mobile (FCM/APNs) is one more variant of
+//! [`Channel`] with its own preference flag and job: [`deliver`] already loops over
+//! [`Channel::ALL`], and nothing else changes.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::domain::user::NotificationKind;
+use crate::domain::{Id, Timestamp};
+use crate::error::{AppError, AppResult};
+use crate::events::{EventBatch, EventName, Topic};
+use crate::jobs::{self, Job};
+use crate::mail::Mail;
+use crate::pagination::{Page, PageQuery};
+use crate::services::auth::SendEmail;
+use crate::services::users::UserSummary;
+use crate::state::AppState;
+use crate::store::comments as comment_store;
+use crate::store::graph::{self as graph_store, ACTIVE, PENDING};
+use crate::store::notifications::{self as store, NewNotification, NotificationRow};
+use crate::store::posts as post_store;
+use crate::store::reactions::{self as reaction_store, Target as ReactionTarget};
+use crate::store::users::{self as user_store, UserRow};
+use crate::store::{Ex, Tx};
+
+/// Latest actors listed with a notification.
+pub const SHOWN_ACTORS: usize = 3;
+/// Longest preview kept with a notification, in characters.
+const PREVIEW_CHARS: usize = 140;
+
+/// What a notification points at, for a client to open.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum TargetType {
+    /// A post (reaction to it, mention in it).
+    Post,
+    /// A comment (a new comment or reply, a reaction to it, a mention in it).
+    Comment,
+    /// An account (follows and requests: the follower; approvals: the approver).
+    User,
+    /// A conversation (chat messages).
+    Conversation,
+}
+
+impl TargetType {
+    fn key(self) -> &'static str {
+        match self {
+            Self::Post => "post",
+            Self::Comment => "comment",
+            Self::User => "user",
+            Self::Conversation => "conversation",
+        }
+    }
+
+    fn from_key(k: &str) -> Option<Self> {
+        [Self::Post, Self::Comment, Self::User, Self::Conversation].into_iter().find(|t| t.key() == k)
+    }
+}
+
+/// `target` of a notification.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct NotificationTarget {
+    /// `post`, `comment`, `user` or `conversation`.
+    #[serde(rename = "type")]
+    pub kind: TargetType,
+    /// Its id.
+    pub id: Id,
+}
+
+/// A notification as clients see it (REST lists and `notification.created`).
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct NotificationView {
+    /// Id.
+    pub id: Id,
+    /// `follow`, `follow_request`, `follow_approved`, `reaction`, `comment`, `reply`,
+    /// `mention` or `message`.
+    pub kind: NotificationKind,
+    /// Read.
+    pub read: bool,
+    /// Created.
+    pub created_at: Timestamp,
+    /// Last change (a new actor joined the group).
+    pub updated_at: Timestamp,
+    /// The latest actors, latest first, at most 3.
+    pub actors: Vec<UserSummary>,
+    /// All actors grouped in this notification.
+    pub actor_count: i64,
+    /// What it is about.
+    pub target: NotificationTarget,
+    /// The post concerned (reactions, comments, replies, mentions), else `null`.
+    pub post_id: Option<Id>,
+    /// The comment concerned (a new comment or reply, a reaction to or mention in a
+    /// comment), else `null`.
+    pub comment_id: Option<Id>,
+    /// The conversation (messages), else `null`.
+    pub conversation_id: Option<Id>,
+    /// Excerpt of the comment or latest message, else `null`.
+    pub preview: Option<String>,
+    /// A ready-made sentence: "alice and 2 others reacted to your post".
+    pub text: String,
+}
+
+/// `GET /notifications/unread-count` answer.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct UnreadCount {
+    /// Unread notifications.
+    pub count: i64,
+}
+
+/// `notifications.read` data: which notifications another device marked read.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+#[serde(untagged)]
+pub enum NotificationsRead {
+    /// These.
+    Ids {
+        /// Ids marked read.
+        ids: Vec<Id>,
+    },
+    /// All of them.
+    All {
+        /// Always `true`.
+        all: bool,
+    },
+}
+
+/// `GET /notifications` parameters.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct NotificationQuery {
+    /// Only unread notifications.
+    #[serde(default)]
+    pub unread_only: Option<bool>,
+    /// Opaque cursor.
+    pub cursor: Option<String>,
+    /// Page size, 1–100.
+    pub limit: Option<u32>,
+}
+
+// ---- delivery channels ------------------------------------------------------------------
+
+/// A way a notification reaches its recipient. Each has a per-kind preference.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Channel {
+    /// Stored, listed by `GET /notifications`, pushed live as `notification.created`.
+    InApp,
+    /// An e-mail through the `SendEmail` job.
+    Email,
+}
+
+impl Channel {
+    /// Every channel, in delivery order (in-app first: it creates the row the others
+    /// describe).
+    pub const ALL: [Channel; 2] = [Channel::InApp, Channel::Email];
+
+    /// Whether the recipient wants this channel for the kind.
+    fn enabled(self, pref: &user_store::NotificationPref) -> bool {
+        match self {
+            Channel::InApp => pref.in_app,
+            Channel::Email => pref.email,
+        }
+    }
+}
+
+// ---- the job ----------------------------------------------------------------------------
+
+/// What happened, as recorded by the service that caused it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "cause", rename_all = "snake_case")]
+pub enum Cause {
+    /// `follower` now follows `followee`.
+    Followed {
+        /// Who followed.
+        follower: Id,
+        /// Who was followed.
+        followee: Id,
+    },
+    /// `follower` asked to follow the private account `followee`.
+    FollowRequested {
+        /// Who asked.
+        follower: Id,
+        /// Who was asked.
+        followee: Id,
+    },
+    /// `followee` approved `follower`'s request.
+    FollowApproved {
+        /// Whose request.
+        follower: Id,
+        /// Who approved.
+        followee: Id,
+    },
+    /// `actor` reacted (for the first time) to a post or comment.
+    Reacted {
+        /// Who reacted.
+        actor: Id,
+        /// `true` for a comment, `false` for a post.
+        comment: bool,
+        /// The post or comment.
+        id: Id,
+    },
+    /// A comment was created (comment, reply and mentions).
+    Commented {
+        /// The comment.
+        comment: Id,
+    },
+    /// `users` were newly mentioned in a post (or one of its comments) by an edit or a new
+    /// post.
+    Mentioned {
+        /// The post.
+        post: Id,
+        /// The comment, when the mention is in a comment.
+        comment: Option<Id>,
+        /// Who was mentioned.
+        users: Vec<Id>,
+    },
+    /// A chat message (see [`message_sent`]).
+    Messaged {
+        /// The conversation.
+        conversation_id: Id,
+        /// The message.
+        message_id: Id,
+        /// Who sent it.
+        sender: Id,
+        /// The other members.
+        recipients: Vec<Id>,
+        /// Its text, shortened.
+        preview: String,
+    },
+}
+
+/// Job: create the notifications of one [`Cause`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Notify(pub Cause);
+
+impl Job for Notify {
+    const KIND: &'static str = "notify";
+}
+
+/// Enqueues the notification work of `cause` in the caller's transaction.
+pub async fn enqueue(state: &AppState, tx: &mut Tx, cause: Cause) -> AppResult<()> {
+    jobs::enqueue(tx, &state.ids, state.config.jobs.max_attempts, &Notify(cause)).await?;
+    Ok(())
+}
+
+/// For chat: call inside the transaction that stores a message. Enqueues a durable job that
+/// gives each of `recipients` (the other members; the sender is skipped if present) a
+/// `message` notification — grouped per conversation while unread — unless they have an
+/// open socket on any instance (they see the message live), blocked or were blocked by the
+/// sender, or muted the sender. `preview` is the message text (shortened here). Never
+/// fails the caller's request for notification reasons: it only writes the job row.
+pub async fn message_sent(
+    state: &AppState,
+    tx: &mut crate::store::Tx,
+    conversation_id: Id,
+    message_id: Id,
+    sender: Id,
+    recipients: &[Id],
+    preview: &str,
+) -> AppResult<()> {
+    let recipients: Vec<Id> = recipients.iter().copied().filter(|r| *r != sender).collect();
+    if recipients.is_empty() {
+        return Ok(());
+    }
+    let cause = Cause::Messaged { conversation_id, message_id, sender, recipients, preview: shorten(preview) };
+    enqueue(state, tx, cause).await
+}
+
+/// One notification to deliver, before the recipient's checks.
+struct Planned {
+    recipient: Id,
+    kind: NotificationKind,
+    target: (TargetType, Id),
+    post_id: Option<Id>,
+    comment_id: Option<Id>,
+    conversation_id: Option<Id>,
+    preview: Option<String>,
+    /// The author of the post concerned: the recipient must still be allowed to see it.
+    post_author: Option<Id>,
+}
+
+impl Planned {
+    fn about(recipient: Id, kind: NotificationKind, target: (TargetType, Id)) -> Self {
+        Planned {
+            recipient,
+            kind,
+            target,
+            post_id: None,
+            comment_id: None,
+            conversation_id: None,
+            preview: None,
+            post_author: None,
+        }
+    }
+}
+
+fn shorten(text: &str) -> String {
+    let t = text.trim();
+    if t.chars().count() <= PREVIEW_CHARS {
+        t.to_string()
+    } else {
+        let mut s: String = t.chars().take(PREVIEW_CHARS - 1).collect();
+        s.push('…');
+        s
+    }
+}
+
+/// Runs a [`Notify`] job (see the module doc).
+pub async fn run_notify(state: AppState, job: Notify) -> anyhow::Result<()> {
+    // Presence lives in Redis (or memory): asked before the write transaction, which on
+    // SQLite is the one writer and must not wait on the network.
+    let online: Vec<Id> = match &job.0 {
+        Cause::Messaged { recipients, .. } => {
+            let mut on = Vec::new();
+            for r in recipients {
+                if state.presence.status(*r).await?.online {
+                    on.push(*r);
+                }
+            }
+            on
+        }
+        _ => Vec::new(),
+    };
+    let mut tx = state.store.begin().await?;
+    let (actor, planned) = plan(&mut tx, &job.0).await?;
+    let mut events = EventBatch::new();
+    for p in planned.into_iter().filter(|p| !online.contains(&p.recipient)) {
+        deliver(&state, &mut tx, &mut events, actor, p).await?;
+    }
+    jobs::complete_within(&mut tx).await?;
+    state.commit(tx, events).await?;
+    Ok(())
+}
+
+/// Re-reads the source of `cause` and lists who should hear of it. Nothing when the source
+/// is gone.
+async fn plan(tx: &mut Tx, cause: &Cause) -> anyhow::Result<(Id, Vec<Planned>)> {
+    use NotificationKind as K;
+    Ok(match cause {
+        Cause::Followed { follower, followee } => {
+            let ok = graph_store::follow_status(tx.ex(), *follower, *followee).await?.as_deref() == Some(ACTIVE);
+            let p = ok.then(|| Planned::about(*followee, K::Follow, (TargetType::User, *follower)));
+            (*follower, p.into_iter().collect())
+        }
+        Cause::FollowRequested { follower, followee } => {
+            let ok = graph_store::follow_status(tx.ex(), *follower, *followee).await?.as_deref() == Some(PENDING);
+            let p = ok.then(|| Planned::about(*followee, K::FollowRequest, (TargetType::User, *follower)));
+            (*follower, p.into_iter().collect())
+        }
+        Cause::FollowApproved { follower, followee } => {
+            let ok = graph_store::follow_status(tx.ex(), *follower, *followee).await?.as_deref() == Some(ACTIVE);
+            let p = ok.then(|| Planned::about(*follower, K::FollowApproved, (TargetType::User, *followee)));
+            (*followee, p.into_iter().collect())
+        }
+        Cause::Reacted { actor, comment, id } => {
+            let target = if *comment { ReactionTarget::Comment } else { ReactionTarget::Post };
+            if reaction_store::mine_of(tx.ex(), target, &[*id], *actor).await?.is_empty() {
+                return Ok((*actor, Vec::new()));
+            }
+            let p = if *comment {
+                match comment_store::get(tx.ex(), *id).await? {
+                    Some(c) if !c.deleted => {
+                        let mut p = Planned::about(c.author_id, K::Reaction, (TargetType::Comment, c.id));
+                        p.post_id = Some(c.post_id);
+                        p.comment_id = Some(c.id);
+                        Some(p)
+                    }
+                    _ => None,
+                }
+            } else {
+                post_store::get(tx.ex(), *id).await?.map(|post| {
+                    let mut p = Planned::about(post.author_id, K::Reaction, (TargetType::Post, post.id));
+                    p.post_id = Some(post.id);
+                    p
+                })
+            };
+            (*actor, p.into_iter().collect())
+        }
+        Cause::Commented { comment } => {
+            let Some(c) = comment_store::get(tx.ex(), *comment).await?.filter(|c| !c.deleted) else {
+                return Ok((Id(0), Vec::new()));
+            };
+            let Some(post) = post_store::get(tx.ex(), c.post_id).await? else { return Ok((c.author_id, Vec::new())) };
+            let mut out: Vec<Planned> = Vec::new();
+            let mut add = |recipient: Id, kind: NotificationKind| {
+                if recipient != c.author_id && !out.iter().any(|p| p.recipient == recipient) {
+                    let mut p = Planned::about(recipient, kind, (TargetType::Comment, c.id));
+                    p.post_id = Some(post.id);
+                    p.comment_id = Some(c.id);
+                    p.preview = Some(shorten(&c.body));
+                    p.post_author = Some(post.author_id);
+                    out.push(p);
+                }
+            };
+            if let Some(parent) = c.parent_id
+                && let Some(parent) = comment_store::get(tx.ex(), parent).await?.filter(|p| !p.deleted)
+            {
+                add(parent.author_id, K::Reply);
+            }
+            add(post.author_id, K::Comment);
+            for (_, user) in comment_store::mentions_of(tx.ex(), &[c.id]).await? {
+                add(user, K::Mention);
+            }
+            (c.author_id, out)
+        }
+        Cause::Mentioned { post, comment, users } => {
+            let Some(post) = post_store::get(tx.ex(), *post).await? else { return Ok((Id(0), Vec::new())) };
+            let (actor, target, current, preview) = match comment {
+                Some(cid) => {
+                    let Some(c) = comment_store::get(tx.ex(), *cid).await?.filter(|c| !c.deleted) else {
+                        return Ok((Id(0), Vec::new()));
+                    };
+                    let current = comment_store::mentions_of(tx.ex(), &[c.id]).await?;
+                    (c.author_id, (TargetType::Comment, c.id), current, shorten(&c.body))
+                }
+                None => {
+                    let current = post_store::mentions_of(tx.ex(), &[post.id]).await?;
+                    (post.author_id, (TargetType::Post, post.id), current, shorten(&post.caption))
+                }
+            };
+            let out = users
+                .iter()
+                .filter(|u| current.iter().any(|(_, m)| m == *u))
+                .map(|u| {
+                    let mut p = Planned::about(*u, K::Mention, target);
+                    p.post_id = Some(post.id);
+                    p.comment_id = comment.as_ref().copied();
+                    p.preview = Some(preview.clone());
+                    p.post_author = Some(post.author_id);
+                    p
+                })
+                .collect();
+            (actor, out)
+        }
+        Cause::Messaged { conversation_id, sender, recipients, preview, .. } => {
+            let out = recipients
+                .iter()
+                .map(|r| {
+                    let mut p = Planned::about(*r, K::Message, (TargetType::Conversation, *conversation_id));
+                    p.conversation_id = Some(*conversation_id);
+                    p.preview = Some(preview.clone());
+                    p
+                })
+                .collect();
+            (*sender, out)
+        }
+    })
+}
+
+/// Whether `recipient` may hear of `actor`'s action: not themself, no block either way, not
+/// muted by the recipient, and (for content) still allowed to see the post.
+async fn may_notify(tx: &mut Tx, recipient: Id, actor: Id, post_author: Option<Id>) -> anyhow::Result<bool> {
+    if recipient == actor {
+        return Ok(false);
+    }
+    if !graph_store::blocked_among(tx.ex(), recipient, &[actor]).await?.is_empty()
+        || graph_store::is_muted(tx.ex(), recipient, actor).await?
+    {
+        return Ok(false);
+    }
+    if let Some(author) = post_author
+        && author != recipient
+    {
+        if !graph_store::blocked_among(tx.ex(), recipient, &[author]).await?.is_empty() {
+            return Ok(false);
+        }
+        let Some(a) = user_store::get(tx.ex(), author).await? else { return Ok(false) };
+        if a.is_private && graph_store::follow_status(tx.ex(), recipient, author).await?.as_deref() != Some(ACTIVE) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Delivers one planned notification through every channel the recipient enabled.
+async fn deliver(state: &AppState, tx: &mut Tx, events: &mut EventBatch, actor: Id, p: Planned) -> anyhow::Result<()> {
+    if !may_notify(tx, p.recipient, actor, p.post_author).await? {
+        return Ok(());
+    }
+    let (ttype, tid) = (p.target.0.key(), p.target.1);
+    let kind = p.kind.key();
+    let now = Timestamp::now();
+    if p.kind == NotificationKind::Message {
+        // Further messages from a sender already in the unread group refresh it quietly.
+        if let Some(g) = store::find_group(tx.ex(), p.recipient, &store::group_key(kind, ttype, tid)).await?
+            && store::has_actor(tx.ex(), p.recipient, kind, ttype, tid, actor).await?
+        {
+            store::touch(tx.ex(), g.id, actor, p.preview.as_deref(), now).await?;
+            return Ok(());
+        }
+    } else if store::has_actor(tx.ex(), p.recipient, kind, ttype, tid, actor).await? {
+        return Ok(()); // a repeat (or a retry): counted already
+    }
+    let pref = user_store::notification_prefs(tx.ex(), p.recipient)
+        .await?
+        .into_iter()
+        .find(|x| x.kind == p.kind)
+        .expect("every kind has a preference");
+    // `fresh`: a new notification (or one the recipient will never see in the app); only
+    // those are worth an e-mail. An actor joining a group is not.
+    let mut fresh = true;
+    let mut view: Option<NotificationView> = None;
+    for channel in Channel::ALL {
+        if !channel.enabled(&pref) {
+            continue;
+        }
+        match channel {
+            Channel::InApp => {
+                // Two jobs of one group racing (PostgreSQL, two workers) may both find no
+                // group: the unique (user_id, group_key) index fails the second insert, its
+                // job rolls back and is retried, and then joins the group.
+                let key = store::group_key(kind, ttype, tid);
+                let id = match store::find_group(tx.ex(), p.recipient, &key).await? {
+                    Some(g) => {
+                        fresh = false;
+                        g.id
+                    }
+                    None => {
+                        let id = state.ids.next();
+                        let n = NewNotification {
+                            id,
+                            user_id: p.recipient,
+                            kind,
+                            target_type: ttype,
+                            target_id: tid,
+                            post_id: p.post_id,
+                            comment_id: p.comment_id,
+                            conversation_id: p.conversation_id,
+                            preview: p.preview.as_deref(),
+                            now,
+                        };
+                        store::insert(tx.ex(), &n).await?;
+                        id
+                    }
+                };
+                if store::add_actor(tx.ex(), id, actor, p.preview.as_deref(), now).await? {
+                    let row = store::get(tx.ex(), id).await?.ok_or_else(|| anyhow::anyhow!("notification vanished"))?;
+                    let v = views(tx.ex(), vec![row]).await?.pop().ok_or_else(|| anyhow::anyhow!("no view"))?;
+                    events.add(tx, &[Topic::Notification(p.recipient)], EventName::NotificationCreated, &v).await?;
+                    view = Some(v);
+                }
+            }
+            Channel::Email => {
+                if !fresh {
+                    continue;
+                }
+                let users = user_store::get_many(tx.ex(), &[p.recipient, actor]).await?;
+                let (Some(to), Some(by)) =
+                    (users.iter().find(|u| u.id == p.recipient), users.iter().find(|u| u.id == actor))
+                else {
+                    continue;
+                };
+                let text = match &view {
+                    Some(v) => v.text.clone(),
+                    None => sentence(p.kind, p.target.0, &by.username, 1),
+                };
+                let mail = email(state, to, &text, p.preview.as_deref());
+                jobs::enqueue(tx, &state.ids, state.config.jobs.max_attempts, &SendEmail(mail)).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn email(state: &AppState, to: &UserRow, text: &str, preview: Option<&str>) -> Mail {
+    let quoted = preview.map(|p| format!("\n    \"{p}\"\n")).unwrap_or_default();
+    Mail {
+        to: to.email.clone(),
+        subject: text.to_string(),
+        text: format!(
+            "Hello {},\n\n{text}.\n{quoted}\nOpen Chorus: {}\n\n\
+             You receive this e-mail because e-mail notifications of this kind are on in your settings.\n",
+            to.username,
+            state.config.public_url()
+        ),
+    }
+}
+
+/// The sentence of a notification: "alice and 2 others reacted to your post".
+fn sentence(kind: NotificationKind, target: TargetType, first: &str, count: i64) -> String {
+    let who = match count {
+        ..=1 => first.to_string(),
+        2 => format!("{first} and 1 other"),
+        n => format!("{first} and {} others", n - 1),
+    };
+    let what = match target {
+        TargetType::Comment => "comment",
+        _ => "post",
+    };
+    match kind {
+        NotificationKind::Follow => format!("{who} started following you"),
+        NotificationKind::FollowRequest => format!("{who} asked to follow you"),
+        NotificationKind::FollowApproved => format!("{who} approved your follow request"),
+        NotificationKind::Reaction => format!("{who} reacted to your {what}"),
+        NotificationKind::Comment => format!("{who} commented on your post"),
+        NotificationKind::Reply => format!("{who} replied to your comment"),
+        NotificationKind::Mention => format!("{who} mentioned you in a {what}"),
+        NotificationKind::Message => format!("{who} sent you a message"),
+    }
+}
+
+/// Views of `rows` (in order), with their latest actors, in two queries.
+async fn views(mut ex: Ex<'_>, rows: Vec<NotificationRow>) -> anyhow::Result<Vec<NotificationView>> {
+    let ids: Vec<Id> = rows.iter().map(|r| r.id).collect();
+    let actors = store::latest_actors(ex.reborrow(), &ids, SHOWN_ACTORS as i64).await?;
+    let mut user_ids: Vec<Id> = actors.iter().map(|a| a.1).collect();
+    user_ids.sort_unstable();
+    user_ids.dedup();
+    let users: HashMap<Id, UserSummary> =
+        user_store::get_many(ex, &user_ids).await?.iter().map(|u| (u.id, UserSummary::from(u))).collect();
+    let mut by_n: HashMap<Id, Vec<UserSummary>> = HashMap::new();
+    for (n, a) in actors {
+        if let Some(u) = users.get(&a) {
+            by_n.entry(n).or_default().push(u.clone());
+        }
+    }
+    Ok(rows
+        .into_iter()
+        .filter_map(|r| {
+            let kind = NotificationKind::from_key(&r.kind)?;
+            let target = TargetType::from_key(&r.target_type)?;
+            let actors = by_n.remove(&r.id).unwrap_or_default();
+            let first = actors.first().map(|a| a.username.clone()).unwrap_or_else(|| "someone".into());
+            Some(NotificationView {
+                id: r.id,
+                kind,
+                read: r.is_read,
+                created_at: r.created_at,
+                updated_at: r.updated_at,
+                text: sentence(kind, target, &first, r.actor_count),
+                actors,
+                actor_count: r.actor_count,
+                target: NotificationTarget { kind: target, id: r.target_id },
+                post_id: r.post_id,
+                comment_id: r.comment_id,
+                conversation_id: r.conversation_id,
+                preview: r.preview,
+            })
+        })
+        .collect())
+}
+
+// ---- reads and marking read ---------------------------------------------------------------
+
+/// The caller's notifications, most recently updated first.
+pub async fn list(state: &AppState, me: Id, q: &NotificationQuery) -> AppResult<Page<NotificationView>> {
+    let p = PageQuery { cursor: q.cursor.clone(), limit: q.limit }.parse::<(i64, Id)>()?;
+    let mut c = state.store.conn().await?;
+    let rows = store::page(c.ex(), me, q.unread_only.unwrap_or(false), p.after, p.limit).await?;
+    let page = Page::from_rows(rows, p.limit, |r| (r.updated_at.0, r.id));
+    let items = views(c.ex(), page.items).await.map_err(AppError::Internal)?;
+    Ok(Page { items, next_cursor: page.next_cursor })
+}
+
+/// The caller's unread count.
+pub async fn unread_count(state: &AppState, me: Id) -> AppResult<UnreadCount> {
+    let mut c = state.store.conn().await?;
+    Ok(UnreadCount { count: store::unread_count(c.ex(), me).await? })
+}
+
+/// Marks one of the caller's notifications read (idempotent); tells their other sockets.
+pub async fn mark_read(state: &AppState, me: Id, id: Id) -> AppResult<()> {
+    let mut tx = state.store.begin().await?;
+    match store::mark_read(tx.ex(), me, id).await? {
+        None => Err(AppError::NotFound),
+        Some(false) => Ok(()),
+        Some(true) => {
+            let mut events = EventBatch::new();
+            let data = NotificationsRead::Ids { ids: vec![id] };
+            events.add(&mut tx, &[Topic::Notification(me)], EventName::NotificationsRead, &data).await?;
+            state.commit(tx, events).await?;
+            Ok(())
+        }
+    }
+}
+
+/// Marks all of the caller's notifications read; tells their other sockets.
+pub async fn mark_all_read(state: &AppState, me: Id) -> AppResult<()> {
+    let mut tx = state.store.begin().await?;
+    if store::mark_all_read(tx.ex(), me).await? == 0 {
+        return Ok(());
+    }
+    let mut events = EventBatch::new();
+    let data = NotificationsRead::All { all: true };
+    events.add(&mut tx, &[Topic::Notification(me)], EventName::NotificationsRead, &data).await?;
+    state.commit(tx, events).await?;
+    Ok(())
+}
+
+// ---- source removal (called inside the transaction of the change) -------------------------
+
+/// A follow (or request) `follower → followee` ended: its notifications go.
+pub async fn follow_removed(tx: &mut Tx, follower: Id, followee: Id) -> AppResult<()> {
+    for kind in [NotificationKind::Follow, NotificationKind::FollowRequest] {
+        store::remove_actor(tx.ex(), followee, kind.key(), "user", follower, follower).await?;
+    }
+    store::remove_actor(tx.ex(), follower, NotificationKind::FollowApproved.key(), "user", followee, followee).await?;
+    Ok(())
+}
+
+/// A reaction of `actor` on a post or comment was removed: they leave the group.
+pub async fn reaction_removed(tx: &mut Tx, owner: Id, comment: bool, id: Id, actor: Id) -> AppResult<()> {
+    let ttype = if comment { "comment" } else { "post" };
+    store::remove_actor(tx.ex(), owner, NotificationKind::Reaction.key(), ttype, id, actor).await?;
+    Ok(())
+}
+
+/// A comment became a tombstone: notifications about it go (deleted rows cascade).
+pub async fn comment_removed(tx: &mut Tx, comment: Id) -> AppResult<()> {
+    store::delete_for_comment(tx.ex(), comment).await?;
+    Ok(())
+}
+
+/// `a` and `b` blocked: each leaves the other's notifications.
+pub async fn blocked(tx: &mut Tx, a: Id, b: Id) -> AppResult<()> {
+    store::remove_actor_everywhere(tx.ex(), a, b).await?;
+    store::remove_actor_everywhere(tx.ex(), b, a).await?;
+    Ok(())
+}
+
+/// A follow request was declined: its notification goes.
+pub async fn request_declined(tx: &mut Tx, follower: Id, followee: Id) -> AppResult<()> {
+    store::delete_for_target(tx.ex(), followee, NotificationKind::FollowRequest.key(), "user", follower).await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sentences_group_actors() {
+        assert_eq!(sentence(NotificationKind::Reaction, TargetType::Post, "alice", 1), "alice reacted to your post");
+        assert_eq!(
+            sentence(NotificationKind::Reaction, TargetType::Comment, "alice", 2),
+            "alice and 1 other reacted to your comment"
+        );
+        assert_eq!(
+            sentence(NotificationKind::Reaction, TargetType::Post, "alice", 4),
+            "alice and 3 others reacted to your post"
+        );
+    }
+
+    #[test]
+    fn previews_are_bounded() {
+        let long = "x".repeat(500);
+        assert_eq!(shorten(&long).chars().count(), PREVIEW_CHARS);
+        assert_eq!(shorten("  hi "), "hi");
+    }
+
+    #[test]
+    fn causes_round_trip_as_job_payloads() {
+        let c = Cause::Messaged {
+            conversation_id: Id(1),
+            message_id: Id(2),
+            sender: Id(3),
+            recipients: vec![Id(4)],
+            preview: "hi".into(),
+        };
+        let s = serde_json::to_string(&Notify(c)).unwrap();
+        let back: Notify = serde_json::from_str(&s).unwrap();
+        assert!(matches!(back.0, Cause::Messaged { sender: Id(3), .. }));
+    }
+}
