@@ -474,12 +474,10 @@ pub async fn send(state: &AppState, me: Id, id: Id, req: SendMessage) -> AppResu
     }
     let mut tx = state.store.begin().await?;
     let (conv, _) = member_in(&mut tx, me, id).await?;
-    if conv.kind == DIRECT {
-        let members = store::members_of(tx.ex(), &[id]).await?;
-        let others: Vec<Id> = members.iter().map(|m| m.user_id).filter(|u| *u != me).collect();
-        if !graph_store::blocked_among(tx.ex(), me, &others).await?.is_empty() {
-            return Err(AppError::Forbidden("you cannot message this user"));
-        }
+    let others: Vec<Id> =
+        store::members_of(tx.ex(), &[id]).await?.into_iter().map(|m| m.user_id).filter(|u| *u != me).collect();
+    if conv.kind == DIRECT && !graph_store::blocked_among(tx.ex(), me, &others).await?.is_empty() {
+        return Err(AppError::Forbidden("you cannot message this user"));
     }
     if let Some(r) = req.reply_to {
         let target = store::get_message(tx.ex(), r, RowLock::KeyShare).await?;
@@ -512,6 +510,9 @@ pub async fn send(state: &AppState, me: Id, id: Id, req: SendMessage) -> AppResu
     let message = view_message_in(state, &mut tx, row).await?;
     let mut events = EventBatch::new();
     events.add(&mut tx, &[Topic::Chat(id)], EventName::MessageCreated, &message).await?;
+    // Members with no open socket get a `message` notification (a durable job decides).
+    let preview = if body.is_empty() { "sent an attachment" } else { body };
+    crate::services::notifications::message_sent(state, &mut tx, id, msg_id, me, &others, preview).await?;
     state.commit(tx, events).await?;
     Ok(Sent { message, created: true })
 }

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::both_backends;
 use crate::support::ws::WsClient;
-use crate::support::{Backend, TestApp, TestUser};
+use crate::support::{Backend, TestApp, TestUser, eventually};
 
 both_backends!(
     direct_conversations_are_one_per_pair_and_blocks_refuse_them,
@@ -18,6 +18,7 @@ both_backends!(
     group_membership_rules_and_live_joins,
     typing_is_transient_and_throttled,
     chat_works_across_two_instances_with_redis,
+    members_without_an_open_socket_get_a_message_notification,
 );
 
 /// Opens (or finds) the direct conversation of `a` with `b`; its id.
@@ -456,4 +457,33 @@ async fn chat_works_across_two_instances_with_redis(b: Backend) {
     let e = until(&mut bob_ws, &topic, "read").await;
     assert_eq!(e["data"]["user_id"], carol.id);
     bob_ws.assert_no_event(Duration::from_millis(300)).await;
+}
+
+async fn members_without_an_open_socket_get_a_message_notification(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (alice, bob, carol) = (app.register("alice").await, app.register("bob_b").await, app.register("carol").await);
+    let (s, g) = app
+        .post(
+            "/conversations",
+            alice.bearer(),
+            json!({"kind": "group", "title": "g", "member_ids": [bob.id, carol.id]}),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CREATED);
+    let id = g["id"].as_str().unwrap().to_string();
+    // Carol is online, bob is not.
+    let mut carol_ws = WsClient::connect(&app.base, &carol.token).await;
+    say(&app, &alice, &id, "anyone there?").await;
+    until(&mut carol_ws, &format!("chat:{id}"), "message.created").await;
+    let n = eventually(Duration::from_secs(10), || async {
+        let (_, list) = app.get("/notifications", bob.bearer()).await;
+        list["items"].as_array().and_then(|items| items.iter().find(|n| n["kind"] == "message").cloned())
+    })
+    .await;
+    assert_eq!(n["actors"][0]["id"], alice.id, "{n}");
+    // The job that notified bob has decided for carol too: online, nothing.
+    let (_, list) = app.get("/notifications", carol.bearer()).await;
+    assert!(list["items"].as_array().unwrap().iter().all(|n| n["kind"] != "message"), "{list}");
+    let (_, list) = app.get("/notifications", alice.bearer()).await;
+    assert!(list["items"].as_array().unwrap().is_empty(), "never for one's own message: {list}");
 }

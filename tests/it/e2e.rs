@@ -175,7 +175,14 @@ impl Cluster {
 
     /// `POST {path}` as `who`: status and JSON body.
     async fn call(&self, who: &TestUser, path: &str, body: Value) -> (StatusCode, Value) {
-        let r = self.http.post(format!("{}/api/v1{path}", self.base)).bearer_auth(&who.token).json(&body).send().await.unwrap();
+        let r = self
+            .http
+            .post(format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&who.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
         let status = r.status();
         (status, r.json().await.unwrap_or(Value::Null))
     }
@@ -238,9 +245,11 @@ impl Cluster {
         loop {
             let url = format!("{}/api/v1/conversations/{conv}/messages?limit=100{before}", self.base);
             let page: Value = self.http.get(url).bearer_auth(&reader.token).send().await.unwrap().json().await.unwrap();
-            out.extend(page["items"].as_array().unwrap().iter().map(|m| {
-                (m["id"].as_str().unwrap().to_string(), m["body"].as_str().unwrap_or_default().to_string())
-            }));
+            out.extend(
+                page["items"].as_array().unwrap().iter().map(|m| {
+                    (m["id"].as_str().unwrap().to_string(), m["body"].as_str().unwrap_or_default().to_string())
+                }),
+            );
             match page["next_cursor"].as_str() {
                 Some(c) => before = format!("&before={c}"),
                 None => return out,
@@ -492,7 +501,8 @@ async fn nginx_cluster_loses_and_duplicates_nothing_through_kill_drain_and_redis
     // A group chat of the author and the fans, created while they are online on different
     // instances: each socket picks it up live.
     let ids: Vec<&str> = fans.iter().map(|f| f.id.as_str()).collect();
-    let (s, g) = cluster.call(&author, "/conversations", json!({"kind": "group", "title": "fans", "member_ids": ids})).await;
+    let (s, g) =
+        cluster.call(&author, "/conversations", json!({"kind": "group", "title": "fans", "member_ids": ids})).await;
     assert_eq!(s, StatusCode::CREATED, "{g}");
     let conv = g["id"].as_str().unwrap().to_string();
     let hidden = cluster.try_post(&stranger, "not followed by anyone").await.expect("stranger posts");
@@ -531,7 +541,11 @@ async fn nginx_cluster_loses_and_duplicates_nothing_through_kill_drain_and_redis
         .traffic(&author, &conv, "drain", 30, 10, async |c: &mut Cluster| clean = Some(c.drain(drained).await))
         .await;
     assert_eq!(clean, Some(true), "a drained instance exits cleanly");
-    eprintln!("SIGTERM of node {drained}: {} posts, {} messages acknowledged, {failed} failed", acked.len(), said.len());
+    eprintln!(
+        "SIGTERM of node {drained}: {} posts, {} messages acknowledged, {failed} failed",
+        acked.len(),
+        said.len()
+    );
     all_acked.extend(acked);
     all_said.extend(said);
     for w in &mut watchers {
