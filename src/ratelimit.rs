@@ -47,8 +47,8 @@ pub enum RateLimits {
         ip: DefaultKeyedRateLimiter<String>,
         /// Per-account limiter.
         account: DefaultKeyedRateLimiter<String>,
-        /// Typing throttle.
-        typing: DefaultKeyedRateLimiter<String>,
+        /// Typing throttle (boxed: keeps the enum's variants of similar size).
+        typing: Box<DefaultKeyedRateLimiter<String>>,
     },
     /// In Redis, shared by every instance.
     Redis {
@@ -91,7 +91,7 @@ impl RateLimits {
         RateLimits::Local {
             ip: DefaultKeyedRateLimiter::keyed(quota(cfg.auth_per_ip_per_minute, cfg.auth_ip_burst)),
             account: DefaultKeyedRateLimiter::keyed(quota(cfg.auth_per_account_per_minute, cfg.auth_account_burst)),
-            typing: DefaultKeyedRateLimiter::keyed(quota(60_000 / TYPING_INTERVAL_MS, 1)),
+            typing: Box::new(DefaultKeyedRateLimiter::keyed(quota(60_000 / TYPING_INTERVAL_MS, 1))),
         }
     }
 
@@ -107,7 +107,7 @@ impl RateLimits {
                 let lim = match bucket {
                     Bucket::AuthIp => ip,
                     Bucket::AuthAccount => account,
-                    Bucket::Typing => typing,
+                    Bucket::Typing => &**typing,
                 };
                 lim.check_key(&key.to_string())
                     .map_err(|nu| AppError::RateLimited(nu.wait_time_from(DefaultClock::default().now())))
@@ -135,7 +135,7 @@ impl RateLimits {
     /// Forgets idle keys of the in-memory limiters (called periodically).
     pub fn shrink(&self) {
         if let RateLimits::Local { ip, account, typing } = self {
-            for lim in [ip, account, typing] {
+            for lim in [ip, account, &**typing] {
                 lim.retain_recent();
                 lim.shrink_to_fit();
             }

@@ -265,9 +265,8 @@ async fn real_chat_events_match_the_schemas() {
     for f in a.log.iter().chain(b.log.iter()).chain(&replies) {
         schemas.check_ws_frame(f);
     }
-    for (name, v) in [("message.created", &replies[0]["data"])] {
-        schemas.check(&format!("events/{name}.json"), v);
-    }
+    // The `chat.send` reply is the message as the event carries it.
+    schemas.check("events/message.created.json", &replies[0]["data"]);
     let expected = [
         "member.added",
         "member.removed",
