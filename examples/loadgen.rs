@@ -262,6 +262,17 @@ async fn users(o: &Opts, data: &std::path::Path, n: usize) -> Vec<(String, Strin
     tokens
 }
 
+/// Waits (10 s at most) for the last events to arrive: until the deliveries counted since
+/// `d0` reach `expected`, less the up to 255 per connection each still holds uncounted.
+async fn drain(stats: &Stats, d0: u64, expected: u64, conns: usize) {
+    let started = Instant::now();
+    while stats.delivered.load(Ordering::Relaxed) - d0 + 256 * conns as u64 / 2 < expected
+        && started.elapsed() < Duration::from_secs(10)
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// Received-event counters and latencies shared by all connections.
 struct Stats {
     delivered: AtomicU64,
@@ -506,12 +517,7 @@ async fn main() {
         let _ = inflight.acquire_many(8).await;
         // Let the last events arrive.
         let expected = sent * o.conns as u64;
-        let drain = Instant::now();
-        while stats.delivered.load(Ordering::Relaxed) - d0 + 256 * o.conns as u64 / 2 < expected
-            && drain.elapsed() < Duration::from_secs(10)
-        {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        drain(&stats, d0, expected, o.conns).await;
         let elapsed = t0.elapsed().as_secs_f64();
         let cpu = pids.iter().map(|p| cpu_secs(*p)).sum::<f64>() - cpu0;
         let nginx_cpu = nginx_pids.iter().map(|p| cpu_secs(*p)).sum::<f64>() - nginx_cpu0;
@@ -622,12 +628,7 @@ async fn chat(
     }
     let _ = inflight.acquire_many(INFLIGHT).await;
     let send_secs = t0.elapsed().as_secs_f64();
-    let drain = Instant::now();
-    while stats.delivered.load(Ordering::Relaxed) - d0 + 256 * n as u64 / 2 < expected
-        && drain.elapsed() < Duration::from_secs(10)
-    {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    drain(stats, d0, expected, n).await;
     let cpu = pids.iter().map(|p| cpu_secs(*p)).sum::<f64>() - cpu0;
     stop.cancel();
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -28,6 +28,7 @@ pub enum Bucket {
 /// At most one `typing` event per user and conversation in this many milliseconds; clients
 /// show an indicator for [`crate::services::chat::TYPING_TTL_MS`], longer than this.
 pub const TYPING_INTERVAL_MS: u32 = 3_000;
+const TYPING_PER_MINUTE: u32 = 60_000 / TYPING_INTERVAL_MS;
 
 impl Bucket {
     fn name(self) -> &'static str {
@@ -91,7 +92,7 @@ impl RateLimits {
         RateLimits::Local {
             ip: DefaultKeyedRateLimiter::keyed(quota(cfg.auth_per_ip_per_minute, cfg.auth_ip_burst)),
             account: DefaultKeyedRateLimiter::keyed(quota(cfg.auth_per_account_per_minute, cfg.auth_account_burst)),
-            typing: Box::new(DefaultKeyedRateLimiter::keyed(quota(60_000 / TYPING_INTERVAL_MS, 1))),
+            typing: Box::new(DefaultKeyedRateLimiter::keyed(quota(TYPING_PER_MINUTE, 1))),
         }
     }
 
@@ -116,7 +117,7 @@ impl RateLimits {
                 let (per_min, burst) = match bucket {
                     Bucket::AuthIp => (cfg.auth_per_ip_per_minute, cfg.auth_ip_burst),
                     Bucket::AuthAccount => (cfg.auth_per_account_per_minute, cfg.auth_account_burst),
-                    Bucket::Typing => (60_000 / TYPING_INTERVAL_MS, 1),
+                    Bucket::Typing => (TYPING_PER_MINUTE, 1),
                 };
                 let interval_ms = 60_000 / per_min.max(1) as i64;
                 let mut conn = conn.clone();

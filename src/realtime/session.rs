@@ -489,10 +489,17 @@ impl Session {
             .copied()
             .collect();
         let mut out = Vec::new();
-        match crate::services::chat::memberships(&self.state, self.user()).await {
+        // Conversations travel on `/chat`: the other Socket.IO namespaces have none to join.
+        let chat_ns = Topic::Chat(self.user()).namespace();
+        let joined = if namespace.is_none_or(|ns| ns == chat_ns) {
+            crate::services::chat::memberships(&self.state, self.user()).await
+        } else {
+            Ok(Vec::new())
+        };
+        match joined {
             Ok(joined) => {
                 for (topic, from) in joined {
-                    if self.subs.contains_key(&topic) || namespace.is_some_and(|ns| ns != topic.namespace()) {
+                    if self.subs.contains_key(&topic) {
                         continue;
                     }
                     match self.subscribe(topic, Some(from)).await {

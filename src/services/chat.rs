@@ -41,13 +41,13 @@ use crate::pagination::{DEFAULT_LIMIT, MAX_LIMIT, Page, PageQuery};
 use crate::ratelimit::Bucket;
 use crate::services::access;
 use crate::services::media::{self as media_svc, MediaView};
-use crate::services::reactions::{self, Counts};
+use crate::services::reactions::Counts;
 use crate::services::users::UserSummary;
 use crate::state::AppState;
 use crate::store::chat::{self as store, ADMIN, ConversationRow, DIRECT, GROUP, MEMBER, MemberRow, MessageRow};
 use crate::store::posts::RowLock;
 use crate::store::reactions::{self as reaction_store, Target};
-use crate::store::{Tx, graph as graph_store, users as user_store};
+use crate::store::{Ex, Tx, graph as graph_store, users as user_store};
 
 /// Largest group.
 pub const MAX_GROUP_MEMBERS: usize = 256;
@@ -336,13 +336,10 @@ pub async fn create(state: &AppState, me: Id, req: NewConversation) -> AppResult
             if ids.len() + 1 > MAX_GROUP_MEMBERS {
                 return Err(AppError::field("member_ids", format!("a group has at most {MAX_GROUP_MEMBERS} members")));
             }
-            check_addable(state, me, &ids).await?;
             let id = state.ids.next();
             let now = Timestamp::now();
             let mut tx = state.store.begin().await?;
-            if !graph_store::blocked_among(tx.ex(), me, &ids).await?.is_empty() {
-                return Err(AppError::field("member_ids", "some users cannot be added"));
-            }
+            check_addable(&mut tx, me, &ids, "member_ids").await?;
             let new =
                 store::NewConversation { id, kind: GROUP, title: Some(&title), direct_key: None, created_by: me, now };
             store::insert_conversation(tx.ex(), &new).await?;
@@ -396,13 +393,10 @@ pub async fn add_members(state: &AppState, me: Id, id: Id, req: AddMembers) -> A
     if ids.is_empty() {
         return Err(AppError::field("user_ids", "name at least one user"));
     }
-    check_addable(state, me, &ids).await?;
     let mut tx = state.store.begin().await?;
     let (conv, m) = member_in(&mut tx, me, id).await?;
     require_group_admin(&conv, &m)?;
-    if !graph_store::blocked_among(tx.ex(), me, &ids).await?.is_empty() {
-        return Err(AppError::field("user_ids", "some users cannot be added"));
-    }
+    check_addable(&mut tx, me, &ids, "user_ids").await?;
     let now = Timestamp::now();
     let mut added = Vec::new();
     for u in &ids {
@@ -453,6 +447,7 @@ pub async fn remove_member(state: &AppState, me: Id, id: Id, user: Id) -> AppRes
 
 /// Sends a message (idempotently under `client_msg_id`).
 pub async fn send(state: &AppState, me: Id, id: Id, req: SendMessage) -> AppResult<Sent> {
+    same_conversation(req.conversation_id, id)?;
     let body = req.body.as_deref().map(str::trim).unwrap_or("");
     if body.chars().count() > MAX_BODY_CHARS {
         return Err(AppError::field("body", format!("at most {MAX_BODY_CHARS} characters")));
@@ -468,19 +463,23 @@ pub async fn send(state: &AppState, me: Id, id: Id, req: SendMessage) -> AppResu
     }
     // A retry answers from what is stored, before any other check could now refuse it.
     if let Some(c) = client_id
-        && let Some(row) = stored_retry(state, me, id, c).await?
+        && let Some(message) = stored_retry(state, me, id, c).await?
     {
-        return Ok(Sent { message: view_message(state, row).await?, created: false });
+        return Ok(Sent { message, created: false });
     }
     let mut tx = state.store.begin().await?;
-    let (conv, _) = member_in(&mut tx, me, id).await?;
-    let others: Vec<Id> =
-        store::members_of(tx.ex(), &[id]).await?.into_iter().map(|m| m.user_id).filter(|u| *u != me).collect();
+    let conv = store::get_conversation(tx.ex(), id, Some(RowLock::NoKeyUpdate)).await?.ok_or(AppError::NotFound)?;
+    // One read of the members: whether I am one, and who else gets notified.
+    let members = store::members_of(tx.ex(), &[id]).await?;
+    if !members.iter().any(|m| m.user_id == me) {
+        return Err(AppError::NotFound);
+    }
+    let others: Vec<Id> = members.into_iter().map(|m| m.user_id).filter(|u| *u != me).collect();
     if conv.kind == DIRECT && !graph_store::blocked_among(tx.ex(), me, &others).await?.is_empty() {
         return Err(AppError::Forbidden("you cannot message this user"));
     }
     if let Some(r) = req.reply_to {
-        let target = store::get_message(tx.ex(), r, RowLock::KeyShare).await?;
+        let target = store::get_message(tx.ex(), r, Some(RowLock::KeyShare)).await?;
         if target.is_none_or(|t| t.conversation_id != id) {
             return Err(AppError::field("reply_to", "no such message in this conversation"));
         }
@@ -499,15 +498,25 @@ pub async fn send(state: &AppState, me: Id, id: Id, req: SendMessage) -> AppResu
     if !store::insert_message(tx.ex(), &new).await? {
         // A concurrent retry stored it first.
         drop(tx);
-        let row = stored_retry(state, me, id, client_id.unwrap_or_default()).await?.ok_or(AppError::NotFound)?;
-        return Ok(Sent { message: view_message(state, row).await?, created: false });
+        let message = stored_retry(state, me, id, client_id.unwrap_or_default()).await?.ok_or(AppError::NotFound)?;
+        return Ok(Sent { message, created: false });
     }
     media_svc::attach_to_message(&mut tx, me, msg_id, &req.media_ids).await?;
     store::touch(tx.ex(), id, msg_id, now).await?;
     // My own message is read (and delivered) for me.
     store::advance_receipts(tx.ex(), id, me, Some(msg_id), msg_id).await?;
-    let row = store::get_message(tx.ex(), msg_id, RowLock::KeyShare).await?.ok_or(AppError::NotFound)?;
-    let message = view_message_in(state, &mut tx, row).await?;
+    let row = MessageRow {
+        id: msg_id,
+        conversation_id: id,
+        sender_id: me,
+        body: Some(body.to_string()),
+        reply_to: req.reply_to,
+        client_msg_id: client_id.map(str::to_string),
+        deleted: false,
+        created_at: now,
+        updated_at: now,
+    };
+    let message = view_message(state, tx.ex(), row).await?;
     let mut events = EventBatch::new();
     events.add(&mut tx, &[Topic::Chat(id)], EventName::MessageCreated, &message).await?;
     // Members with no open socket get a `message` notification (a durable job decides).
@@ -517,9 +526,13 @@ pub async fn send(state: &AppState, me: Id, id: Id, req: SendMessage) -> AppResu
     Ok(Sent { message, created: true })
 }
 
-async fn stored_retry(state: &AppState, me: Id, conv: Id, client_id: &str) -> AppResult<Option<MessageRow>> {
+/// The message `me` stored under `client_id`, as a view (a retried send).
+async fn stored_retry(state: &AppState, me: Id, conv: Id, client_id: &str) -> AppResult<Option<MessageView>> {
     let mut c = state.store.conn().await?;
-    Ok(store::by_client_id(c.ex(), conv, me, client_id).await?)
+    match store::by_client_id(c.ex(), conv, me, client_id).await? {
+        Some(row) => Ok(Some(view_message(state, c.ex(), row).await?)),
+        None => Ok(None),
+    }
 }
 
 /// History of a conversation: `before` a message (newest first, the default) or `after`
@@ -535,11 +548,10 @@ pub async fn history(state: &AppState, me: Id, id: Id, q: &HistoryQuery) -> AppR
     membership(state, me, id).await?;
     let mut c = state.store.conn().await?;
     let mut rows = store::history(c.ex(), id, q.before, q.after, limit).await?;
-    drop(c);
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let next_cursor = if more { rows.last().map(|r| r.id.to_string()) } else { None };
-    Ok(Page { items: views_of_messages(state, rows).await?, next_cursor })
+    Ok(Page { items: views_of_messages(state, c.ex(), rows).await?, next_cursor })
 }
 
 /// Edits my message's text.
@@ -550,9 +562,10 @@ pub async fn edit_message(state: &AppState, me: Id, msg: Id, req: EditMessage) -
     }
     let mut tx = state.store.begin().await?;
     let row = own_message(&mut tx, me, msg).await?;
-    store::edit_message(tx.ex(), msg, body, Timestamp::now()).await?;
-    let row = store::get_message(tx.ex(), row.id, RowLock::KeyShare).await?.ok_or(AppError::NotFound)?;
-    let view = view_message_in(state, &mut tx, row).await?;
+    let now = Timestamp::now();
+    store::edit_message(tx.ex(), msg, body, now).await?;
+    let row = MessageRow { body: Some(body.to_string()), updated_at: now, ..row };
+    let view = view_message(state, tx.ex(), row).await?;
     let mut events = EventBatch::new();
     events.add(&mut tx, &[Topic::Chat(view.conversation_id)], EventName::MessageUpdated, &view).await?;
     state.commit(tx, events).await?;
@@ -575,7 +588,7 @@ pub async fn delete_message(state: &AppState, me: Id, msg: Id) -> AppResult<()> 
 /// Checks that `me` may react to message `msg`; its conversation.
 pub async fn reactable(state: &AppState, me: Id, msg: Id) -> AppResult<Id> {
     let mut c = state.store.conn().await?;
-    let row = store::get_message(c.ex(), msg, RowLock::KeyShare).await?.ok_or(AppError::NotFound)?;
+    let row = store::get_message(c.ex(), msg, None).await?.ok_or(AppError::NotFound)?;
     drop(c);
     membership(state, me, row.conversation_id).await?;
     if row.deleted {
@@ -603,9 +616,10 @@ pub async fn reaction_event(
 /// Moves my read (or delivered) receipt forward to `message_id` and tells the other members
 /// and my other devices (`read`). Moving backwards changes nothing and publishes nothing.
 pub async fn mark_read(state: &AppState, me: Id, id: Id, req: MarkRead) -> AppResult<Receipt> {
+    same_conversation(req.conversation_id, id)?;
     let mut tx = state.store.begin().await?;
     member_in(&mut tx, me, id).await?;
-    let target = store::get_message(tx.ex(), req.message_id, RowLock::KeyShare).await?;
+    let target = store::get_message(tx.ex(), req.message_id, Some(RowLock::KeyShare)).await?;
     if target.is_none_or(|t| t.conversation_id != id) {
         return Err(AppError::field("message_id", "no such message in this conversation"));
     }
@@ -634,7 +648,9 @@ pub async fn unread(state: &AppState, me: Id) -> AppResult<UnreadCounts> {
 
 /// Tells the other members I am typing (throttled; `{"sent": false}` when dropped).
 pub async fn typing(state: &AppState, me: Id, id: Id) -> AppResult<serde_json::Value> {
-    membership(state, me, id).await?;
+    if !is_member(state, me, id).await? {
+        return Err(AppError::NotFound);
+    }
     match state.limits.check(Bucket::Typing, &format!("{me}:{id}")).await {
         Ok(()) => {}
         Err(AppError::RateLimited(_)) => return Ok(serde_json::json!({"sent": false})),
@@ -666,6 +682,14 @@ pub async fn is_member(state: &AppState, user: Id, id: Id) -> AppResult<bool> {
 // ---------------------------------------------------------------------------------------
 // Helpers
 
+/// A body's `conversation_id` (REST bodies may repeat the path's) must name the path's.
+fn same_conversation(given: Option<Id>, path: Id) -> AppResult<()> {
+    match given {
+        Some(c) if c != path => Err(AppError::field("conversation_id", "does not match the conversation in the path")),
+        _ => Ok(()),
+    }
+}
+
 fn direct_key(a: Id, b: Id) -> String {
     let (lo, hi) = if a.0 < b.0 { (a, b) } else { (b, a) };
     format!("{lo}:{hi}")
@@ -679,14 +703,14 @@ fn valid_title(t: &str) -> AppResult<String> {
     Ok(t.to_string())
 }
 
-/// Every id must be an account `me` can see (blocked ones read as unknown).
-async fn check_addable(state: &AppState, me: Id, ids: &[Id]) -> AppResult<()> {
-    for id in ids {
-        match access::visible_user(state, Some(me), &id.to_string()).await {
-            Ok(_) => {}
-            Err(AppError::NotFound) => return Err(AppError::field("member_ids", format!("user {id} not found"))),
-            Err(e) => return Err(e),
-        }
+/// Every id must be an existing account with no block either way between it and `me` (a
+/// blocked account reads as unknown, as everywhere). Two queries for the whole list, inside
+/// the transaction that adds them, so a block landing meanwhile is seen.
+async fn check_addable(tx: &mut Tx, me: Id, ids: &[Id], field: &str) -> AppResult<()> {
+    let found: HashSet<Id> = user_store::get_many(tx.ex(), ids).await?.iter().map(|u| u.id).collect();
+    let blocked = graph_store::blocked_among(tx.ex(), me, ids).await?;
+    if let Some(bad) = ids.iter().find(|i| !found.contains(i) || blocked.contains(i)) {
+        return Err(AppError::field(field, format!("user {bad} not found")));
     }
     Ok(())
 }
@@ -718,7 +742,7 @@ async fn announce_members(tx: &mut Tx, events: &mut EventBatch, id: Id, users: &
 /// The conversation and my membership, read outside a transaction; `404` for non-members.
 async fn membership(state: &AppState, me: Id, id: Id) -> AppResult<(ConversationRow, MemberRow)> {
     let mut c = state.store.conn().await?;
-    let conv = store::get_conversation(c.ex(), id, RowLock::KeyShare).await?.ok_or(AppError::NotFound)?;
+    let conv = store::get_conversation(c.ex(), id, None).await?.ok_or(AppError::NotFound)?;
     let m = store::member(c.ex(), id, me).await?.ok_or(AppError::NotFound)?;
     Ok((conv, m))
 }
@@ -726,13 +750,13 @@ async fn membership(state: &AppState, me: Id, id: Id) -> AppResult<(Conversation
 /// Like [`membership`], inside a write transaction, the conversation row locked so
 /// membership changes of one conversation queue.
 async fn member_in(tx: &mut Tx, me: Id, id: Id) -> AppResult<(ConversationRow, MemberRow)> {
-    let conv = store::get_conversation(tx.ex(), id, RowLock::NoKeyUpdate).await?.ok_or(AppError::NotFound)?;
+    let conv = store::get_conversation(tx.ex(), id, Some(RowLock::NoKeyUpdate)).await?.ok_or(AppError::NotFound)?;
     let m = store::member(tx.ex(), id, me).await?.ok_or(AppError::NotFound)?;
     Ok((conv, m))
 }
 
 async fn own_message(tx: &mut Tx, me: Id, msg: Id) -> AppResult<MessageRow> {
-    let row = store::get_message(tx.ex(), msg, RowLock::Update).await?.ok_or(AppError::NotFound)?;
+    let row = store::get_message(tx.ex(), msg, Some(RowLock::Update)).await?.ok_or(AppError::NotFound)?;
     if store::member(tx.ex(), row.conversation_id, me).await?.is_none() || row.deleted {
         return Err(AppError::NotFound);
     }
@@ -762,9 +786,9 @@ async fn views_of_conversations(
     user_ids.dedup();
     let users: HashMap<Id, UserSummary> =
         user_store::get_many(c.ex(), &user_ids).await?.iter().map(|u| (u.id, UserSummary::from(u))).collect();
-    drop(c);
     let last: HashMap<Id, MessageView> =
-        views_of_messages(state, last_rows).await?.into_iter().map(|m| (m.conversation_id, m)).collect();
+        views_of_messages(state, c.ex(), last_rows).await?.into_iter().map(|m| (m.conversation_id, m)).collect();
+    drop(c);
     let mut by_conv: HashMap<Id, Vec<MemberView>> = HashMap::new();
     for m in members {
         let Some(user) = users.get(&m.user_id) else { continue };
@@ -792,40 +816,29 @@ async fn views_of_conversations(
         .collect())
 }
 
-async fn view_message(state: &AppState, row: MessageRow) -> AppResult<MessageView> {
-    Ok(views_of_messages(state, vec![row]).await?.pop().expect("one in, one out"))
+async fn view_message(state: &AppState, ex: Ex<'_>, row: MessageRow) -> AppResult<MessageView> {
+    Ok(views_of_messages(state, ex, vec![row]).await?.pop().expect("one in, one out"))
 }
 
-/// [`view_message`] inside a transaction (the message is not committed yet; the media rows
-/// and counts it needs are read through `tx`).
-async fn view_message_in(state: &AppState, tx: &mut Tx, row: MessageRow) -> AppResult<MessageView> {
-    let sender = user_store::get(tx.ex(), row.sender_id).await?.ok_or(AppError::NotFound)?;
-    let media_ids: Vec<Id> = store::media_of(tx.ex(), &[row.id]).await?.into_iter().map(|(_, m)| m).collect();
-    let counts: Counts = reaction_store::counts_of(tx.ex(), Target::Message, &[row.id])
-        .await?
-        .into_iter()
-        .map(|(_, kind, n)| (kind, n))
-        .collect();
-    let mut media = media_svc::views_in(state, tx, &media_ids).await?;
-    Ok(assemble(row, UserSummary::from(&sender), media_ids.iter().filter_map(|i| media.remove(i)).collect(), counts))
-}
-
-async fn views_of_messages(state: &AppState, rows: Vec<MessageRow>) -> AppResult<Vec<MessageView>> {
+/// Messages as clients see them, read through `ex`: a connection, or the transaction that
+/// is writing them (a message it stores or edits is not committed yet).
+async fn views_of_messages(state: &AppState, mut ex: Ex<'_>, rows: Vec<MessageRow>) -> AppResult<Vec<MessageView>> {
     if rows.is_empty() {
         return Ok(Vec::new());
     }
     let ids: Vec<Id> = rows.iter().map(|r| r.id).collect();
-    let mut c = state.store.conn().await?;
     let mut sender_ids: Vec<Id> = rows.iter().map(|r| r.sender_id).collect();
     sender_ids.sort_unstable();
     sender_ids.dedup();
     let users: HashMap<Id, UserSummary> =
-        user_store::get_many(c.ex(), &sender_ids).await?.iter().map(|u| (u.id, UserSummary::from(u))).collect();
-    let links = store::media_of(c.ex(), &ids).await?;
-    let (mut counts, _) = reactions::counts_and_mine(&mut c, Target::Message, &ids, None).await?;
-    drop(c);
+        user_store::get_many(ex.reborrow(), &sender_ids).await?.iter().map(|u| (u.id, UserSummary::from(u))).collect();
+    let links = store::media_of(ex.reborrow(), &ids).await?;
+    let mut counts: HashMap<Id, Counts> = HashMap::new();
+    for (id, kind, n) in reaction_store::counts_of(ex.reborrow(), Target::Message, &ids).await? {
+        counts.entry(id).or_default().insert(kind, n);
+    }
     let media_ids: Vec<Id> = links.iter().map(|l| l.1).collect();
-    let mut media = media_svc::views(state, &media_ids).await?;
+    let mut media = media_svc::views(state, ex, &media_ids).await?;
     let mut by_msg: HashMap<Id, Vec<MediaView>> = HashMap::new();
     for (msg, m) in links {
         if let Some(v) = media.remove(&m) {

@@ -40,7 +40,7 @@ use crate::media::upload;
 use crate::services::users::{self, Me};
 use crate::state::AppState;
 use crate::store::media::{self as store, MediaRow, VariantRow};
-use crate::store::{Tx, users as user_store};
+use crate::store::{Ex, Tx, users as user_store};
 
 /// Most media items on one post.
 pub const MAX_POST_MEDIA: usize = 10;
@@ -449,24 +449,14 @@ async fn claim_uploads(tx: &mut Tx, owner: Id, ids: &[Id], to: &str) -> AppResul
     Ok((has_image, has_video))
 }
 
-/// Views of media items by id (unknown ids are absent).
-pub async fn views(state: &AppState, ids: &[Id]) -> AppResult<HashMap<Id, MediaView>> {
+/// Views of media items by id (unknown ids are absent), read through `ex` (a connection, or
+/// the transaction that attached them).
+pub async fn views(state: &AppState, mut ex: Ex<'_>, ids: &[Id]) -> AppResult<HashMap<Id, MediaView>> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let mut c = state.store.conn().await?;
-    let rows = store::get_many(c.ex(), ids).await?;
-    let variants = store::variants(c.ex(), ids).await?;
-    Ok(views_of(state, &rows, &variants))
-}
-
-/// [`views`] inside a transaction (items attached by it are not committed yet).
-pub async fn views_in(state: &AppState, tx: &mut Tx, ids: &[Id]) -> AppResult<HashMap<Id, MediaView>> {
-    if ids.is_empty() {
-        return Ok(HashMap::new());
-    }
-    let rows = store::get_many(tx.ex(), ids).await?;
-    let variants = store::variants(tx.ex(), ids).await?;
+    let rows = store::get_many(ex.reborrow(), ids).await?;
+    let variants = store::variants(ex, ids).await?;
     Ok(views_of(state, &rows, &variants))
 }
 

@@ -190,7 +190,7 @@ async fn change(
             Target::Post => post_store::lock(tx.ex(), id, RowLock::KeyShare).await?.is_some(),
             Target::Comment => comment_store::lock(tx.ex(), id, RowLock::KeyShare).await?.is_some_and(|c| !c.deleted),
             Target::Message => {
-                chat_store::get_message(tx.ex(), id, RowLock::KeyShare).await?.is_some_and(|m| !m.deleted)
+                chat_store::get_message(tx.ex(), id, Some(RowLock::KeyShare)).await?.is_some_and(|m| !m.deleted)
             }
         };
         if !exists {

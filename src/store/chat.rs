@@ -88,6 +88,10 @@ pub struct MessageRow {
 
 const MSG_COLS: &str = "id, conversation_id, sender_id, body, reply_to, client_msg_id, deleted, created_at, updated_at";
 
+fn lock_clause(ex: &Ex<'_>, lock: Option<RowLock>) -> &'static str {
+    lock.map_or("", |l| l.clause(ex.backend()))
+}
+
 /// A new conversation.
 pub struct NewConversation<'a> {
     /// Id.
@@ -119,10 +123,11 @@ pub async fn direct_by_key(ex: Ex<'_>, key: &str) -> StoreResult<Option<Conversa
     Ok(run!(ex, x => sqlx::query_as(&sql).bind(key).fetch_optional(x).await)?)
 }
 
-/// One conversation; `lock` keeps it (and so its membership changes) serialised on
-/// PostgreSQL.
-pub async fn get_conversation(ex: Ex<'_>, id: Id, lock: RowLock) -> StoreResult<Option<ConversationRow>> {
-    let sql = format!("SELECT {CONV_COLS} FROM conversations c WHERE c.id = $1{}", lock.clause(ex.backend()));
+/// One conversation; `lock` (inside a write transaction) keeps it, and so its membership
+/// changes, serialised on PostgreSQL. Plain reads pass `None`: a row lock outside a
+/// transaction protects nothing and still writes the row's lock marker.
+pub async fn get_conversation(ex: Ex<'_>, id: Id, lock: Option<RowLock>) -> StoreResult<Option<ConversationRow>> {
+    let sql = format!("SELECT {CONV_COLS} FROM conversations c WHERE c.id = $1{}", lock_clause(&ex, lock));
     Ok(run!(ex, x => sqlx::query_as(&sql).bind(id).fetch_optional(x).await)?)
 }
 
@@ -267,9 +272,9 @@ pub async fn touch(ex: Ex<'_>, conv: Id, message: Id, now: Timestamp) -> StoreRe
     Ok(())
 }
 
-/// One message (`lock`: kept until commit on PostgreSQL).
-pub async fn get_message(ex: Ex<'_>, id: Id, lock: RowLock) -> StoreResult<Option<MessageRow>> {
-    let sql = format!("SELECT {MSG_COLS} FROM messages WHERE id = $1{}", lock.clause(ex.backend()));
+/// One message (`lock`: kept until commit on PostgreSQL; `None` for plain reads).
+pub async fn get_message(ex: Ex<'_>, id: Id, lock: Option<RowLock>) -> StoreResult<Option<MessageRow>> {
+    let sql = format!("SELECT {MSG_COLS} FROM messages WHERE id = $1{}", lock_clause(&ex, lock));
     Ok(run!(ex, x => sqlx::query_as(&sql).bind(id).fetch_optional(x).await)?)
 }
 

@@ -147,6 +147,7 @@ async fn sends_are_idempotent_under_retry(b: Backend) {
         (json!({"body": "x", "client_msg_id": ""}), "client_msg_id"),
         (json!({"body": "x", "reply_to": "1"}), "reply_to"),
         (json!({"body": "x", "media_ids": ["12345"]}), "media_ids"),
+        (json!({"body": "x", "conversation_id": "1"}), "conversation_id"),
     ] {
         let (s, v) = app.post(&path, alice.bearer(), bad.clone()).await;
         assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "{bad}: {v}");
