@@ -577,6 +577,9 @@ pub async fn delete_message(state: &AppState, me: Id, msg: Id) -> AppResult<()> 
     let mut tx = state.store.begin().await?;
     let row = own_message(&mut tx, me, msg).await?;
     media_svc::release_message_media(state, &mut tx, msg).await?;
+    if let Some(body) = &row.body {
+        crate::services::notifications::message_deleted(&mut tx, row.conversation_id, body).await?;
+    }
     store::tombstone(tx.ex(), msg, Timestamp::now()).await?;
     let mut events = EventBatch::new();
     let data = MessageDeleted { id: msg, conversation_id: row.conversation_id };

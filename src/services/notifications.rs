@@ -56,6 +56,7 @@ use crate::pagination::{Page, PageQuery};
 use crate::services::auth::SendEmail;
 use crate::services::users::UserSummary;
 use crate::state::AppState;
+use crate::store::chat as chat_store;
 use crate::store::comments as comment_store;
 use crate::store::graph::{self as graph_store, ACTIVE, PENDING};
 use crate::store::notifications::{self as store, NewNotification, NotificationRow};
@@ -135,7 +136,8 @@ pub struct NotificationView {
     pub comment_id: Option<Id>,
     /// The conversation (messages), else `null`.
     pub conversation_id: Option<Id>,
-    /// Excerpt of the comment or latest message, else `null`.
+    /// Excerpt of the comment, the post caption (a mention in a post) or the latest message
+    /// (refreshed quietly, without an event, as more messages arrive), else `null`.
     pub preview: Option<String>,
     /// A ready-made sentence: "alice and 2 others reacted to your post".
     pub text: String,
@@ -290,7 +292,7 @@ pub async fn enqueue(state: &AppState, tx: &mut Tx, cause: Cause) -> AppResult<(
 /// fails the caller's request for notification reasons: it only writes the job row.
 pub async fn message_sent(
     state: &AppState,
-    tx: &mut crate::store::Tx,
+    tx: &mut Tx,
     conversation_id: Id,
     message_id: Id,
     sender: Id,
@@ -398,12 +400,14 @@ async fn plan(tx: &mut Tx, cause: &Cause) -> anyhow::Result<(Id, Vec<Planned>)> 
             }
             let p = if *comment {
                 match comment_store::get(tx.ex(), *id).await? {
-                    Some(c) if !c.deleted => {
+                    Some(c) if !c.deleted => post_store::get(tx.ex(), c.post_id).await?.map(|post| {
                         let mut p = Planned::about(c.author_id, K::Reaction, (TargetType::Comment, c.id));
                         p.post_id = Some(c.post_id);
                         p.comment_id = Some(c.id);
-                        Some(p)
-                    }
+                        // The comment's author must still be allowed to see the post.
+                        p.post_author = Some(post.author_id);
+                        p
+                    }),
                     _ => None,
                 }
             } else {
@@ -471,7 +475,11 @@ async fn plan(tx: &mut Tx, cause: &Cause) -> anyhow::Result<(Id, Vec<Planned>)> 
                 .collect();
             (actor, out)
         }
-        Cause::Messaged { conversation_id, sender, recipients, preview, .. } => {
+        Cause::Messaged { conversation_id, message_id, sender, recipients, preview } => {
+            // A message deleted for everyone before this ran notifies no one.
+            if chat_store::get_message(tx.ex(), *message_id, None).await?.is_none_or(|m| m.deleted) {
+                return Ok((*sender, Vec::new()));
+            }
             let out = recipients
                 .iter()
                 .map(|r| {
@@ -492,7 +500,9 @@ async fn may_notify(tx: &mut Tx, recipient: Id, actor: Id, post_author: Option<I
     if recipient == actor {
         return Ok(false);
     }
-    if !graph_store::blocked_among(tx.ex(), recipient, &[actor]).await?.is_empty()
+    // One query for blocks with the actor and the post's author.
+    let others: Vec<Id> = std::iter::once(actor).chain(post_author.filter(|a| *a != recipient)).collect();
+    if !graph_store::blocked_among(tx.ex(), recipient, &others).await?.is_empty()
         || graph_store::is_muted(tx.ex(), recipient, actor).await?
     {
         return Ok(false);
@@ -500,9 +510,6 @@ async fn may_notify(tx: &mut Tx, recipient: Id, actor: Id, post_author: Option<I
     if let Some(author) = post_author
         && author != recipient
     {
-        if !graph_store::blocked_among(tx.ex(), recipient, &[author]).await?.is_empty() {
-            return Ok(false);
-        }
         let Some(a) = user_store::get(tx.ex(), author).await? else { return Ok(false) };
         if a.is_private && graph_store::follow_status(tx.ex(), recipient, author).await?.as_deref() != Some(ACTIVE) {
             return Ok(false);
@@ -519,9 +526,11 @@ async fn deliver(state: &AppState, tx: &mut Tx, events: &mut EventBatch, actor: 
     let (ttype, tid) = (p.target.0.key(), p.target.1);
     let kind = p.kind.key();
     let now = Timestamp::now();
+    let key = store::group_key(kind, ttype, tid);
+    let group = store::find_group(tx.ex(), p.recipient, &key).await?;
     if p.kind == NotificationKind::Message {
         // Further messages from a sender already in the unread group refresh it quietly.
-        if let Some(g) = store::find_group(tx.ex(), p.recipient, &store::group_key(kind, ttype, tid)).await?
+        if let Some(g) = &group
             && store::has_actor(tx.ex(), p.recipient, kind, ttype, tid, actor).await?
         {
             store::touch(tx.ex(), g.id, actor, p.preview.as_deref(), now).await?;
@@ -545,11 +554,7 @@ async fn deliver(state: &AppState, tx: &mut Tx, events: &mut EventBatch, actor: 
         }
         match channel {
             Channel::InApp => {
-                // Two jobs of one group racing (PostgreSQL, two workers) may both find no
-                // group: the unique (user_id, group_key) index fails the second insert, its
-                // job rolls back and is retried, and then joins the group.
-                let key = store::group_key(kind, ttype, tid);
-                let id = match store::find_group(tx.ex(), p.recipient, &key).await? {
+                let id = match &group {
                     Some(g) => {
                         fresh = false;
                         g.id
@@ -568,8 +573,17 @@ async fn deliver(state: &AppState, tx: &mut Tx, events: &mut EventBatch, actor: 
                             preview: p.preview.as_deref(),
                             now,
                         };
-                        store::insert(tx.ex(), &n).await?;
-                        id
+                        if store::insert(tx.ex(), &n).await? {
+                            id
+                        } else {
+                            // Two jobs of one group racing (PostgreSQL, two workers) both
+                            // found no group; the unique index let one insert: join it.
+                            fresh = false;
+                            store::find_group(tx.ex(), p.recipient, &key)
+                                .await?
+                                .ok_or_else(|| anyhow::anyhow!("notification group vanished"))?
+                                .id
+                        }
                     }
                 };
                 if store::add_actor(tx.ex(), id, actor, p.preview.as_deref(), now).await? {
@@ -754,6 +768,12 @@ pub async fn comment_removed(tx: &mut Tx, comment: Id) -> AppResult<()> {
 pub async fn blocked(tx: &mut Tx, a: Id, b: Id) -> AppResult<()> {
     store::remove_actor_everywhere(tx.ex(), a, b).await?;
     store::remove_actor_everywhere(tx.ex(), b, a).await?;
+    Ok(())
+}
+
+/// A message was deleted for everyone: unread `message` notifications stop quoting it.
+pub async fn message_deleted(tx: &mut Tx, conversation: Id, body: &str) -> AppResult<()> {
+    store::clear_message_preview(tx.ex(), conversation, &shorten(body)).await?;
     Ok(())
 }
 

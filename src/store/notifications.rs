@@ -79,16 +79,29 @@ pub async fn find_group(ex: Ex<'_>, user: Id, key: &str) -> StoreResult<Option<N
     Ok(run!(ex, c => sqlx::query_as::<_, NotificationRow>(&sql).bind(user).bind(key).fetch_optional(c).await)?)
 }
 
-/// Inserts an unread notification with no actor yet.
-pub async fn insert(ex: Ex<'_>, n: &NewNotification<'_>) -> StoreResult<()> {
+/// Inserts an unread notification with no actor yet; `false` when its unread group exists
+/// already (a concurrent job created it first: the caller joins that one). The unique
+/// `(user_id, group_key)` index decides.
+pub async fn insert(ex: Ex<'_>, n: &NewNotification<'_>) -> StoreResult<bool> {
     let sql = "INSERT INTO notifications (id, user_id, kind, target_type, target_id, post_id, comment_id, \
                conversation_id, preview, group_key, actor_count, is_read, created_at, updated_at) \
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, FALSE, $11, $11)";
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, 0, FALSE, $11, $11) \
+               ON CONFLICT (user_id, group_key) DO NOTHING";
     let key = group_key(n.kind, n.target_type, n.target_id);
-    exec!(ex, c => sqlx::query(sql)
+    let inserted = exec!(ex, c => sqlx::query(sql)
         .bind(n.id).bind(n.user_id).bind(n.kind).bind(n.target_type).bind(n.target_id)
         .bind(n.post_id).bind(n.comment_id).bind(n.conversation_id).bind(n.preview).bind(&key).bind(n.now)
         .execute(c).await)?;
+    Ok(inserted == 1)
+}
+
+/// Forgets the preview of unread `message` notifications of `conversation` that show
+/// `preview` (the text of a message deleted for everyone).
+pub async fn clear_message_preview(ex: Ex<'_>, conversation: Id, preview: &str) -> StoreResult<()> {
+    let sql = "UPDATE notifications SET preview = NULL \
+               WHERE kind = 'message' AND target_type = 'conversation' AND target_id = $1 \
+               AND is_read = FALSE AND preview = $2";
+    exec!(ex, c => sqlx::query(sql).bind(conversation).bind(preview).execute(c).await)?;
     Ok(())
 }
 

@@ -26,6 +26,7 @@ both_backends!(
     an_email_job_failing_twice_is_retried_until_the_mail_arrives,
     a_notification_email_survives_a_restart,
     a_notification_reaches_a_socket_on_another_instance,
+    reactions_to_a_comment_on_a_post_its_author_no_longer_sees_notify_no_one,
 );
 
 const WAIT: Duration = Duration::from_secs(15);
@@ -69,7 +70,8 @@ async fn no_notification(ws: &mut WsClient, dur: Duration) {
 }
 
 /// Waits until no notification or e-mail job is left to run: whatever they were going to
-/// create exists now.
+/// create exists now. A dead-lettered `notify` job fails the test: "nothing was created"
+/// must mean the job decided so, not that it crashed.
 async fn settle(app: &TestApp) {
     eventually(WAIT, || async {
         let mut c = app.state.store.conn().await.unwrap();
@@ -78,6 +80,10 @@ async fn settle(app: &TestApp) {
         (n == 0).then_some(())
     })
     .await;
+    let mut c = app.state.store.conn().await.unwrap();
+    let sql = "SELECT COUNT(*) FROM jobs WHERE kind = 'notify' AND status = 'dead'";
+    let dead: i64 = chorus::run!(c.ex(), c => sqlx::query_scalar(sql).fetch_one(c).await).unwrap();
+    assert_eq!(dead, 0, "a notify job was dead-lettered");
 }
 
 async fn jobs_of(app: &TestApp, kind: &str) -> i64 {
@@ -340,39 +346,35 @@ async fn chat_messages_notify_only_offline_unblocked_members(b: Backend) {
         users.push(app.register(n).await);
     }
     let [alice, bob, carol, dave, erin, frank] = &users[..] else { unreachable!() };
-    // carol is online; dave blocked alice; erin muted her.
+    // One group of all six, through the chat API (the real hook in `chat::send`).
+    let others: Vec<&str> = users[1..].iter().map(|u| u.id.as_str()).collect();
+    let (s, g) = app
+        .post("/conversations", alice.bearer(), json!({"kind": "group", "title": "all", "member_ids": others}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{g}");
+    let conversation = g["id"].as_str().unwrap().to_string();
+    // carol is online; dave blocked alice; erin muted her (all still members).
     let _carol_socket = WsClient::connect(&app.base, &carol.token).await;
     eventually(WAIT, || async { app.state.presence.status(uid(carol)).await.unwrap().online.then_some(()) }).await;
     ok(&app, Method::POST, &format!("/users/{}/block", alice.id), dave, None).await;
     ok(&app, Method::POST, &format!("/users/{}/mute", alice.id), erin, None).await;
 
-    let conversation = Id(4242);
-    let members: Vec<Id> = users.iter().map(uid).collect();
-    let send = |sender: Id, message: i64, text: &'static str| {
-        let (state, members) = (app.state.clone(), members.clone());
+    let send = |sender: &TestUser, text: &'static str| {
+        let (app, conversation, token) = (&app, conversation.clone(), sender.token.clone());
         async move {
-            let mut tx = state.store.begin().await.unwrap();
-            chorus::services::notifications::message_sent(
-                &state,
-                &mut tx,
-                conversation,
-                Id(message),
-                sender,
-                &members,
-                text,
-            )
-            .await
-            .unwrap();
-            state.commit(tx, EventBatch::new()).await.unwrap();
+            let (s, m) =
+                app.post(&format!("/conversations/{conversation}/messages"), Some(&token), json!({"body": text})).await;
+            assert_eq!(s, StatusCode::CREATED, "{m}");
+            m["id"].as_str().unwrap().to_string()
         }
     };
-    send(uid(alice), 1, "hi everyone").await;
+    send(alice, "hi everyone").await;
     settle(&app).await;
     let items = list(&app, bob).await;
     assert_eq!(items.len(), 1);
     assert_eq!(items[0]["kind"], "message");
-    assert_eq!(items[0]["target"], json!({"type": "conversation", "id": "4242"}));
-    assert_eq!(items[0]["conversation_id"], "4242");
+    assert_eq!(items[0]["target"], json!({"type": "conversation", "id": conversation}));
+    assert_eq!(items[0]["conversation_id"], conversation.as_str());
     assert_eq!(items[0]["preview"], "hi everyone");
     assert_eq!(items[0]["text"], "alice sent you a message");
     for (u, why) in [(alice, "the sender"), (carol, "online"), (dave, "blocked"), (erin, "muted")] {
@@ -380,15 +382,19 @@ async fn chat_messages_notify_only_offline_unblocked_members(b: Backend) {
     }
 
     // Further messages group per conversation while unread.
-    send(uid(alice), 2, "second message").await;
+    send(alice, "second message").await;
     settle(&app).await; // separate jobs may run in any order: keep the preview's order known
-    send(uid(frank), 3, "frank here").await;
+    let franks = send(frank, "frank here").await;
     settle(&app).await;
     let items = list(&app, bob).await;
     assert_eq!(items.len(), 1, "{items:?}");
     assert_eq!(items[0]["actor_count"], 2);
     assert_eq!(items[0]["preview"], "frank here");
     assert_eq!(actor_ids(&items[0]), vec![frank.id.clone(), alice.id.clone()]);
+    // A message deleted for everyone is no longer quoted.
+    ok(&app, Method::DELETE, &format!("/messages/{franks}"), frank, None).await;
+    let items = list(&app, bob).await;
+    assert!(items[0]["preview"].is_null(), "{items:?}");
 }
 
 async fn read_one_and_read_all_update_counts_and_reach_other_sockets(b: Backend) {
@@ -546,4 +552,29 @@ async fn a_notification_reaches_a_socket_on_another_instance(b: Backend) {
     assert_eq!(n["kind"], "comment");
     assert_eq!(n["actors"][0]["id"], bob.id);
     assert_eq!(unread(&apps[1], &alice).await, 1);
+}
+
+async fn reactions_to_a_comment_on_a_post_its_author_no_longer_sees_notify_no_one(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (alice, bob, carol) = (app.register("alice").await, app.register("bob").await, app.register("carol").await);
+    set_private(&app, &alice).await;
+    for fan in [&bob, &carol] {
+        follow(&app, fan, &alice).await;
+        ok(&app, Method::POST, &format!("/users/me/follow-requests/{}/approve", fan.id), &alice, None).await;
+    }
+    let p = post(&app, &alice, "followers only").await;
+    let c = comment(&app, &bob, &p, "nice", None).await;
+    // Bob stops following the private account: its posts are out of his sight now.
+    ok(&app, Method::DELETE, &format!("/users/{}/follow", alice.id), &bob, None).await;
+    settle(&app).await;
+    let before = list(&app, &bob).await.len();
+    react(&app, &carol, &format!("/comments/{c}/reaction"), "like").await;
+    settle(&app).await;
+    assert_eq!(list(&app, &bob).await.len(), before, "no reaction notification about a post bob cannot see");
+    // The same reaction while he can see it does notify (the check is not just refusing).
+    let p2 = post(&app, &carol, "public").await;
+    let c2 = comment(&app, &bob, &p2, "hello", None).await;
+    react(&app, &alice, &format!("/comments/{c2}/reaction"), "like").await;
+    settle(&app).await;
+    assert!(list(&app, &bob).await.iter().any(|n| n["kind"] == "reaction"));
 }
