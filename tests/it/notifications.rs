@@ -5,7 +5,6 @@
 use std::time::Duration;
 
 use chorus::domain::Id;
-use chorus::events::EventBatch;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
