@@ -23,7 +23,7 @@ use crate::store::chat as chat_store;
 use crate::store::comments as comment_store;
 use crate::store::posts::{self as post_store, RowLock};
 use crate::store::reactions::{self as store, Target};
-use crate::store::{Conn, Store, StoreResult, Tx, users as user_store};
+use crate::store::{Conn, Store, StoreResult, users as user_store};
 
 /// Reaction counts by type key, zero counts omitted: `{"love":3,"like":1}`.
 pub type Counts = BTreeMap<String, i64>;
@@ -185,17 +185,19 @@ async fn change(
 ) -> AppResult<ReactionSummary> {
     for _ in 0..3 {
         let mut tx = state.store.begin().await?;
-        // 1. The target must stay while we work (and must still be there).
-        let exists = match target {
-            Target::Post => post_store::lock(tx.ex(), id, RowLock::KeyShare).await?.is_some(),
-            Target::Comment => comment_store::lock(tx.ex(), id, RowLock::KeyShare).await?.is_some_and(|c| !c.deleted),
-            Target::Message => {
-                chat_store::get_message(tx.ex(), id, Some(RowLock::KeyShare)).await?.is_some_and(|m| !m.deleted)
+        // 1. The target must stay while we work (and must still be there). Its author is
+        // whose reaction notification a removed reaction leaves.
+        let author = match target {
+            Target::Post => post_store::lock(tx.ex(), id, RowLock::KeyShare).await?.map(|p| p.author_id),
+            Target::Comment => {
+                comment_store::lock(tx.ex(), id, RowLock::KeyShare).await?.filter(|c| !c.deleted).map(|c| c.author_id)
             }
+            Target::Message => chat_store::get_message(tx.ex(), id, Some(RowLock::KeyShare))
+                .await?
+                .filter(|m| !m.deleted)
+                .map(|m| m.sender_id),
         };
-        if !exists {
-            return Err(AppError::NotFound);
-        }
+        let Some(author) = author else { return Err(AppError::NotFound) };
         // 2–3. The user's reaction row, then the change.
         let now = Timestamp::now();
         let changes: Vec<(String, i64)> = match new.as_deref() {
@@ -220,8 +222,8 @@ async fn change(
             },
             None => match store::delete(tx.ex(), target, id, me).await? {
                 Some(old) => {
-                    if let Some(owner) = author_of(&mut tx, target, id).await? {
-                        notifications::reaction_removed(&mut tx, owner, target == Target::Comment, id, me).await?;
+                    if target != Target::Message {
+                        notifications::reaction_removed(&mut tx, author, target == Target::Comment, id, me).await?;
                     }
                     vec![(old, -1)]
                 }
@@ -256,16 +258,6 @@ async fn change(
         return Ok(ReactionSummary { reaction_counts: counts, my_reaction: new });
     }
     Err(AppError::conflict("the reaction changed concurrently; try again"))
-}
-
-/// The author of a reacted post or comment (whose notification a reaction joins); `None`
-/// for other targets.
-async fn author_of(tx: &mut Tx, target: Target, id: Id) -> AppResult<Option<Id>> {
-    Ok(match target {
-        Target::Post => post_store::get(tx.ex(), id).await?.map(|p| p.author_id),
-        Target::Comment => comment_store::get(tx.ex(), id).await?.map(|c| c.author_id),
-        Target::Message => None,
-    })
 }
 
 /// `?type=&cursor=&limit=` of a reactor list.
