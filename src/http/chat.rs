@@ -162,7 +162,7 @@ async fn remove_member(
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 403, description = "A direct conversation with a block between the two", body = ErrorBody),
         (status = 404, description = "No such conversation, or not a member", body = ErrorBody),
-        (status = 422, description = "Empty or too long, bad media or reply", body = ErrorBody),
+        (status = 422, description = "Empty or too long, bad media or reply, or a body `conversation_id` other than the path's", body = ErrorBody),
     ))]
 async fn send_message(
     State(state): State<AppState>,
@@ -201,7 +201,7 @@ async fn history(
         (status = 200, description = "The receipt", body = Receipt),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 404, description = "No such conversation, or not a member", body = ErrorBody),
-        (status = 422, description = "Not a message of this conversation", body = ErrorBody),
+        (status = 422, description = "Not a message of this conversation, or a body `conversation_id` other than the path's", body = ErrorBody),
     ))]
 async fn mark_read(
     State(state): State<AppState>,

@@ -2,8 +2,8 @@
 //!
 //! # Rules
 //! - **Direct** conversations: one per pair, created idempotently (`POST` again returns the
-//!   same one); their two members never change. A block either way refuses opening one and
-//!   sending in one (`403 blocked`), and a blocked account is invisible (`404`) as usual.
+//!   same one); their two members never change. A block either way refuses sending in one
+//!   (`403`) and opening one (`404`: a blocked account is invisible, as everywhere).
 //! - **Groups**: a title, members and admins. The creator is an admin; admins rename, add and
 //!   remove members; anyone may leave; when the last admin leaves, the longest-standing member
 //!   becomes admin. At most [`MAX_GROUP_MEMBERS`] members.
