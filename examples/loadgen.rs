@@ -287,6 +287,13 @@ fn sent_at(frame: &str) -> Option<u64> {
     digits.parse().ok()
 }
 
+/// The clients' websocket settings: tungstenite zero-fills its whole read buffer before
+/// every read, so its 128 KiB default would spend most of the load generator's CPU in
+/// `memset` (and steal it from the server on a shared machine).
+fn client_config() -> tokio_tungstenite::tungstenite::protocol::WebSocketConfig {
+    tokio_tungstenite::tungstenite::protocol::WebSocketConfig::default().read_buffer_size(8192)
+}
+
 async fn ws_conn(
     base: String,
     token: String,
@@ -297,7 +304,9 @@ async fn ws_conn(
     let url = format!("{}/ws?access_token={token}", base.replacen("http", "ws", 1));
     let mut req = url.into_client_request().unwrap();
     req.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("chorus.v1"));
-    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(req).await else { return };
+    let Ok((mut ws, _)) = tokio_tungstenite::connect_async_with_config(req, Some(client_config()), false).await else {
+        return;
+    };
     if let Some(t) = &topic {
         let _ = ws.send(Message::Text(json!({"id": 1, "op": "subscribe", "topic": t}).to_string().into())).await;
     }
@@ -343,7 +352,9 @@ async fn sio_conn(
     stop: tokio_util::sync::CancellationToken,
 ) {
     let url = format!("{}/socket.io/?EIO=4&transport=websocket", base.replacen("http", "ws", 1));
-    let Ok((mut ws, _)) = tokio_tungstenite::connect_async(url).await else { return };
+    let Ok((mut ws, _)) = tokio_tungstenite::connect_async_with_config(url, Some(client_config()), false).await else {
+        return;
+    };
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
     let mut n = 0u64;
     let mut counted = false;

@@ -32,6 +32,10 @@ use crate::state::AppState;
 
 /// Events written per flush at most (then the loop looks at the socket again).
 const BATCH: usize = 64;
+/// Frames are buffered up to this size and written by the flush that ends a batch: one
+/// `send` per batch instead of one per frame (a queue that filled up while the socket
+/// task waited drains in one syscall).
+const WRITE_BUFFER: usize = 64 * 1024;
 /// Largest write buffer per connection before the client counts as a slow consumer.
 const MAX_WRITE_BUFFER: usize = 512 * 1024;
 
@@ -51,7 +55,7 @@ pub async fn handler(ws: WebSocketUpgrade, State(state): State<AppState>, Query(
         .max_message_size(max)
         .max_frame_size(max)
         .read_buffer_size(4096)
-        .write_buffer_size(0)
+        .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .on_upgrade(move |socket| run(socket, state, q))
 }
@@ -188,14 +192,23 @@ async fn serve(
     }
 
     let heartbeat = Duration::from_millis(state.config.hub.heartbeat_ms.max(100));
-    let mut next_ping = Instant::now() + heartbeat;
     let mut last_heard = Instant::now();
+    // The loop's timers and close switch live across iterations: re-creating them per
+    // event would register and clear two timer entries and a waiter on every delivery.
+    let kill = session.handle.kill.clone();
+    let killed = kill.killed();
+    let ping = sleep_until(Instant::now() + heartbeat);
+    let mut expires_at = session.token_expires_at();
+    let expiry = sleep_until(token_deadline(expires_at));
+    tokio::pin!(killed, ping, expiry);
     loop {
-        let expires_in = Duration::from_millis(((session.token_expires_at() * 1000) - now_ms()).max(0) as u64);
-        let token_deadline = Instant::now() + expires_in;
+        if session.token_expires_at() != expires_at {
+            expires_at = session.token_expires_at();
+            expiry.as_mut().reset(token_deadline(expires_at));
+        }
         tokio::select! {
-            code = session.handle.kill.killed() => return End::Close(code),
-            _ = sleep_until(token_deadline) => return End::Close(CloseCode::TOKEN_EXPIRED),
+            code = &mut killed => return End::Close(code),
+            _ = &mut expiry => return End::Close(CloseCode::TOKEN_EXPIRED),
             out = rx.recv() => {
                 let Some(first) = out else { return End::Gone };
                 let mut batch = Vec::with_capacity(8);
@@ -231,15 +244,20 @@ async fn serve(
                     Message::Close(_) => return End::Gone,
                 }
             }
-            _ = sleep_until(next_ping) => {
+            _ = &mut ping => {
                 if last_heard.elapsed() > heartbeat * 2 {
                     return End::Close(CloseCode::HEARTBEAT_TIMEOUT);
                 }
-                next_ping = Instant::now() + heartbeat;
+                ping.as_mut().reset(Instant::now() + heartbeat);
                 if let Err(end) = write(socket, session, vec![Message::Ping(Default::default())]).await { return end; }
             }
         }
     }
+}
+
+/// When an access token that expires at `exp` (Unix seconds) stops being valid.
+fn token_deadline(exp: i64) -> Instant {
+    Instant::now() + Duration::from_millis(((exp * 1000) - now_ms()).max(0) as u64)
 }
 
 /// Turns a hub delivery into frames (usually the shared event frame itself).
