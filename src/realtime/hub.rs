@@ -27,12 +27,14 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
+use std::task::Poll;
+
+use futures_util::task::AtomicWaker;
 
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use tokio::sync::{OnceCell, broadcast, mpsc};
-use tokio_util::sync::CancellationToken;
 
 use crate::broker::Broker;
 use crate::domain::Id;
@@ -119,28 +121,48 @@ pub enum Outbound {
 }
 
 /// Tells a session to close, from any thread, without going through its (maybe full) queue.
+///
+/// The session's own task is the one waiter ([`Kill::killed`] registers a single
+/// [`AtomicWaker`]): polling it is an atomic load, where a cancellation token would take
+/// a mutex on every poll of the session loop.
 #[derive(Debug, Default)]
 pub struct Kill {
-    token: CancellationToken,
+    /// The close code asked for; 0 while the session may live.
     code: AtomicU16,
+    waker: AtomicWaker,
 }
 
 impl Kill {
     /// Asks the session to close with `code`. The first reason wins.
     pub fn kill(&self, code: CloseCode) {
-        let _ = self.code.compare_exchange(0, code.0, Ordering::AcqRel, Ordering::Acquire);
-        self.token.cancel();
+        if self.code.compare_exchange(0, code.0, Ordering::AcqRel, Ordering::Acquire).is_ok() {
+            self.waker.wake();
+        }
     }
 
-    /// Resolves when the session was asked to close.
-    pub async fn killed(&self) -> CloseCode {
-        self.token.cancelled().await;
-        CloseCode(self.code.load(Ordering::Acquire))
+    /// Resolves when the session was asked to close. Only the session's own task awaits
+    /// this (one waker is kept).
+    pub fn killed(&self) -> impl Future<Output = CloseCode> + '_ {
+        std::future::poll_fn(move |cx| {
+            if let Some(code) = self.code() {
+                return Poll::Ready(code);
+            }
+            self.waker.register(cx.waker());
+            // A kill between the first load and the registration would have found no waker.
+            self.code().map_or(Poll::Pending, Poll::Ready)
+        })
     }
 
     /// Whether the session was asked to close.
     pub fn is_killed(&self) -> bool {
-        self.token.is_cancelled()
+        self.code().is_some()
+    }
+
+    fn code(&self) -> Option<CloseCode> {
+        match self.code.load(Ordering::Acquire) {
+            0 => None,
+            c => Some(CloseCode(c)),
+        }
     }
 }
 

@@ -224,6 +224,12 @@ impl Session {
         self.token_exp
     }
 
+    /// The instant the current access token stops being valid, for the doors' timers.
+    pub fn token_deadline(&self) -> tokio::time::Instant {
+        let left = (self.token_exp * 1000 - crate::domain::now_ms()).max(0) as u64;
+        tokio::time::Instant::now() + std::time::Duration::from_millis(left)
+    }
+
     /// The `hello` data: who you are and the limits that apply.
     pub fn hello(&self) -> Value {
         let h = &self.state.config.hub;

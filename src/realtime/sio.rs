@@ -34,10 +34,9 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SendError, SocketError, SocketIo};
 use tokio::sync::mpsc;
-use tokio::time::{Instant, sleep_until};
+use tokio::time::sleep_until;
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::now_ms;
 use crate::error::AppError;
 use crate::events::{Envelope, Topic};
 use crate::realtime::close::CloseCode;
@@ -205,12 +204,22 @@ async fn run(
     let _ = s.emit("hello", &session.hello());
     let mut end = emit_pushes(&s, then).err();
 
+    // Timers and the close switch live across iterations (see the `/ws` loop).
+    let kill = session.handle.kill.clone();
+    let killed = kill.killed();
+    let disconnected = gone.cancelled();
+    let mut expires_at = session.token_expires_at();
+    let expiry = sleep_until(session.token_deadline());
+    tokio::pin!(killed, disconnected, expiry);
     while end.is_none() {
-        let expires_in = Duration::from_millis(((session.token_expires_at() * 1000) - now_ms()).max(0) as u64);
+        if session.token_expires_at() != expires_at {
+            expires_at = session.token_expires_at();
+            expiry.as_mut().reset(session.token_deadline());
+        }
         tokio::select! {
-            _ = gone.cancelled() => break,
-            code = session.handle.kill.killed() => end = Some(code),
-            _ = sleep_until(Instant::now() + expires_in) => end = Some(CloseCode::TOKEN_EXPIRED),
+            _ = &mut disconnected => break,
+            code = &mut killed => end = Some(code),
+            _ = &mut expiry => end = Some(CloseCode::TOKEN_EXPIRED),
             out = rx.recv() => match out {
                 None => break,
                 Some(Outbound::Event(d)) => {

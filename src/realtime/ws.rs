@@ -23,7 +23,6 @@ use serde_json::json;
 use tokio::time::{Instant, sleep_until};
 
 use crate::auth::AccessClaims;
-use crate::domain::now_ms;
 use crate::realtime::close::CloseCode;
 use crate::realtime::frames::{self, ClientFrame, FrameError};
 use crate::realtime::hub::{Door, Outbound};
@@ -199,28 +198,15 @@ async fn serve(
     let killed = kill.killed();
     let ping = sleep_until(Instant::now() + heartbeat);
     let mut expires_at = session.token_expires_at();
-    let expiry = sleep_until(token_deadline(expires_at));
+    let expiry = sleep_until(session.token_deadline());
     tokio::pin!(killed, ping, expiry);
     loop {
         if session.token_expires_at() != expires_at {
             expires_at = session.token_expires_at();
-            expiry.as_mut().reset(token_deadline(expires_at));
+            expiry.as_mut().reset(session.token_deadline());
         }
         tokio::select! {
             code = &mut killed => return End::Close(code),
-            _ = &mut expiry => return End::Close(CloseCode::TOKEN_EXPIRED),
-            out = rx.recv() => {
-                let Some(first) = out else { return End::Gone };
-                let mut batch = Vec::with_capacity(8);
-                if let Err(end) = collect(session, first, &mut batch).await { return end; }
-                while batch.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(more) => if let Err(end) = collect(session, more, &mut batch).await { return end; },
-                        Err(_) => break,
-                    }
-                }
-                if let Err(end) = write(socket, session, batch).await { return end; }
-            }
             msg = socket.recv() => {
                 last_heard = Instant::now();
                 let frame = match msg {
@@ -244,6 +230,19 @@ async fn serve(
                     Message::Close(_) => return End::Gone,
                 }
             }
+            out = rx.recv() => {
+                let Some(first) = out else { return End::Gone };
+                let mut batch = Vec::with_capacity(8);
+                if let Err(end) = collect(session, first, &mut batch).await { return end; }
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(more) => if let Err(end) = collect(session, more, &mut batch).await { return end; },
+                        Err(_) => break,
+                    }
+                }
+                if let Err(end) = write(socket, session, batch).await { return end; }
+            }
+            _ = &mut expiry => return End::Close(CloseCode::TOKEN_EXPIRED),
             _ = &mut ping => {
                 if last_heard.elapsed() > heartbeat * 2 {
                     return End::Close(CloseCode::HEARTBEAT_TIMEOUT);
@@ -253,11 +252,6 @@ async fn serve(
             }
         }
     }
-}
-
-/// When an access token that expires at `exp` (Unix seconds) stops being valid.
-fn token_deadline(exp: i64) -> Instant {
-    Instant::now() + Duration::from_millis(((exp * 1000) - now_ms()).max(0) as u64)
 }
 
 /// Turns a hub delivery into frames (usually the shared event frame itself).
@@ -305,7 +299,9 @@ async fn write(socket: &mut WebSocket, session: &Session, frames: Vec<Message>) 
         }
         socket.flush().await
     };
+    // Biased: the write usually completes on its first poll, without looking at the switch.
     tokio::select! {
+        biased;
         r = io => match r {
             Ok(()) => {
                 metrics::counter!("chorus_socket_frames_sent_total", "door" => "ws").increment(n as u64);
