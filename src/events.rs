@@ -42,6 +42,11 @@ pub enum Topic {
     /// Internal: commands to a user's sessions on every instance (close on logout…).
     /// Never subscribable by clients.
     Control(Id),
+    /// Internal: the sessions holding a subscription whose visibility depends on this
+    /// account's privacy (its `user:` topic, its posts' `post:` topics). The account going
+    /// private publishes `access.changed` here, and those sessions re-check, on every
+    /// instance. Never subscribable by clients.
+    Audience(Id),
 }
 
 impl Topic {
@@ -62,6 +67,7 @@ impl Topic {
             Topic::Image(i) => ("image", i),
             Topic::Presence(i) => ("presence", i),
             Topic::Control(i) => ("ctl", i),
+            Topic::Audience(i) => ("aud", i),
         }
     }
 
@@ -79,6 +85,7 @@ impl Topic {
             "image" => Topic::Image(id),
             "presence" => Topic::Presence(id),
             "ctl" => Topic::Control(id),
+            "aud" => Topic::Audience(id),
             _ => return None,
         })
     }
@@ -129,7 +136,7 @@ impl Topic {
             Topic::Notification(_) => "/notification",
             Topic::Chat(_) | Topic::Presence(_) => "/chat",
             Topic::Image(_) => "/image",
-            Topic::Control(_) => "",
+            Topic::Control(_) | Topic::Audience(_) => "",
         }
     }
 }

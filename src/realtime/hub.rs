@@ -351,7 +351,7 @@ impl Hub {
         let Some(topic) = Topic::from_key(&env.topic) else {
             return;
         };
-        if let Topic::Control(_) = topic {
+        if let Topic::Control(_) | Topic::Audience(_) = topic {
             self.control(&entry, &env);
             return;
         }
@@ -388,8 +388,9 @@ impl Hub {
         }
     }
 
-    /// Control events (`ctl:{user}`): close the user's sessions — all, one auth session's, or
-    /// all but one — or have them re-check their subscriptions.
+    /// Control events (`ctl:{user}`, and `aud:{user}` which carries `access.changed` only):
+    /// close the user's sessions — all, one auth session's, or all but one — or have the
+    /// sessions re-check their subscriptions.
     fn control(&self, entry: &TopicSubs, env: &Envelope) {
         if env.event == EventName::AccessChanged {
             let subs = entry.subs.read().expect("topic lock poisoned");

@@ -170,6 +170,9 @@ pub struct Session {
     token_exp: i64,
     /// Topic → last seq passed to the client (`None` for ephemeral topics).
     subs: HashMap<Topic, Option<i64>>,
+    /// Subscription → the account whose privacy it depends on; the session watches each
+    /// such account's [`Topic::Audience`] while it holds one of them.
+    owners: HashMap<Topic, Id>,
     bucket: TokenBucket,
 }
 
@@ -194,6 +197,7 @@ impl Session {
             handle,
             token_exp: claims.exp,
             subs: HashMap::new(),
+            owners: HashMap::new(),
             bucket: TokenBucket {
                 tokens: hub_cfg.client_burst as f64,
                 burst: hub_cfg.client_burst as f64,
@@ -314,9 +318,22 @@ impl Session {
                 _ => Ok((ack(&topic, "subscribed", pos), Vec::new())),
             };
         }
-        crate::services::access::authorize_topic(&self.state, self.user(), &topic).await?;
+        let owner = crate::services::access::authorize_topic(&self.state, self.user(), &topic).await?;
         if self.subs.len() >= MAX_SUBSCRIPTIONS {
             return Err(AppError::field("topic", format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection")));
+        }
+        if let Some(owner) = owner.filter(|o| *o != self.user()) {
+            let first = !self.owners.values().any(|o| *o == owner);
+            self.owners.insert(topic, owner);
+            if first {
+                // Watch first, check again: the account going private between the check
+                // above and the watch would otherwise go unheard.
+                self.state.hub.subscribe(&self.handle, &Topic::Audience(owner)).await;
+                if let Err(e) = crate::services::access::authorize_topic(&self.state, self.user(), &topic).await {
+                    self.forget_owner(&topic);
+                    return Err(e);
+                }
+            }
         }
         // Subscribe first, read the database second: nothing can fall in between.
         self.state.hub.subscribe(&self.handle, &topic).await;
@@ -433,6 +450,16 @@ impl Session {
         if self.subs.remove(topic).is_some() {
             self.state.hub.unsubscribe(&self.handle, topic);
         }
+        self.forget_owner(topic);
+    }
+
+    /// Drops `topic`'s owner, and the watch on that owner when no other subscription needs it.
+    fn forget_owner(&mut self, topic: &Topic) {
+        if let Some(owner) = self.owners.remove(topic)
+            && !self.owners.values().any(|o| *o == owner)
+        {
+            self.state.hub.unsubscribe(&self.handle, &Topic::Audience(owner));
+        }
     }
 
     /// Topics currently watched (wire names), for the doors' bookkeeping.
@@ -518,7 +545,7 @@ impl Session {
         }
         for topic in topics {
             match crate::services::access::authorize_topic(&self.state, self.user(), &topic).await {
-                Ok(()) => {}
+                Ok(_) => {}
                 Err(e @ (AppError::NotFound | AppError::Forbidden(_))) => {
                     self.unsubscribe(&topic);
                     out.push(Push::Unsubscribed { topic, error: e.body().error });
@@ -543,6 +570,10 @@ impl Session {
     pub async fn close(self) {
         for topic in self.subs.keys() {
             self.state.hub.unsubscribe(&self.handle, topic);
+        }
+        for owner in self.owners.values() {
+            // Several subscriptions may share an owner: unsubscribing twice is a no-op.
+            self.state.hub.unsubscribe(&self.handle, &Topic::Audience(*owner));
         }
         self.state.hub.unregister(&self.handle);
         let user = self.user();

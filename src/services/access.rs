@@ -239,26 +239,28 @@ pub async fn filter_blocked<T>(
 
 /// May `viewer` subscribe to `topic`? The socket doors call this for every subscription,
 /// mirroring the REST reads: personal topics are the owner's only, `post:` follows the
-/// post's visibility, `user:` the account's content, `presence:` its profile.
-pub async fn authorize_topic(state: &AppState, viewer: Id, topic: &Topic) -> AppResult<()> {
+/// post's visibility, `user:` the account's content, `presence:` its profile. Returns the
+/// account whose privacy the answer depends on (the post's author, the `user:` account):
+/// the session watches that account's [`Topic::Audience`] to hear when it goes private.
+pub async fn authorize_topic(state: &AppState, viewer: Id, topic: &Topic) -> AppResult<Option<Id>> {
     match *topic {
         Topic::Feed(u) | Topic::Follower(u) | Topic::Notification(u) | Topic::Image(u) => {
             if u == viewer {
-                Ok(())
+                Ok(None)
             } else {
                 Err(AppError::Forbidden("this topic belongs to another user"))
             }
         }
-        Topic::Post(id) => visible_post(state, Some(viewer), id).await.map(|_| ()),
-        Topic::User(id) => content_owner(state, Some(viewer), &id.to_string()).await.map(|_| ()),
-        Topic::Presence(id) => visible_user(state, Some(viewer), &id.to_string()).await.map(|_| ()),
+        Topic::Post(id) => visible_post(state, Some(viewer), id).await.map(|(_, author)| Some(author.id)),
+        Topic::User(id) => content_owner(state, Some(viewer), &id.to_string()).await.map(|u| Some(u.id)),
+        Topic::Presence(id) => visible_user(state, Some(viewer), &id.to_string()).await.map(|_| None),
         Topic::Chat(c) => {
             if crate::services::chat::is_member(state, viewer, c).await? {
-                Ok(())
+                Ok(None)
             } else {
                 Err(AppError::Forbidden("not a member of this conversation"))
             }
         }
-        Topic::Control(_) => Err(AppError::Forbidden("not a subscribable topic")),
+        Topic::Control(_) | Topic::Audience(_) => Err(AppError::Forbidden("not a subscribable topic")),
     }
 }

@@ -8,7 +8,7 @@ use utoipa::ToSchema;
 use crate::domain::user::{NotificationKind, SocialNetwork, bounded_text, web_url};
 use crate::domain::{Id, Timestamp};
 use crate::error::{AppError, AppResult, Validator};
-use crate::events::EventBatch;
+use crate::events::{EventBatch, EventName, Topic};
 use crate::pagination::{Page, PageQuery};
 use crate::services::access::{self, Follow};
 use crate::state::AppState;
@@ -231,11 +231,18 @@ pub async fn update_me(state: &AppState, id: Id, req: UpdateProfile) -> AppResul
     }
     v.finish()?;
     let mut tx = state.store.begin().await?;
+    let was_private = store::get(tx.ex(), id).await?.ok_or(AppError::NotFound)?.is_private;
     store::update_profile(tx.ex(), id, &patch, Timestamp::now()).await?;
     for (net, url) in &links {
         store::set_social_link(tx.ex(), id, *net, url.as_deref()).await?;
     }
-    state.commit(tx, EventBatch::new()).await?;
+    let mut events = EventBatch::new();
+    if req.is_private == Some(true) && !was_private {
+        // Strangers watching this account's posts or profile lose them: their sessions
+        // re-check every subscription that depends on this account's privacy.
+        events.ephemeral(&[Topic::Audience(id)], EventName::AccessChanged, &serde_json::Value::Null);
+    }
+    state.commit(tx, events).await?;
     me(state, id).await
 }
 

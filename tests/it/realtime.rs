@@ -20,6 +20,7 @@ both_backends!(
     ephemeral_topics_deliver_until_unsubscribed,
     personal_topics_of_others_and_foreign_conversations_are_refused,
     subscriptions_follow_the_rest_visibility_rules,
+    going_private_ends_strangers_subscriptions_on_every_instance,
     bad_frames_get_errors_and_the_server_stays_up,
     auth_failures_close_with_documented_codes,
     first_frame_auth_and_token_refresh_without_reconnecting,
@@ -139,6 +140,50 @@ async fn subscriptions_follow_the_rest_visibility_rules(b: Backend) {
     for t in [&post_t, &user_t, &presence_t] {
         assert_eq!(code(ws.request(json!({"op": "subscribe", "topic": t})).await), "not_found", "{t}");
     }
+}
+
+/// An account going private ends strangers' `post:` and `user:` subscriptions to it, on
+/// every instance, with the `unsubscribed` answers REST would give; its followers keep
+/// theirs and go on receiving events.
+async fn going_private_ends_strangers_subscriptions_on_every_instance(b: Backend) {
+    let apps = TestApp::cluster(b, 2).await;
+    let alice = apps[0].register("alice").await;
+    let bob = apps[0].register("bobby").await;
+    let carol = apps[0].register("carol").await;
+    follow(&apps[0], &carol, &alice).await;
+    let post = new_post(&apps[0], &alice, "soon followers only").await;
+    let (post_t, user_t) = (format!("post:{post}"), format!("user:{}", alice.id));
+    // Both watch from the other instance than the one alice changes her settings on.
+    let mut stranger = WsClient::connect(&apps[1].base, &bob.token).await;
+    // The post reaches carol's feed too, whenever its fan-out job runs.
+    let mut follower = WsClient::connect(&apps[1].base, &carol.token).await.ignoring("feed");
+    for ws in [&mut stranger, &mut follower] {
+        ws.subscribe(&post_t).await;
+        ws.subscribe(&user_t).await;
+    }
+    let audience = Topic::Audience(uid(&alice));
+    assert_eq!(apps[1].state.hub.subscriber_count(&audience), 2, "one watch per session, not per topic");
+
+    make_private(&apps[0], &alice).await;
+    let mut ended = std::collections::BTreeMap::new();
+    while ended.len() < 2 {
+        let f = stranger.next_frame(Duration::from_secs(10)).await.expect("unsubscribed frames");
+        if f["op"] == "unsubscribed" {
+            ended.insert(f["topic"].as_str().unwrap().to_string(), f["error"]["code"].as_str().unwrap().to_string());
+        }
+    }
+    let expected = [(post_t.clone(), "not_found".to_string()), (user_t.clone(), "forbidden".to_string())];
+    assert_eq!(ended, expected.into_iter().collect());
+    assert_eq!(apps[1].state.hub.subscriber_count(&Topic::Post(post.parse().unwrap())), 1, "the follower's stays");
+    assert_eq!(apps[1].state.hub.subscriber_count(&audience), 1, "the stranger stopped watching");
+
+    let (s, r) = apps[0].post(&format!("/posts/{post}/comments"), alice.bearer(), json!({"body": "hi"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    follower.expect_event(&post_t, "comment.created").await;
+    assert!(follower.log.iter().all(|f| f["op"] != "unsubscribed"), "{:?}", follower.log);
+    stranger.assert_no_event(Duration::from_millis(300)).await;
+
+    assert_eq!(stranger.request(json!({"op": "subscribe", "topic": post_t})).await["error"]["code"], "not_found");
 }
 
 async fn bad_frames_get_errors_and_the_server_stays_up(b: Backend) {
