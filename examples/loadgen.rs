@@ -263,12 +263,10 @@ async fn users(o: &Opts, data: &std::path::Path, n: usize) -> Vec<(String, Strin
 }
 
 /// Waits (10 s at most) for the last events to arrive: until the deliveries counted since
-/// `d0` reach `expected`, less the up to 255 per connection each still holds uncounted.
-async fn drain(stats: &Stats, d0: u64, expected: u64, conns: usize) {
+/// `d0` reach `expected`.
+async fn drain(stats: &Stats, d0: u64, expected: u64) {
     let started = Instant::now();
-    while stats.delivered.load(Ordering::Relaxed) - d0 + 256 * conns as u64 / 2 < expected
-        && started.elapsed() < Duration::from_secs(10)
-    {
+    while stats.delivered.load(Ordering::Relaxed) - d0 < expected && started.elapsed() < Duration::from_secs(10) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -278,6 +276,9 @@ struct Stats {
     delivered: AtomicU64,
     connected: AtomicU64,
     hist: Mutex<Histogram<u64>>,
+    /// When the last event reached any connection (µs since the epoch): the rate is
+    /// deliveries over the time from the first send to this, not to the end of the drain.
+    last_delivery_us: AtomicU64,
 }
 
 /// Parses the send time out of a comment event without parsing the JSON.
@@ -312,7 +313,7 @@ async fn ws_conn(
     }
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
     let mut counted = false;
-    let mut n = 0u64;
+    let mut last = 0u64;
     loop {
         let msg = tokio::select! {
             m = ws.next() => m,
@@ -321,11 +322,9 @@ async fn ws_conn(
         match msg {
             Some(Ok(Message::Text(t))) => {
                 if let Some(sent) = sent_at(&t) {
-                    n += 1;
-                    let _ = hist.record(now_micros().saturating_sub(sent).max(1));
-                    if n.is_multiple_of(256) {
-                        stats.delivered.fetch_add(256, Ordering::Relaxed);
-                    }
+                    last = now_micros();
+                    let _ = hist.record(last.saturating_sub(sent).max(1));
+                    stats.delivered.fetch_add(1, Ordering::Relaxed);
                 } else if !counted && (topic.is_none() && t.contains("\"hello\"") || t.contains("\"op\":\"ok\"")) {
                     counted = true;
                     stats.connected.fetch_add(1, Ordering::Relaxed);
@@ -338,7 +337,7 @@ async fn ws_conn(
             _ => break,
         }
     }
-    stats.delivered.fetch_add(n % 256, Ordering::Relaxed);
+    stats.last_delivery_us.fetch_max(last, Ordering::Relaxed);
     stats.hist.lock().await.add(&hist).unwrap();
 }
 
@@ -356,7 +355,7 @@ async fn sio_conn(
         return;
     };
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
-    let mut n = 0u64;
+    let mut last = 0u64;
     let mut counted = false;
     loop {
         let msg = tokio::select! {
@@ -389,14 +388,12 @@ async fn sio_conn(
             counted = true;
             stats.connected.fetch_add(1, Ordering::Relaxed);
         } else if let Some(sent) = sent_at(&t) {
-            n += 1;
-            let _ = hist.record(now_micros().saturating_sub(sent).max(1));
-            if n.is_multiple_of(256) {
-                stats.delivered.fetch_add(256, Ordering::Relaxed);
-            }
+            last = now_micros();
+            let _ = hist.record(last.saturating_sub(sent).max(1));
+            stats.delivered.fetch_add(1, Ordering::Relaxed);
         }
     }
-    stats.delivered.fetch_add(n % 256, Ordering::Relaxed);
+    stats.last_delivery_us.fetch_max(last, Ordering::Relaxed);
     stats.hist.lock().await.add(&hist).unwrap();
 }
 
@@ -454,6 +451,7 @@ async fn main() {
         delivered: AtomicU64::new(0),
         connected: AtomicU64::new(0),
         hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).unwrap()),
+        last_delivery_us: AtomicU64::new(0),
     });
     let stop = tokio_util::sync::CancellationToken::new();
     let rss = |pids: &[u32]| pids.iter().map(|p| rss_kib(*p)).sum::<u64>();
@@ -503,6 +501,7 @@ async fn main() {
         let nginx_cpu0: f64 = nginx_pids.iter().map(|p| cpu_secs(*p)).sum();
         let d0 = stats.delivered.load(Ordering::Relaxed);
         let t0 = Instant::now();
+        let t0_us = now_micros();
         let interval = Duration::from_secs_f64(1.0 / o.rate);
         let mut sent = 0u64;
         let comments = format!("{api}/posts/{post_id}/comments");
@@ -528,20 +527,21 @@ async fn main() {
         let _ = inflight.acquire_many(8).await;
         // Let the last events arrive.
         let expected = sent * o.conns as u64;
-        drain(&stats, d0, expected, o.conns).await;
-        let elapsed = t0.elapsed().as_secs_f64();
+        drain(&stats, d0, expected).await;
         let cpu = pids.iter().map(|p| cpu_secs(*p)).sum::<f64>() - cpu0;
         let nginx_cpu = nginx_pids.iter().map(|p| cpu_secs(*p)).sum::<f64>() - nginx_cpu0;
         stop.cancel();
         tokio::time::sleep(Duration::from_millis(500)).await;
         let delivered = stats.delivered.load(Ordering::Relaxed) - d0;
+        let delivering_secs = stats.last_delivery_us.load(Ordering::Relaxed).saturating_sub(t0_us) as f64 / 1e6;
         let h = stats.hist.lock().await;
         json!({
             "mode": "fanout", "door": o.door, "instances": o.instances, "redis": o.redis.is_some(), "nginx": o.nginx,
             "connections": stats.connected.load(Ordering::Relaxed),
             "events_sent": sent, "target_events_per_sec": o.rate, "achieved_events_per_sec": sent as f64 / o.secs as f64,
             "deliveries": delivered, "expected_deliveries": expected,
-            "delivered_per_sec": delivered as f64 / elapsed,
+            "delivered_per_sec": delivered as f64 / delivering_secs,
+            "delivering_secs": delivering_secs,
             "latency_ms": {"p50": h.value_at_quantile(0.5) as f64 / 1000.0, "p99": h.value_at_quantile(0.99) as f64 / 1000.0, "max": h.max() as f64 / 1000.0},
             "server_cpu_seconds": cpu,
             "server_cpu_seconds_per_million_deliveries": if delivered > 0 { cpu / (delivered as f64 / 1e6) } else { 0.0 },
@@ -639,7 +639,7 @@ async fn chat(
     }
     let _ = inflight.acquire_many(INFLIGHT).await;
     let send_secs = t0.elapsed().as_secs_f64();
-    drain(stats, d0, expected, n).await;
+    drain(stats, d0, expected).await;
     let cpu = pids.iter().map(|p| cpu_secs(*p)).sum::<f64>() - cpu0;
     stop.cancel();
     tokio::time::sleep(Duration::from_millis(500)).await;
