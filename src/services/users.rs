@@ -193,7 +193,9 @@ pub struct UpdateProfile {
     #[serde(default, deserialize_with = "double_option")]
     #[schema(value_type = Option<String>)]
     pub website: Option<Option<String>>,
-    /// Private accounts show posts to approved followers only.
+    /// Private accounts show posts to approved followers only. Switching to private also
+    /// ends everyone else's live `post:`/`user:` subscriptions to this account
+    /// (`unsubscribed` on their sockets).
     pub is_private: Option<bool>,
     /// Per network: an http(s) URL, or `null` to remove.
     #[schema(value_type = Option<BTreeMap<SocialNetwork, Option<String>>>)]
