@@ -222,6 +222,7 @@ pub async fn approve(state: &AppState, me: Id, requester: Id) -> AppResult<()> {
     }
     store::add_follow_counts(tx.ex(), requester, me, 1).await?;
     sync(state, &mut tx, requester, me, true).await?;
+    notify::request_answered(&mut tx, requester, me).await?;
     notify::enqueue(state, &mut tx, Cause::FollowApproved { follower: requester, followee: me }).await?;
     let mut events = EventBatch::new();
     events
@@ -240,7 +241,7 @@ pub async fn decline(state: &AppState, me: Id, requester: Id) -> AppResult<()> {
     if !store::delete_request(tx.ex(), requester, me).await? {
         return Err(AppError::NotFound);
     }
-    notify::request_declined(&mut tx, requester, me).await?;
+    notify::request_answered(&mut tx, requester, me).await?;
     state.commit(tx, EventBatch::new()).await?;
     Ok(())
 }

@@ -777,8 +777,10 @@ pub async fn message_deleted(tx: &mut Tx, conversation: Id, body: &str) -> AppRe
     Ok(())
 }
 
-/// A follow request was declined: its notification goes.
-pub async fn request_declined(tx: &mut Tx, follower: Id, followee: Id) -> AppResult<()> {
+/// A follow request was approved or declined: its `follow_request` notification goes (an
+/// approval notifies the requester instead; a request job that runs later finds the
+/// request no longer pending and creates nothing).
+pub async fn request_answered(tx: &mut Tx, follower: Id, followee: Id) -> AppResult<()> {
     store::delete_for_target(tx.ex(), followee, NotificationKind::FollowRequest.key(), "user", follower).await?;
     Ok(())
 }

@@ -167,6 +167,9 @@ async fn follows_requests_and_approvals_notify_once_and_live(b: Backend) {
     assert_eq!(n["kind"], "follow_approved");
     assert_eq!(n["target"], json!({"type": "user", "id": carol.id}));
     assert_eq!(actor_ids(&n), vec![carol.id.clone()]);
+    // The answered request no longer asks anything of carol.
+    let kinds: Vec<String> = list(&app, &carol).await.iter().map(|n| n["kind"].as_str().unwrap().to_string()).collect();
+    assert!(!kinds.contains(&"follow_request".to_string()), "{kinds:?}");
 }
 
 async fn comments_replies_and_mentions_notify_the_right_people(b: Backend) {
