@@ -198,6 +198,15 @@ fn cpu_secs(pid: u32) -> f64 {
     ticks / 100.0 // USER_HZ
 }
 
+/// POSTs a JSON body (with a bearer token when given) and returns the JSON answer.
+async fn post_json(http: &reqwest::Client, url: String, token: Option<&str>, body: &Value) -> Value {
+    let mut req = http.post(url).json(body);
+    if let Some(t) = token {
+        req = req.bearer_auth(t);
+    }
+    req.send().await.unwrap().json().await.unwrap()
+}
+
 fn now_micros() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_micros() as u64
 }
@@ -474,26 +483,10 @@ async fn main() {
         // The driver: a public account's post, watched by every connection.
         let http = reqwest::Client::new();
         let api = format!("{}/api/v1", bases[0]);
-        let reg: Value = http
-            .post(format!("{api}/auth/register"))
-            .json(&json!({"username": "driver", "email": "driver@example.com", "password": "password123"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let driver_account = json!({"username": "driver", "email": "driver@example.com", "password": "password123"});
+        let reg = post_json(&http, format!("{api}/auth/register"), None, &driver_account).await;
         let driver = reg["access_token"].as_str().expect("driver registered").to_string();
-        let post: Value = http
-            .post(format!("{api}/posts"))
-            .bearer_auth(&driver)
-            .json(&json!({"caption": "load"}))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let post = post_json(&http, format!("{api}/posts"), Some(&driver), &json!({"caption": "load"})).await;
         let post_id = post["id"].as_str().expect("post created").to_string();
         open(&o, &bases, &tokens, Some(format!("post:{post_id}")), &stats, &stop).await;
 
@@ -589,16 +582,8 @@ async fn chat(
             let ids: Vec<&str> = members[1..].iter().map(|m| accounts[*m].0.as_str()).collect();
             json!({"kind": "group", "title": format!("c{c}"), "member_ids": ids})
         };
-        let r: Value = http
-            .post(format!("{}/api/v1/conversations", bases[c % bases.len()]))
-            .bearer_auth(&accounts[members[0]].1)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let url = format!("{}/api/v1/conversations", bases[c % bases.len()]);
+        let r = post_json(&http, url, Some(&accounts[members[0]].1), &body).await;
         convs.push((r["id"].as_str().unwrap_or_else(|| panic!("conversation not created: {r}")).to_string(), members));
     }
     let tokens: Vec<String> = accounts.iter().map(|a| a.1.clone()).collect();

@@ -29,11 +29,10 @@ use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::task::Poll;
 
-use futures_util::task::AtomicWaker;
-
 use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
+use futures_util::task::AtomicWaker;
 use tokio::sync::{OnceCell, broadcast, mpsc};
 
 use crate::broker::Broker;

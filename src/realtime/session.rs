@@ -223,13 +223,23 @@ impl Session {
         self.handle.user
     }
 
-    /// When the current access token expires (Unix seconds).
-    pub fn token_expires_at(&self) -> i64 {
-        self.token_exp
+    /// A timer for the doors' loops that fires when the access token expires. It lives
+    /// across iterations (re-creating it per event would register a timer entry per
+    /// delivery); [`Session::rearm_expiry`] moves it after an in-band refresh.
+    pub fn expiry_timer(&self) -> (i64, tokio::time::Sleep) {
+        (self.token_exp, tokio::time::sleep_until(self.token_deadline()))
     }
 
-    /// The instant the current access token stops being valid, for the doors' timers.
-    pub fn token_deadline(&self) -> tokio::time::Instant {
+    /// Moves `timer` (armed for the token that expired at `armed_for`) to the current
+    /// token's expiry, if a refresh changed it.
+    pub fn rearm_expiry(&self, armed_for: &mut i64, timer: std::pin::Pin<&mut tokio::time::Sleep>) {
+        if *armed_for != self.token_exp {
+            *armed_for = self.token_exp;
+            timer.reset(self.token_deadline());
+        }
+    }
+
+    fn token_deadline(&self) -> tokio::time::Instant {
         let left = (self.token_exp * 1000 - crate::domain::now_ms()).max(0) as u64;
         tokio::time::Instant::now() + std::time::Duration::from_millis(left)
     }

@@ -34,7 +34,6 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SendError, SocketError, SocketIo};
 use tokio::sync::mpsc;
-use tokio::time::sleep_until;
 use tokio_util::sync::CancellationToken;
 
 use crate::error::AppError;
@@ -208,14 +207,10 @@ async fn run(
     let kill = session.handle.kill.clone();
     let killed = kill.killed();
     let disconnected = gone.cancelled();
-    let mut expires_at = session.token_expires_at();
-    let expiry = sleep_until(session.token_deadline());
+    let (mut armed_for, expiry) = session.expiry_timer();
     tokio::pin!(killed, disconnected, expiry);
     while end.is_none() {
-        if session.token_expires_at() != expires_at {
-            expires_at = session.token_expires_at();
-            expiry.as_mut().reset(session.token_deadline());
-        }
+        session.rearm_expiry(&mut armed_for, expiry.as_mut());
         tokio::select! {
             _ = &mut disconnected => break,
             code = &mut killed => end = Some(code),

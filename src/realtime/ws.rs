@@ -197,14 +197,10 @@ async fn serve(
     let kill = session.handle.kill.clone();
     let killed = kill.killed();
     let ping = sleep_until(Instant::now() + heartbeat);
-    let mut expires_at = session.token_expires_at();
-    let expiry = sleep_until(session.token_deadline());
+    let (mut armed_for, expiry) = session.expiry_timer();
     tokio::pin!(killed, ping, expiry);
     loop {
-        if session.token_expires_at() != expires_at {
-            expires_at = session.token_expires_at();
-            expiry.as_mut().reset(session.token_deadline());
-        }
+        session.rearm_expiry(&mut armed_for, expiry.as_mut());
         tokio::select! {
             code = &mut killed => return End::Close(code),
             msg = socket.recv() => {
