@@ -351,7 +351,7 @@ impl Hub {
             return;
         };
         if let Topic::Control(_) | Topic::Audience(_) = topic {
-            self.control(&entry, &env);
+            self.control(&entry, &topic, &env);
             return;
         }
         let durable = topic.is_durable();
@@ -390,7 +390,7 @@ impl Hub {
     /// Control events (`ctl:{user}`, and `aud:{user}` which carries `access.changed` only):
     /// close the user's sessions — all, one auth session's, or all but one — or have the
     /// sessions re-check their subscriptions.
-    fn control(&self, entry: &TopicSubs, env: &Envelope) {
+    fn control(&self, entry: &TopicSubs, topic: &Topic, env: &Envelope) {
         if env.event == EventName::AccessChanged {
             let subs = entry.subs.read().expect("topic lock poisoned");
             for s in subs.values() {
@@ -399,7 +399,8 @@ impl Hub {
             }
             return;
         }
-        if env.event != EventName::SessionRevoked {
+        // Closing sessions is for a user's own control topic: an audience holds other users.
+        if env.event != EventName::SessionRevoked || !matches!(topic, Topic::Control(_)) {
             return;
         }
         #[derive(serde::Deserialize)]
