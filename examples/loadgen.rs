@@ -1,7 +1,8 @@
 //! `loadgen`: the socket hub's load tool. It starts Chorus server process(es) itself (the
 //! release binary), opens N plain-WebSocket or Socket.IO connections, and reports as JSON:
 //! connections, server RSS per idle connection, delivered events/s, p50/p99/max delivery
-//! latency, and server CPU-seconds per million deliveries.
+//! latency, server CPU-seconds per million deliveries, and its own CPU-seconds (it shares the
+//! machine). The servers inherit its environment, so `CHORUS_*` settings apply to them.
 //!
 //! ```sh
 //! cargo build --release --examples && ulimit -n 65536
@@ -9,8 +10,10 @@
 //! target/release/examples/loadgen idle --conns 20000
 //! # a 10,000-subscriber topic; 10 events/s = 100,000 deliveries/s
 //! target/release/examples/loadgen fanout --conns 10000 --rate 10 --secs 20
-//! # as fast as the server can go (the driver keeps up to --inflight events unacknowledged)
+//! # as fast as the server can go (the driver keeps up to --inflight events unacknowledged, 8)
 //! target/release/examples/loadgen fanout --conns 10000 --rate 1000 --secs 20
+//! # the same with the servers batching writes (hub.write_delay_ms) and a deeper backlog
+//! CHORUS_HUB__WRITE_DELAY_MS=100 target/release/examples/loadgen fanout --conns 10000 --rate 1000 --secs 20 --inflight 32
 //! # two instances sharing Redis (subscribers spread over both, events published on one)
 //! target/release/examples/loadgen fanout --conns 10000 --rate 1000 --secs 20 --instances 2 --redis redis://127.0.0.1:6379
 //! # the same through Socket.IO
@@ -58,6 +61,7 @@ struct Opts {
     server_bin: PathBuf,
     nginx: bool,
     conversations: usize,
+    inflight: u32,
 }
 
 fn opts() -> Opts {
@@ -73,6 +77,7 @@ fn opts() -> Opts {
         server_bin: PathBuf::from("target/release/chorus"),
         nginx: false,
         conversations: 1000,
+        inflight: 8,
     };
     let mut it = std::env::args().skip(1).peekable();
     if let Some(m) = it.peek().filter(|m| !m.starts_with("--")).cloned() {
@@ -92,6 +97,7 @@ fn opts() -> Opts {
             "--server-bin" => o.server_bin = PathBuf::from(v()),
             "--nginx" => o.nginx = true,
             "--conversations" => o.conversations = v().parse().unwrap(),
+            "--inflight" => o.inflight = v().parse().unwrap(),
             other => panic!("unknown argument {other}"),
         }
     }
@@ -492,6 +498,7 @@ async fn main() {
 
         let cpu0: f64 = pids.iter().map(|p| cpu_secs(*p)).sum();
         let nginx_cpu0: f64 = nginx_pids.iter().map(|p| cpu_secs(*p)).sum();
+        let own_cpu0 = cpu_secs(std::process::id());
         let d0 = stats.delivered.load(Ordering::Relaxed);
         let t0 = Instant::now();
         let t0_us = now_micros();
@@ -499,8 +506,9 @@ async fn main() {
         let mut sent = 0u64;
         let comments = format!("{api}/posts/{post_id}/comments");
         let mut next = Instant::now();
-        // Up to 8 comments in flight: enough to saturate, bounded so latency stays meaningful.
-        let inflight = Arc::new(tokio::sync::Semaphore::new(8));
+        // Up to --inflight comments in flight (8 unless told): bounded so latency stays
+        // meaningful; at max rate it is how much work the server may have queued.
+        let inflight = Arc::new(tokio::sync::Semaphore::new(o.inflight as usize));
         while t0.elapsed() < Duration::from_secs(o.secs) {
             let permit = inflight.clone().acquire_owned().await.unwrap();
             let req = http.post(&comments).bearer_auth(&driver).json(&json!({"body": format!("t={}", now_micros())}));
@@ -517,12 +525,13 @@ async fn main() {
                 tokio::time::sleep(wait).await;
             }
         }
-        let _ = inflight.acquire_many(8).await;
+        let _ = inflight.acquire_many(o.inflight).await;
         // Let the last events arrive.
         let expected = sent * o.conns as u64;
         drain(&stats, d0, expected).await;
         let cpu = pids.iter().map(|p| cpu_secs(*p)).sum::<f64>() - cpu0;
         let nginx_cpu = nginx_pids.iter().map(|p| cpu_secs(*p)).sum::<f64>() - nginx_cpu0;
+        let own_cpu = cpu_secs(std::process::id()) - own_cpu0;
         stop.cancel();
         tokio::time::sleep(Duration::from_millis(500)).await;
         let delivered = stats.delivered.load(Ordering::Relaxed) - d0;
@@ -541,6 +550,7 @@ async fn main() {
             "server_rss_kib": rss(&pids),
             "deliveries_per_server_cpu_second": if cpu > 0.0 { delivered as f64 / cpu } else { 0.0 },
             "nginx_cpu_seconds": nginx_cpu,
+            "loadgen_cpu_seconds": own_cpu,
             "deliveries_per_cpu_second_with_nginx": if cpu + nginx_cpu > 0.0 { delivered as f64 / (cpu + nginx_cpu) } else { 0.0 },
         })
     };

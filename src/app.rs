@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use axum::Router;
+use axum::serve::ListenerExt;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
@@ -184,6 +185,15 @@ impl Chorus {
         let server = {
             let shutdown = shutdown.clone();
             let app = router.into_make_service_with_connect_info::<SocketAddr>();
+            // TCP_NODELAY: a socket's frames are already batched per write (see `ws.rs`), and
+            // with Nagle on, a small frame written while an earlier one is unacknowledged
+            // waits for the peer's delayed ACK (up to 40 ms on Linux) — a reply followed by
+            // an event, a typing indicator after a message.
+            let listener = listener.tap_io(|tcp| {
+                if let Err(e) = tcp.set_nodelay(true) {
+                    tracing::debug!(error = %e, "TCP_NODELAY not set");
+                }
+            });
             tokio::spawn(async move {
                 axum::serve(listener, app).with_graceful_shutdown(async move { shutdown.cancelled().await }).await
             })

@@ -157,6 +157,12 @@ pub struct HubConfig {
     pub max_connections: usize,
     /// Interval between server heartbeats; a peer silent for two intervals is dropped.
     pub heartbeat_ms: u64,
+    /// How long a plain-WebSocket connection waits after an event before writing it, so
+    /// that events arriving meanwhile share the `send` (`0`: write at once). Trades latency
+    /// for CPU when each connection receives many events per second: a send costs the same
+    /// for one frame as for several (README, "Hub performance"). The events a connection
+    /// receives within one delay must fit in `queue_frames`, or it counts as slow.
+    pub write_delay_ms: u64,
     /// How long durable events stay available for resume.
     pub event_retention_secs: u64,
     /// Seconds an unauthenticated `/ws` connection has to send its `auth` frame.
@@ -246,6 +252,7 @@ impl Default for HubConfig {
             client_burst: 40,
             max_connections: 50_000,
             heartbeat_ms: 25_000,
+            write_delay_ms: 0,
             event_retention_secs: 7 * 24 * 3600,
             auth_timeout_secs: 10,
         }
@@ -326,6 +333,7 @@ impl Config {
             anyhow::ensure!(n < 1024, "node_id must be below 1024");
         }
         anyhow::ensure!(self.hub.queue_frames >= 8, "hub.queue_frames must be at least 8");
+        anyhow::ensure!(self.hub.write_delay_ms <= 1000, "hub.write_delay_ms must be at most 1000");
         anyhow::ensure!(self.jobs.concurrency >= 1, "jobs.concurrency must be at least 1");
         anyhow::ensure!(self.jobs.max_attempts >= 1, "jobs.max_attempts must be at least 1");
         Ok(())
@@ -431,6 +439,16 @@ mod tests {
             .merge(figment::providers::Toml::string(r#"trusted_proxies = ["nope"]"#))
             .extract::<Config>();
         assert!(bad.is_err());
+    }
+
+    #[test]
+    fn write_delay_is_capped_at_a_second() {
+        let mut cfg = Config::default();
+        cfg.hub.write_delay_ms = 1000;
+        assert!(cfg.validate().is_ok());
+        cfg.hub.write_delay_ms = 1001;
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("write_delay_ms"), "{e}");
     }
 
     #[test]

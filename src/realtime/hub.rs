@@ -190,6 +190,17 @@ struct TopicSubs {
     ready: OnceCell<()>,
 }
 
+impl TopicSubs {
+    /// Has every session on the topic re-check the subscriptions that depend on what its
+    /// user may see.
+    fn recheck(&self) {
+        for s in self.subs.read().expect("topic lock poisoned").values() {
+            // A full queue means the session is already behind and will be cut off anyway.
+            let _ = s.tx.try_send(Outbound::Recheck);
+        }
+    }
+}
+
 /// Broadcasts an ephemeral event to a Socket.IO room (installed by the Socket.IO door).
 pub type SioBridge = Arc<dyn Fn(&Topic, &Envelope) + Send + Sync>;
 
@@ -350,9 +361,16 @@ impl Hub {
         let Some(topic) = Topic::from_key(&env.topic) else {
             return;
         };
-        if let Topic::Control(_) | Topic::Audience(_) = topic {
-            self.control(&entry, &topic, &env);
-            return;
+        match topic {
+            Topic::Control(_) => return self.control(&entry, &env),
+            // An audience holds other users' sessions: it only ever asks them to re-check.
+            Topic::Audience(_) => {
+                if env.event == EventName::AccessChanged {
+                    entry.recheck();
+                }
+                return;
+            }
+            _ => {}
         }
         let durable = topic.is_durable();
         let delivery = Arc::new(Delivery::new(topic, env));
@@ -387,20 +405,13 @@ impl Hub {
         }
     }
 
-    /// Control events (`ctl:{user}`, and `aud:{user}` which carries `access.changed` only):
-    /// close the user's sessions — all, one auth session's, or all but one — or have the
-    /// sessions re-check their subscriptions.
-    fn control(&self, entry: &TopicSubs, topic: &Topic, env: &Envelope) {
+    /// Control events (`ctl:{user}`): close the user's sessions — all, one auth session's,
+    /// or all but one — or have them re-check their subscriptions.
+    fn control(&self, entry: &TopicSubs, env: &Envelope) {
         if env.event == EventName::AccessChanged {
-            let subs = entry.subs.read().expect("topic lock poisoned");
-            for s in subs.values() {
-                // A full queue means the session is already behind and will be cut off anyway.
-                let _ = s.tx.try_send(Outbound::Recheck);
-            }
-            return;
+            return entry.recheck();
         }
-        // Closing sessions is for a user's own control topic: an audience holds other users.
-        if env.event != EventName::SessionRevoked || !matches!(topic, Topic::Control(_)) {
+        if env.event != EventName::SessionRevoked {
             return;
         }
         #[derive(serde::Deserialize)]

@@ -351,19 +351,27 @@ impl Session {
             self.subs.insert(topic, None);
             return Ok((self.ephemeral_ack(&topic).await, Vec::new()));
         }
-        match from {
-            None => {
-                let mut c = self.state.store.conn().await?;
-                let (current, _) = event_store::bounds(c.ex(), &topic.key()).await?;
-                self.subs.insert(topic, Some(current));
-                Ok((ack(&topic, "subscribed", Some(current)), Vec::new()))
-            }
-            Some(f) => {
-                let (then, result, pos) = self.catch_up(&topic, f, None).await?;
+        let read = match from {
+            None => self.current_position(&topic).await.map(|current| (Vec::new(), "subscribed", current)),
+            Some(f) => self.catch_up(&topic, f, None).await,
+        };
+        match read {
+            Ok((then, result, pos)) => {
                 self.subs.insert(topic, Some(pos));
                 Ok((ack(&topic, result, Some(pos)), then))
             }
+            Err(e) => {
+                // Not subscribed after all: the hub must not keep delivering to this session
+                // a topic it does not know it holds (nor keep it after the session ends).
+                self.state.hub.unsubscribe(&self.handle, &topic);
+                Err(e)
+            }
         }
+    }
+
+    async fn current_position(&self, topic: &Topic) -> AppResult<i64> {
+        let mut c = self.state.store.conn().await?;
+        Ok(event_store::bounds(c.ex(), &topic.key()).await?.0)
     }
 
     async fn ephemeral_ack(&self, topic: &Topic) -> Value {

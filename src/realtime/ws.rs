@@ -191,6 +191,8 @@ async fn serve(
     }
 
     let heartbeat = Duration::from_millis(state.config.hub.heartbeat_ms.max(100));
+    let write_delay = Duration::from_millis(state.config.hub.write_delay_ms);
+    let queue_frames = state.config.hub.queue_frames;
     let mut last_heard = Instant::now();
     // The loop's timers and close switch live across iterations: re-creating them per
     // event would register and clear two timer entries and a waiter on every delivery.
@@ -228,9 +230,22 @@ async fn serve(
             }
             out = rx.recv() => {
                 let Some(first) = out else { return End::Gone };
+                // hub.write_delay_ms: let events that arrive meanwhile share this write.
+                let mut limit = BATCH;
+                if !write_delay.is_zero() && rx.len() < BATCH {
+                    tokio::select! {
+                        code = &mut killed => return End::Close(code),
+                        () = tokio::time::sleep(write_delay) => {}
+                    }
+                    // All that arrived during the delay goes now: with BATCH per delay, a
+                    // connection receiving more than that would fall further behind with
+                    // each delay until its queue overflowed. (What arrives within one delay
+                    // must still fit `queue_frames`.)
+                    limit = queue_frames;
+                }
                 let mut batch = Vec::with_capacity(8);
                 if let Err(end) = collect(session, first, &mut batch).await { return end; }
-                while batch.len() < BATCH {
+                while batch.len() < limit {
                     match rx.try_recv() {
                         Ok(more) => if let Err(end) = collect(session, more, &mut batch).await { return end; },
                         Err(_) => break,

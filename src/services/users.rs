@@ -233,13 +233,15 @@ pub async fn update_me(state: &AppState, id: Id, req: UpdateProfile) -> AppResul
     }
     v.finish()?;
     let mut tx = state.store.begin().await?;
-    let was_private = store::get(tx.ex(), id).await?.ok_or(AppError::NotFound)?.is_private;
+    // Read only when it can matter: whether this patch switches the account to private.
+    let going_private =
+        req.is_private == Some(true) && !store::get(tx.ex(), id).await?.ok_or(AppError::NotFound)?.is_private;
     store::update_profile(tx.ex(), id, &patch, Timestamp::now()).await?;
     for (net, url) in &links {
         store::set_social_link(tx.ex(), id, *net, url.as_deref()).await?;
     }
     let mut events = EventBatch::new();
-    if req.is_private == Some(true) && !was_private {
+    if going_private {
         // Strangers watching this account's posts or profile lose them: their sessions
         // re-check every subscription that depends on this account's privacy.
         events.ephemeral(&[Topic::Audience(id)], EventName::AccessChanged, &serde_json::Value::Null);

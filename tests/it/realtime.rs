@@ -12,7 +12,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use crate::both_backends;
 use crate::posts::{follow, make_private, new_post};
-use crate::support::ws::{WsClient, connect_raw, raw_close_code, ws_url};
+use crate::support::ws::{WAIT, WsClient, chorus_request, connect_raw, raw_close_code, ws_url};
 use crate::support::{Backend, TestApp, TestUser, publish};
 
 both_backends!(
@@ -407,4 +407,54 @@ async fn slow_consumer_is_cut_off_and_memory_stays_flat(b: Backend) {
     let m = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
     assert!(m.contains("chorus_events_dropped_total"), "drops are counted");
     assert!(m.contains(r#"chorus_socket_closes_total{door="ws",code="4001"}"#), "the close reason is counted");
+}
+
+/// `hub.write_delay_ms`: events committed one after another within the delay reach the
+/// client in one write, in order. (Without the delay the first is written as soon as it is
+/// delivered, while the client already waits in `read`, so it arrives on its own.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_delay_sends_the_events_that_arrive_meanwhile_in_one_write() {
+    use futures_util::StreamExt;
+
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.hub.write_delay_ms = 1000).await;
+    let alice = app.register("alice").await;
+    // Bytes per read that returned data: on loopback, one server `send` of a few frames is
+    // one read when the reader already waits.
+    let reads = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let counted = reads.clone();
+    let tcp = tokio::net::TcpStream::connect(app.base.trim_start_matches("http://")).await.unwrap();
+    let stream = tokio_util::io::InspectReader::new(tcp, move |b: &[u8]| {
+        if !b.is_empty() {
+            counted.lock().unwrap().push(b.len());
+        }
+    });
+    let url = format!("{}?access_token={}", ws_url(&app.base), alice.token);
+    let (mut ws, _) = tokio_tungstenite::client_async(chorus_request(&url), stream).await.expect("handshake");
+    let mut next_json = async move || loop {
+        match tokio::time::timeout(WAIT, ws.next()).await.expect("a frame in time") {
+            Some(Ok(Message::Text(t))) => return serde_json::from_str::<serde_json::Value>(&t).unwrap(),
+            Some(Ok(_)) => continue,
+            other => panic!("connection ended: {other:?}"),
+        }
+    };
+    assert_eq!(next_json().await["op"], "hello");
+    reads.lock().unwrap().clear();
+    // The client waits in `read` while the events are published.
+    let reader = tokio::spawn(async move {
+        let mut events = Vec::new();
+        for _ in 0..5 {
+            events.push(next_json().await);
+        }
+        events
+    });
+    // Five transactions, each handed to the hub as it commits.
+    for n in 1..=5 {
+        publish(&app, &[Topic::Feed(uid(&alice))], EventName::PostCreated, json!({"n": n})).await;
+    }
+    for (e, n) in reader.await.unwrap().into_iter().zip(1..) {
+        assert_eq!((e["topic"].as_str(), e["seq"].as_str()), (Some("feed"), Some(n.to_string().as_str())));
+        assert_eq!(e["data"]["n"], n);
+    }
+    let reads = reads.lock().unwrap().clone();
+    assert_eq!(reads.len(), 1, "the five events came in one write (bytes per read: {reads:?})");
 }

@@ -8,6 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::handshake::client::Request;
 use tokio_tungstenite::tungstenite::{Message, http::HeaderValue};
 use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
 
@@ -40,11 +41,16 @@ pub async fn connect_raw(url: &str) -> WebSocketStream<MaybeTlsStream<TcpStream>
     try_connect_raw(url).await.expect("websocket connects")
 }
 
-/// [`connect_raw`], failing softly (a proxy answering 502 while an instance goes away).
-pub async fn try_connect_raw(url: &str) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>, String> {
+/// The upgrade request for `url` asking for the `chorus.v1` subprotocol.
+pub fn chorus_request(url: &str) -> Request {
     let mut req = url.into_client_request().unwrap();
     req.headers_mut().insert("sec-websocket-protocol", HeaderValue::from_static("chorus.v1"));
-    let (ws, resp) = tokio_tungstenite::connect_async(req).await.map_err(|e| e.to_string())?;
+    req
+}
+
+/// [`connect_raw`], failing softly (a proxy answering 502 while an instance goes away).
+pub async fn try_connect_raw(url: &str) -> Result<WebSocketStream<MaybeTlsStream<TcpStream>>, String> {
+    let (ws, resp) = tokio_tungstenite::connect_async(chorus_request(url)).await.map_err(|e| e.to_string())?;
     assert_eq!(resp.headers().get("sec-websocket-protocol").map(|v| v.to_str().unwrap()), Some("chorus.v1"));
     Ok(ws)
 }
