@@ -234,6 +234,7 @@ fn job_registry() -> Registry {
     r.register(crate::services::media::run_delete_stored_media);
     r.register(crate::services::feed::run_fan_out);
     r.register(crate::services::feed::run_sync_timeline);
+    r.register(crate::services::feed::run_backfill_followers);
     r.register(crate::services::notifications::run_notify);
     r
 }

@@ -135,7 +135,8 @@ pub struct MediaConfig {
 #[serde(default)]
 pub struct FeedConfig {
     /// Authors with more followers than this are merged into feeds at read time instead of
-    /// being fanned out to every follower's timeline on write.
+    /// being fanned out to every follower's timeline on write (reads merge from a tenth
+    /// below it: `services::feed::merge_floor`).
     pub fanout_read_threshold: i64,
     /// Entries kept per user timeline.
     pub timeline_max_len: i64,

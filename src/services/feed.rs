@@ -9,8 +9,12 @@
 //! durable `feed` topics (one batched sequence allocation and insert), except to followers
 //! who muted the author. Authors with more than `feed.fanout_read_threshold` followers are
 //! **not** fanned out: their posts are published on `user:{author}` only (and the author's
-//! own `feed`), and merged into their followers' feeds at read time. The caller's own posts
-//! are merged at read time too.
+//! own `feed`), and merged into their followers' feeds at read time. Reads merge authors from
+//! a tenth below the threshold ([`merge_floor`]), so an account whose count wobbles around
+//! the threshold loses no post between the two paths; one that falls to the floor has its
+//! newest posts copied into its followers' timelines ([`BackfillFollowers`]), since the ones
+//! written while it was big were never fanned out. The caller's own posts are merged at read
+//! time too.
 //!
 //! Reading a page merges, in id order, the timeline and the posts of the read-time authors
 //! (self + big accounts followed), then keeps the posts whose authors the caller currently
@@ -35,14 +39,14 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{Id, Timestamp, now_ms};
 use crate::error::{AppError, AppResult};
 use crate::events::{EventBatch, EventName, Topic};
-use crate::jobs::Job;
+use crate::jobs::{self, Job};
 use crate::pagination::{Page, PageQuery, decode_cursor, encode_cursor};
 use crate::services::access;
 use crate::services::posts::{self as post_svc, PostDeleted, PostView};
 use crate::state::AppState;
 use crate::store::posts::{self as post_store, PostRow};
 use crate::store::timelines::{self as tl_store, RedisTimelines};
-use crate::store::{graph, users as user_store};
+use crate::store::{Tx, graph, users as user_store};
 
 /// Rounds of candidates a home-feed page reads before answering with a short page.
 const MAX_FEED_ROUNDS: usize = 6;
@@ -94,6 +98,18 @@ pub struct SyncTimeline {
 
 impl Job for SyncTimeline {
     const KIND: &'static str = "sync_timeline";
+}
+
+/// Job: `author` fell to [`merge_floor`] followers; copy their newest posts into their
+/// followers' timelines (see [`follower_removed`]).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BackfillFollowers {
+    /// The account.
+    pub author: Id,
+}
+
+impl Job for BackfillFollowers {
+    const KIND: &'static str = "backfill_followers";
 }
 
 /// Where timelines live on this instance.
@@ -186,30 +202,79 @@ pub async fn run_sync_timeline(state: AppState, job: SyncTimeline) -> anyhow::Re
     if active != job.follow {
         return Ok(());
     }
-    let max_len = state.config.feed.timeline_max_len;
-    match (timelines(&state), job.follow) {
-        (Timelines::Table, true) => {
-            drop(c);
-            let mut tx = state.store.begin().await?;
-            tl_store::backfill(tx.ex(), job.user, job.author, BACKFILL.min(max_len)).await?;
-            tl_store::trim(tx.ex(), &[job.user], max_len).await?;
-            tx.commit().await?;
-        }
-        (Timelines::Table, false) => {
+    let tl = timelines(&state);
+    if job.follow {
+        drop(c);
+        return backfill(&state, &tl, job.author, &[job.user]).await;
+    }
+    match tl {
+        Timelines::Table => {
             drop(c);
             let mut tx = state.store.begin().await?;
             tl_store::remove_author(tx.ex(), job.user, job.author).await?;
             tx.commit().await?;
         }
-        (Timelines::Redis(r), true) => {
-            let ids = post_store::ids_by_authors(c.ex(), &[job.author], None, BACKFILL.min(max_len)).await?;
-            r.push(&ids, &[job.user], max_len).await?;
-        }
-        (Timelines::Redis(r), false) => {
+        Timelines::Redis(r) => {
             if let Some(oldest) = r.oldest(job.user).await? {
+                let max_len = state.config.feed.timeline_max_len;
                 let ids = post_store::ids_of_author_since(c.ex(), job.author, oldest, max_len.max(1000)).await?;
                 r.remove(job.user, &ids).await?;
             }
+        }
+    }
+    Ok(())
+}
+
+/// Follower count above which reads merge an author's posts: a tenth below
+/// `fanout_read_threshold`, above which writes stop fanning them out. Between the two a
+/// post is both stored and merged (reads deduplicate), so an account hovering around the
+/// threshold costs nothing; only one that falls to this floor needs [`BackfillFollowers`].
+pub fn merge_floor(threshold: i64) -> i64 {
+    threshold - threshold / 10
+}
+
+/// Called in the transaction that ended one of `author`'s active follows (after the
+/// counters moved). When that takes the account down to [`merge_floor`], reads stop merging
+/// its posts, and the ones it wrote while big were never fanned out: a [`BackfillFollowers`]
+/// job copies them into the remaining followers' timelines.
+pub async fn follower_removed(state: &AppState, tx: &mut Tx, author: Id) -> AppResult<()> {
+    let followers = user_store::get(tx.ex(), author).await?.map_or(0, |u| u.follower_count);
+    if followers == merge_floor(state.config.feed.fanout_read_threshold) {
+        jobs::enqueue(tx, &state.ids, state.config.jobs.max_attempts, &BackfillFollowers { author }).await?;
+    }
+    Ok(())
+}
+
+/// Runs a [`BackfillFollowers`] job, unless the account grew back above [`merge_floor`]
+/// meanwhile (reads merge its posts again). A follower who leaves while it runs may keep
+/// entries; reads skip authors one does not follow, and trimming ages them out.
+pub async fn run_backfill_followers(state: AppState, job: BackfillFollowers) -> anyhow::Result<()> {
+    let mut c = state.store.conn().await?;
+    let Some(author) = user_store::get(c.ex(), job.author).await? else { return Ok(()) };
+    if author.follower_count > merge_floor(state.config.feed.fanout_read_threshold) {
+        return Ok(());
+    }
+    let followers = graph::active_follower_ids(c.ex(), job.author).await?;
+    drop(c);
+    backfill(&state, &timelines(&state), job.author, &followers).await
+}
+
+/// Copies `author`'s [`BACKFILL`] newest posts into the timelines of `users`.
+async fn backfill(state: &AppState, tl: &Timelines, author: Id, users: &[Id]) -> anyhow::Result<()> {
+    let max_len = state.config.feed.timeline_max_len;
+    let newest = BACKFILL.min(max_len);
+    match tl {
+        Timelines::Table => {
+            let mut tx = state.store.begin().await?;
+            tl_store::backfill(tx.ex(), users, author, newest).await?;
+            tl_store::trim(tx.ex(), users, max_len).await?;
+            tx.commit().await?;
+        }
+        Timelines::Redis(r) => {
+            let mut c = state.store.conn().await?;
+            let ids = post_store::ids_by_authors(c.ex(), &[author], None, newest).await?;
+            drop(c);
+            r.push(&ids, users, max_len).await?;
         }
     }
     Ok(())
@@ -223,9 +288,9 @@ pub async fn home(state: &AppState, me: Id, q: &PageQuery) -> AppResult<Page<Pos
     let want = limit + 1;
     let audience = access::full_audience(state, me).await?;
     let mut c = state.store.conn().await?;
-    let threshold = state.config.feed.fanout_read_threshold;
     let mut pulled: Vec<Id> = vec![me];
-    pulled.extend(graph::following_with_counts(c.ex(), me).await?.into_iter().filter(|f| f.1 > threshold).map(|f| f.0));
+    let floor = merge_floor(state.config.feed.fanout_read_threshold);
+    pulled.extend(graph::following_with_counts(c.ex(), me).await?.into_iter().filter(|f| f.1 > floor).map(|f| f.0));
     let muted: HashSet<Id> = graph::muted_ids(c.ex(), me).await?.into_iter().collect();
     drop(c);
     // Membership: the accounts whose content the caller would see even if they were

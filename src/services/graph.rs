@@ -25,7 +25,7 @@ use crate::events::{EventBatch, EventName, Topic};
 use crate::jobs;
 use crate::pagination::{Page, PageQuery};
 use crate::services::access;
-use crate::services::feed::SyncTimeline;
+use crate::services::feed::{self, SyncTimeline};
 use crate::services::notifications::{self as notify, Cause};
 use crate::services::users::{self as user_svc, UserSummary};
 use crate::state::AppState;
@@ -140,6 +140,7 @@ async fn remove_follow(
         Some(ACTIVE) => {
             store::add_follow_counts(tx.ex(), follower, followee, -1).await?;
             sync(state, tx, follower, followee, false).await?;
+            feed::follower_removed(state, tx, followee).await?;
             let data = FollowEvent { user: follower_summary };
             events.add(tx, &[Topic::Follower(followee)], EventName::FollowerRemoved, &data).await?;
             // A private account's content was visible through this follow: the follower's

@@ -56,13 +56,25 @@ pub async fn remove_author(ex: Ex<'_>, user: Id, author: Id) -> StoreResult<u64>
     Ok(exec!(ex, c => sqlx::query(sql).bind(user).bind(author).execute(c).await)?)
 }
 
-/// Adds `author`'s `limit` newest posts to `user`'s timeline (a new follow).
-pub async fn backfill(ex: Ex<'_>, user: Id, author: Id, limit: i64) -> StoreResult<u64> {
-    // The WHERE clause also settles SQLite's INSERT … SELECT … ON CONFLICT parsing ambiguity.
-    let sql = "INSERT INTO timeline_entries (user_id, post_id, author_id) \
-               SELECT $1, id, author_id FROM posts WHERE author_id = $2 ORDER BY id DESC LIMIT $3 \
-               ON CONFLICT (user_id, post_id) DO NOTHING";
-    Ok(exec!(ex, c => sqlx::query(sql).bind(user).bind(author).bind(limit).execute(c).await)?)
+/// Adds `author`'s `limit` newest posts to the timelines of `users`; entries already there
+/// are kept.
+pub async fn backfill(ex: Ex<'_>, users: &[Id], author: Id, limit: i64) -> StoreResult<()> {
+    run!(ex, c => async {
+        for chunk in users.chunks(CHUNK) {
+            // The WHERE clause also settles SQLite's INSERT … SELECT … ON CONFLICT parsing
+            // ambiguity. User ids are integers we produced: inlined like `in_list`.
+            let sql = format!(
+                "INSERT INTO timeline_entries (user_id, post_id, author_id) \
+                 SELECT u.id, p.id, p.author_id FROM users u CROSS JOIN \
+                   (SELECT id, author_id FROM posts WHERE author_id = $1 ORDER BY id DESC LIMIT $2) p \
+                 WHERE u.id IN ({}) \
+                 ON CONFLICT (user_id, post_id) DO NOTHING",
+                in_list(chunk)
+            );
+            sqlx::query(&sql).bind(author).bind(limit).execute(&mut *c).await?;
+        }
+        Ok(())
+    }.await)
 }
 
 /// Cuts each of `users`' timelines to its `max_len` newest entries.

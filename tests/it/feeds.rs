@@ -11,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
 use crate::both_backends;
-use crate::posts::{expect_event, follow, ids, jobs_drained, make_private, new_post};
+use crate::posts::{expect_event, follow, ids, jobs_drained, make_private, new_post, quick_users};
 use crate::support::{Backend, TestApp, TestUser, eventually, redis_available, redis_url};
 
 both_backends!(
@@ -20,6 +20,7 @@ both_backends!(
     home_feed_on_redis_timelines,
     new_posts_are_published_on_followers_feed_topics,
     big_accounts_are_merged_at_read_time,
+    an_account_that_stops_being_big_keeps_its_posts_in_feeds,
     explore_ranks_engaged_public_posts_of_strangers,
     hashtag_feed_lists_visible_tagged_posts,
 );
@@ -229,6 +230,10 @@ async fn big_accounts_are_merged_at_read_time(b: Backend) {
     follow(&app, &ann, &star).await;
     follow(&app, &bob, &star).await; // star: 2 followers > threshold 1
     follow(&app, &ann, &small).await;
+    // Each follow queues a backfill job; let them run while there is nothing to backfill. A
+    // backfill that ran after the posts would copy star's posts into ann's timeline (harmless
+    // for reads, which deduplicate) and make the count below depend on job timing.
+    jobs_drained(&app).await;
 
     let mut tap = app.state.hub.tap();
     let mut expected = Vec::new();
@@ -265,6 +270,61 @@ async fn big_accounts_are_merged_at_read_time(b: Backend) {
     app.call(Method::DELETE, &format!("/users/{}/follow", star.id), ann.bearer(), None).await;
     let smalls: Vec<String> = expected.iter().step_by(2).cloned().collect(); // newest first: small, star, small, …
     assert_eq!(feed_ids(&app, &ann).await, smalls);
+}
+
+/// Posts written while an account was big were never fanned out; when it falls to the
+/// merge floor (a tenth below the threshold) and reads stop merging it, they are copied into
+/// its followers' timelines. Run on the table and, where Redis is up, on Redis timelines.
+async fn an_account_that_stops_being_big_keeps_its_posts_in_feeds(b: Backend) {
+    let timelines = if redis_available().await { vec![false, true] } else { vec![false] };
+    for redis in timelines {
+        let app = TestApp::spawn_with(b, |c| {
+            c.feed.fanout_read_threshold = 20; // merged above 18 followers
+            if redis {
+                c.redis_url = Some(redis_url());
+                c.redis_namespace = format!("t{}", rand::random::<u64>());
+                c.jwt_secret = Some("a-test-secret-that-is-at-least-32-chars".into());
+            }
+        })
+        .await;
+        let star = app.register("star").await;
+        let ann = app.register("ann").await;
+        let fans = quick_users(&app, "fan", 20).await;
+        follow(&app, &ann, &star).await;
+        for f in &fans {
+            follow(&app, f, &star).await; // 21 followers: above the threshold
+        }
+        jobs_drained(&app).await;
+        let mut posts = Vec::new();
+        for i in 0..3 {
+            posts.push(new_post(&app, &star, &format!("big {i}")).await);
+        }
+        posts.reverse();
+        jobs_drained(&app).await;
+        assert_eq!(stored(&app, &ann).await, 0, "a big account is not fanned out");
+        assert_eq!(feed_ids(&app, &ann).await, posts, "merged at read time");
+
+        // 21 → 19: below the threshold but above the floor, still merged; no job yet.
+        for f in &fans[..2] {
+            app.call(Method::DELETE, &format!("/users/{}/follow", star.id), f.bearer(), None).await;
+        }
+        jobs_drained(&app).await;
+        assert_eq!(stored(&app, &ann).await, 0);
+        assert_eq!(feed_ids(&app, &ann).await, posts);
+        let newer = new_post(&app, &star, "fanned out again").await;
+        jobs_drained(&app).await;
+        assert_eq!(stored(&app, &ann).await, 1, "19 followers: fanned out on write");
+        posts.insert(0, newer);
+        assert_eq!(feed_ids(&app, &ann).await, posts, "stored and merged, once each");
+
+        // 19 → 18, the floor: reads stop merging, and the big-era posts are backfilled.
+        app.call(Method::DELETE, &format!("/users/{}/follow", star.id), fans[2].bearer(), None).await;
+        jobs_drained(&app).await;
+        assert_eq!(stored(&app, &ann).await, 4);
+        assert_eq!(stored(&app, &fans[3]).await, 4);
+        assert_eq!(stored(&app, &fans[2]).await, 0, "not for the one who left");
+        assert_eq!(feed_ids(&app, &ann).await, posts, "nothing lost when merging stops");
+    }
 }
 
 async fn explore_ranks_engaged_public_posts_of_strangers(b: Backend) {
