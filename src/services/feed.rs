@@ -7,7 +7,8 @@
 //! the `timeline_entries` table, or a Redis sorted set `{ns}:tl:{user}` when `REDIS_URL` is
 //! set, trimmed to `feed.timeline_max_len` — and publishes `post.created` on each of their
 //! durable `feed` topics (one batched sequence allocation and insert), except to followers
-//! who muted the author. Authors with more than `feed.fanout_read_threshold` followers are
+//! who muted the author. A Redis timeline that was never built on the running Redis (a new
+//! user, or a Redis that restarted empty) is rebuilt from the database on its first read. Authors with more than `feed.fanout_read_threshold` followers are
 //! **not** fanned out: their posts are published on `user:{author}` only (and the author's
 //! own `feed`), and merged into their followers' feeds at read time. Reads merge authors from
 //! a tenth below the threshold ([`merge_floor`]), so an account whose count wobbles around
@@ -46,7 +47,7 @@ use crate::services::posts::{self as post_svc, PostDeleted, PostView};
 use crate::state::AppState;
 use crate::store::posts::{self as post_store, PostRow};
 use crate::store::timelines::{self as tl_store, RedisTimelines};
-use crate::store::{Tx, graph, users as user_store};
+use crate::store::{Ex, Tx, graph, users as user_store};
 
 /// Rounds of candidates a home-feed page reads before answering with a short page.
 const MAX_FEED_ROUNDS: usize = 6;
@@ -288,9 +289,10 @@ pub async fn home(state: &AppState, me: Id, q: &PageQuery) -> AppResult<Page<Pos
     let want = limit + 1;
     let audience = access::full_audience(state, me).await?;
     let mut c = state.store.conn().await?;
-    let mut pulled: Vec<Id> = vec![me];
+    let following = graph::following_with_counts(c.ex(), me).await?;
     let floor = merge_floor(state.config.feed.fanout_read_threshold);
-    pulled.extend(graph::following_with_counts(c.ex(), me).await?.into_iter().filter(|f| f.1 > floor).map(|f| f.0));
+    let mut pulled: Vec<Id> = vec![me];
+    pulled.extend(following.iter().filter(|f| f.1 > floor).map(|f| f.0));
     let muted: HashSet<Id> = graph::muted_ids(c.ex(), me).await?.into_iter().collect();
     drop(c);
     // Membership: the accounts whose content the caller would see even if they were
@@ -306,7 +308,7 @@ pub async fn home(state: &AppState, me: Id, q: &PageQuery) -> AppResult<Page<Pos
         let mut c = state.store.conn().await?;
         let from_timeline = match &tl {
             Timelines::Table => tl_store::page(c.ex(), me, before, batch).await?,
-            Timelines::Redis(r) => r.page(me, before, batch).await.map_err(redis_down)?,
+            Timelines::Redis(r) => redis_page(state, r, c.ex(), me, &following, before, batch).await?,
         };
         let from_authors = post_store::ids_by_authors(c.ex(), &pulled, before, batch).await?;
         // Below the lowest id of a source that filled its batch, that source may have more:
@@ -345,6 +347,29 @@ pub async fn home(state: &AppState, me: Id, q: &PageQuery) -> AppResult<Page<Pos
         before // read budget spent: a short page, continuing below what was read
     };
     Ok(Page { items: post_svc::views(state, Some(me), out).await?, next_cursor: next.map(|id| encode_cursor(&id)) })
+}
+
+/// A page of `me`'s Redis timeline. A timeline never built on this Redis (a new user, or a
+/// Redis that restarted empty) is first rebuilt from the database as fan-out would have left
+/// it: the newest posts of the accounts `me` follows that are not too big to fan out.
+async fn redis_page(
+    state: &AppState,
+    r: &RedisTimelines,
+    ex: Ex<'_>,
+    me: Id,
+    following: &[(Id, i64)],
+    before: Option<Id>,
+    batch: i64,
+) -> AppResult<Vec<Id>> {
+    if let Some(ids) = r.page(me, before, batch).await.map_err(redis_down)? {
+        return Ok(ids);
+    }
+    let max_len = state.config.feed.timeline_max_len;
+    let threshold = state.config.feed.fanout_read_threshold;
+    let authors: Vec<Id> = following.iter().filter(|f| f.1 <= threshold).map(|f| f.0).collect();
+    let posts = post_store::ids_by_authors(ex, &authors, None, max_len).await?;
+    r.rebuild(me, &posts, max_len).await.map_err(redis_down)?;
+    Ok(r.page(me, before, batch).await.map_err(redis_down)?.unwrap_or_default())
 }
 
 /// Explore's frozen window and position.

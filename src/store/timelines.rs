@@ -129,7 +129,8 @@ pub async fn contains_any(ex: Ex<'_>, user: Id, posts: &[Id]) -> StoreResult<boo
     Ok(n > 0)
 }
 
-/// Timelines in Redis sorted sets, `{namespace}:tl:{user}`.
+/// Timelines in Redis sorted sets, `{namespace}:tl:{user}`, each with a mark
+/// `{namespace}:tlb:{user}` saying it was built from the database once on this Redis.
 #[derive(Clone)]
 pub struct RedisTimelines {
     conn: ConnectionManager,
@@ -154,6 +155,23 @@ impl RedisTimelines {
         format!("{}:tl:{}", self.namespace, user)
     }
 
+    /// The key that says `user`'s timeline was built on this Redis (see [`Self::rebuild`]).
+    fn built_key(&self, user: Id) -> String {
+        format!("{}:tlb:{}", self.namespace, user)
+    }
+
+    /// Queues adding `posts` to `user`'s timeline and trimming it to `max_len`.
+    fn add(&self, pipe: &mut redis::Pipeline, posts: &[Id], user: Id, max_len: i64) {
+        let key = self.key(user);
+        let mut zadd = redis::cmd("ZADD");
+        zadd.arg(&key);
+        for p in posts {
+            zadd.arg(p.0 as f64).arg(member(*p));
+        }
+        pipe.add_command(zadd).ignore();
+        pipe.cmd("ZREMRANGEBYRANK").arg(&key).arg(0).arg(-(max_len + 1)).ignore();
+    }
+
     /// Adds `posts` to each of `users`' timelines and trims each to `max_len`, in one
     /// pipeline (idempotent: re-adding a member changes nothing).
     pub async fn push(&self, posts: &[Id], users: &[Id], max_len: i64) -> redis::RedisResult<()> {
@@ -162,26 +180,34 @@ impl RedisTimelines {
         }
         let mut pipe = redis::pipe();
         for u in users {
-            let key = self.key(*u);
-            let mut zadd = redis::cmd("ZADD");
-            zadd.arg(&key);
-            for p in posts {
-                zadd.arg(p.0 as f64).arg(member(*p));
-            }
-            pipe.add_command(zadd).ignore();
-            pipe.cmd("ZREMRANGEBYRANK").arg(&key).arg(0).arg(-(max_len + 1)).ignore();
+            self.add(&mut pipe, posts, *u, max_len);
         }
         pipe.query_async::<()>(&mut self.conn.clone()).await
     }
 
-    /// Post ids of `user`'s timeline before `before`, newest first.
-    pub async fn page(&self, user: Id, before: Option<Id>, limit: i64) -> redis::RedisResult<Vec<Id>> {
+    /// Fills `user`'s timeline with `posts` (trimmed to `max_len`) and marks it built, in one
+    /// pipeline: the mark comes after the entries, so a timeline marked built holds them.
+    pub async fn rebuild(&self, user: Id, posts: &[Id], max_len: i64) -> redis::RedisResult<()> {
+        let mut pipe = redis::pipe();
+        if !posts.is_empty() {
+            self.add(&mut pipe, posts, user, max_len);
+        }
+        pipe.cmd("SET").arg(self.built_key(user)).arg(1).ignore();
+        pipe.query_async::<()>(&mut self.conn.clone()).await
+    }
+
+    /// Post ids of `user`'s timeline before `before`, newest first — or `None` when the
+    /// timeline was never built on this Redis (a new user, or a Redis that restarted empty
+    /// or evicted the mark): then the caller rebuilds it from the database. One round trip.
+    pub async fn page(&self, user: Id, before: Option<Id>, limit: i64) -> redis::RedisResult<Option<Vec<Id>>> {
         let max = match before {
             Some(b) => format!("{}", b.0 as f64),
             None => "+inf".to_string(),
         };
         let slack = if before.is_some() { ROUNDING_SLACK } else { 0 };
-        let members: Vec<String> = redis::cmd("ZREVRANGEBYSCORE")
+        let (built, members): (bool, Vec<String>) = redis::pipe()
+            .exists(self.built_key(user))
+            .cmd("ZREVRANGEBYSCORE")
             .arg(self.key(user))
             .arg(max)
             .arg("-inf")
@@ -190,12 +216,14 @@ impl RedisTimelines {
             .arg(limit + slack)
             .query_async(&mut self.conn.clone())
             .await?;
-        Ok(members
-            .iter()
-            .filter_map(|m| m.parse::<i64>().ok().map(Id))
-            .filter(|id| before.is_none_or(|b| *id < b))
-            .take(limit as usize)
-            .collect())
+        Ok(built.then(|| {
+            members
+                .iter()
+                .filter_map(|m| m.parse::<i64>().ok().map(Id))
+                .filter(|id| before.is_none_or(|b| *id < b))
+                .take(limit as usize)
+                .collect()
+        }))
     }
 
     /// Removes `posts` from `user`'s timeline.

@@ -188,6 +188,35 @@ async fn home_feed_on_redis_timelines(b: Backend) {
     paginates_while_posts_arrive(&app).await;
     let app = spawn().await;
     stays_correct(&app).await;
+    let app = spawn().await;
+    survives_a_redis_that_restarts_empty(&app).await;
+}
+
+/// A Redis that restarts empty (here: every key of the app's namespace deleted) loses no
+/// post from feeds: each timeline is rebuilt from the database on its next read.
+async fn survives_a_redis_that_restarts_empty(app: &TestApp) {
+    let ann = app.register("ann").await;
+    let bob = app.register("bob").await;
+    follow(app, &ann, &bob).await;
+    let mut expected = Vec::new();
+    for i in 0..3 {
+        expected.push(new_post(app, &bob, &format!("before {i}")).await);
+    }
+    expected.reverse();
+    feed_becomes(app, &ann, &expected).await;
+    jobs_drained(app).await;
+
+    let mut redis = app.state.redis.clone().unwrap();
+    let pattern = format!("{}:*", app.state.config.redis_namespace);
+    let keys: Vec<String> = redis::cmd("KEYS").arg(&pattern).query_async(&mut redis).await.unwrap();
+    assert!(keys.iter().any(|k| k.ends_with(&format!(":tl:{}", ann.id))), "{keys:?}");
+    redis::cmd("DEL").arg(&keys).query_async::<()>(&mut redis).await.unwrap();
+    assert_eq!(stored(app, &ann).await, 0, "the timeline is gone");
+
+    assert_eq!(feed_ids(app, &ann).await, expected, "rebuilt from the database on read");
+    assert_eq!(stored(app, &ann).await, 3);
+    expected.insert(0, new_post(app, &bob, "after").await);
+    feed_becomes(app, &ann, &expected).await; // fan-out goes on into the rebuilt timeline
 }
 
 async fn new_posts_are_published_on_followers_feed_topics(b: Backend) {
