@@ -5,9 +5,10 @@
 //! machine). The servers inherit its environment, so `CHORUS_*` settings apply to them.
 //!
 //! ```sh
-//! cargo build --release --examples && ulimit -n 65536
-//! # 20,000 idle connections: server memory per connection
-//! target/release/examples/loadgen idle --conns 20000
+//! cargo build --release --bin chorus --examples && ulimit -n 20000   # or higher, if the hard limit allows
+//! # idle connections: server memory per connection (19,900 under a 20,000-descriptor limit:
+//! # the server and the tool each need a few descriptors besides their sockets)
+//! target/release/examples/loadgen idle --conns 19900
 //! # a 10,000-subscriber topic; 10 events/s = 100,000 deliveries/s
 //! target/release/examples/loadgen fanout --conns 10000 --rate 10 --secs 20
 //! # as fast as the server can go (the driver keeps up to --inflight events unacknowledged, 8)

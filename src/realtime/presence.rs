@@ -224,6 +224,29 @@ impl Presence {
         }
     }
 
+    /// Which of `users` are online now, in one round trip (a group message asks for every
+    /// member at once).
+    pub async fn online_among(&self, users: &[Id]) -> anyhow::Result<Vec<Id>> {
+        match self {
+            Presence::Local(m) => {
+                let p = m.lock().expect("presence poisoned");
+                Ok(users.iter().copied().filter(|u| p.sessions.contains_key(u)).collect())
+            }
+            Presence::Redis { conn, namespace, .. } => {
+                if users.is_empty() {
+                    return Ok(Vec::new());
+                }
+                let now = now_ms();
+                let mut pipe = redis::pipe();
+                for u in users {
+                    pipe.cmd("ZCOUNT").arg(Self::keys(namespace, *u).0).arg(now).arg("+inf");
+                }
+                let live: Vec<i64> = pipe.query_async(&mut conn.clone()).await?;
+                Ok(users.iter().zip(live).filter(|(_, n)| *n > 0).map(|(u, _)| *u).collect())
+            }
+        }
+    }
+
     /// Refreshes this instance's entries and reports users whose every entry expired
     /// (their instance died). Called every [`REFRESH`] by the presence task.
     pub async fn tick(&self) -> anyhow::Result<Vec<Id>> {

@@ -41,7 +41,7 @@
 //! [`Channel`] with its own preference flag and job: [`deliver`] already loops over
 //! [`Channel::ALL`], and nothing else changes.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -350,17 +350,9 @@ fn shorten(text: &str) -> String {
 pub async fn run_notify(state: AppState, job: Notify) -> anyhow::Result<()> {
     // Presence lives in Redis (or memory): asked before the write transaction, which on
     // SQLite is the one writer and must not wait on the network.
-    let online: Vec<Id> = match &job.0 {
-        Cause::Messaged { recipients, .. } => {
-            let mut on = Vec::new();
-            for r in recipients {
-                if state.presence.status(*r).await?.online {
-                    on.push(*r);
-                }
-            }
-            on
-        }
-        _ => Vec::new(),
+    let online: HashSet<Id> = match &job.0 {
+        Cause::Messaged { recipients, .. } => state.presence.online_among(recipients).await?.into_iter().collect(),
+        _ => HashSet::new(),
     };
     let mut tx = state.store.begin().await?;
     let (actor, planned) = plan(&mut tx, &job.0).await?;

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 use crate::both_backends;
 use crate::support::schemas::Schemas;
 use crate::support::ws::WsClient;
-use crate::support::{Backend, TestApp, TestUser, eventually, smtp};
+use crate::support::{Backend, TestApp, TestUser, eventually, redis_available, redis_url, smtp};
 
 both_backends!(
     follows_requests_and_approvals_notify_once_and_live,
@@ -341,7 +341,17 @@ async fn muted_and_blocked_accounts_produce_no_notifications(b: Backend) {
 }
 
 async fn chat_messages_notify_only_offline_unblocked_members(b: Backend) {
-    let app = TestApp::spawn(b).await;
+    // Presence in Redis where it is up: the job asks it for every member in one pipeline
+    // (in-memory presence is covered by chat's members_without_an_open_socket_… test).
+    let redis = redis_available().await;
+    let app = TestApp::spawn_with(b, |c| {
+        if redis {
+            c.redis_url = Some(redis_url());
+            c.redis_namespace = format!("t{}", rand::random::<u64>());
+            c.jwt_secret = Some("a-test-secret-that-is-at-least-32-chars".into());
+        }
+    })
+    .await;
     let names = ["alice", "bob", "carol", "dave", "erin", "frank"];
     let mut users = Vec::new();
     for n in names {
