@@ -33,8 +33,10 @@ async fn reaction_types_are_listed_in_position_order(b: Backend) {
 async fn reacting_sets_switches_and_removes_one_reaction_per_user(b: Backend) {
     let app = TestApp::spawn(b).await;
     let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    // cat before bob: reactions list newest first with ties (one millisecond) broken by the
+    // larger user id, so bob's switch right after cat's reaction lists first either way.
     let cat = app.register("cat").await;
+    let bob = app.register("bob").await;
     let id = new_post(&app, &ann, "react to me").await;
     let path = format!("/posts/{id}/reaction");
     let mut tap = app.state.hub.tap();

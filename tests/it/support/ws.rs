@@ -211,6 +211,18 @@ impl WsClient {
         f
     }
 
+    /// Waits for exactly these events, in any order (published by independent tasks, such
+    /// as a request and a job), failing on any other event first.
+    pub async fn expect_events_in_any_order(&mut self, expected: &[(&str, &str)]) {
+        let mut missing: Vec<(&str, &str)> = expected.to_vec();
+        while !missing.is_empty() {
+            let f = self.next_event().await;
+            let got = (f["topic"].as_str().unwrap_or_default(), f["event"].as_str().unwrap_or_default());
+            let i = missing.iter().position(|e| *e == got).unwrap_or_else(|| panic!("unexpected frame {f}"));
+            missing.swap_remove(i);
+        }
+    }
+
     /// Asserts that no event arrives for `dur`.
     pub async fn assert_no_event(&mut self, dur: Duration) {
         let deadline = tokio::time::Instant::now() + dur;
