@@ -135,8 +135,7 @@ pub struct MediaConfig {
 #[serde(default)]
 pub struct FeedConfig {
     /// Authors with more followers than this are merged into feeds at read time instead of
-    /// being fanned out to every follower's timeline on write (reads merge from a tenth
-    /// below it: `services::feed::merge_floor`).
+    /// being fanned out to every follower's timeline on write.
     pub fanout_read_threshold: i64,
     /// Entries kept per user timeline.
     pub timeline_max_len: i64,

@@ -8,14 +8,16 @@
 //! set, trimmed to `feed.timeline_max_len` — and publishes `post.created` on each of their
 //! durable `feed` topics (one batched sequence allocation and insert), except to followers
 //! who muted the author. A Redis timeline that was never built on the running Redis (a new
-//! user, or a Redis that restarted empty) is rebuilt from the database on its first read. Authors with more than `feed.fanout_read_threshold` followers are
-//! **not** fanned out: their posts are published on `user:{author}` only (and the author's
-//! own `feed`), and merged into their followers' feeds at read time. Reads merge authors from
-//! a tenth below the threshold ([`merge_floor`]), so an account whose count wobbles around
-//! the threshold loses no post between the two paths; one that falls to the floor has its
-//! newest posts copied into its followers' timelines ([`BackfillFollowers`]), since the ones
-//! written while it was big were never fanned out. The caller's own posts are merged at read
-//! time too.
+//! user, or a Redis that restarted empty) is rebuilt from the database on its first read.
+//!
+//! Authors with more than `feed.fanout_read_threshold` followers are **not** fanned out:
+//! their posts are published on `user:{author}` only (and the author's own `feed`), and
+//! merged into their followers' feeds at read time. Each skipped post widens the author's
+//! `unfanned_since..unfanned_until` range, and reads keep merging an author while that range
+//! is set. When an unfollow brings the account back to the threshold, a
+//! [`BackfillFollowers`] job copies those posts into the followers' timelines and clears the
+//! range, so no post is lost between the two paths and an account that was never big costs
+//! nothing. The caller's own posts are merged at read time too.
 //!
 //! Reading a page merges, in id order, the timeline and the posts of the read-time authors
 //! (self + big accounts followed), then keeps the posts whose authors the caller currently
@@ -101,8 +103,8 @@ impl Job for SyncTimeline {
     const KIND: &'static str = "sync_timeline";
 }
 
-/// Job: `author` fell to [`merge_floor`] followers; copy their newest posts into their
-/// followers' timelines (see [`follower_removed`]).
+/// Job: `author` is back at or below the fan-out threshold; copy the posts fan-out skipped
+/// into their followers' timelines (see [`follower_removed`]).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct BackfillFollowers {
     /// The account.
@@ -167,7 +169,9 @@ pub async fn run_fan_out(state: AppState, job: FanOutPost) -> anyhow::Result<()>
             }
             let mut tx = state.store.begin().await?;
             let name = if job.change == PostChange::Created {
-                if matches!(tl, Timelines::Table) {
+                if pulled {
+                    user_store::mark_unfanned(tx.ex(), job.author, job.post).await?;
+                } else if matches!(tl, Timelines::Table) {
                     tl_store::push(tx.ex(), job.post, job.author, &followers).await?;
                     let due: Vec<Id> = followers.iter().copied().filter(|u| trims(job.post, *u)).collect();
                     tl_store::trim(tx.ex(), &due, max_len).await?;
@@ -206,7 +210,7 @@ pub async fn run_sync_timeline(state: AppState, job: SyncTimeline) -> anyhow::Re
     let tl = timelines(&state);
     if job.follow {
         drop(c);
-        return backfill(&state, &tl, job.author, &[job.user]).await;
+        return backfill(&state, &tl, job.author, &[job.user], None).await;
     }
     match tl {
         Timelines::Table => {
@@ -226,56 +230,77 @@ pub async fn run_sync_timeline(state: AppState, job: SyncTimeline) -> anyhow::Re
     Ok(())
 }
 
-/// Follower count above which reads merge an author's posts: a tenth below
-/// `fanout_read_threshold`, above which writes stop fanning them out. Between the two a
-/// post is both stored and merged (reads deduplicate), so an account hovering around the
-/// threshold costs nothing; only one that falls to this floor needs [`BackfillFollowers`].
-pub fn merge_floor(threshold: i64) -> i64 {
-    threshold - threshold / 10
+/// Whether reads merge `author`'s posts: too many followers to fan out to, or posts that
+/// fan-out skipped and [`BackfillFollowers`] has not copied yet.
+fn merged(state: &AppState, followers: i64, unfanned: bool) -> bool {
+    followers > state.config.feed.fanout_read_threshold || unfanned
 }
 
 /// Called in the transaction that ended one of `author`'s active follows (after the
-/// counters moved). When that takes the account down to [`merge_floor`], reads stop merging
-/// its posts, and the ones it wrote while big were never fanned out: a [`BackfillFollowers`]
-/// job copies them into the remaining followers' timelines.
+/// counters moved). When the account is now small enough to fan out to but fan-out skipped
+/// some of its posts while it was big, a [`BackfillFollowers`] job copies them into its
+/// followers' timelines; reads merge them until then. An account that was never above the
+/// threshold (or whose posts were all copied since) costs one row read here and nothing else.
 pub async fn follower_removed(state: &AppState, tx: &mut Tx, author: Id) -> AppResult<()> {
-    let followers = user_store::get(tx.ex(), author).await?.map_or(0, |u| u.follower_count);
-    if followers == merge_floor(state.config.feed.fanout_read_threshold) {
+    let Some((followers, unfanned)) = user_store::fan_out_state(tx.ex(), author).await? else { return Ok(()) };
+    if unfanned.is_some() && !merged(state, followers, false) {
         jobs::enqueue(tx, &state.ids, state.config.jobs.max_attempts, &BackfillFollowers { author }).await?;
     }
     Ok(())
 }
 
-/// Runs a [`BackfillFollowers`] job, unless the account grew back above [`merge_floor`]
-/// meanwhile (reads merge its posts again). A follower who leaves while it runs may keep
-/// entries; reads skip authors one does not follow, and trimming ages them out.
+/// Runs a [`BackfillFollowers`] job: copies the posts fan-out skipped into every follower's
+/// timeline, 500 followers per transaction (a crash re-runs it; entries already there are
+/// kept), then clears the author's range — or, if fan-out skipped newer posts meanwhile,
+/// moves it past what was copied and, the account still being small, queues the next round.
+/// Nothing when the account grew back above the threshold (reads merge it; the next drop
+/// below queues this again). A follower who leaves while it runs may keep entries: reads
+/// skip authors one does not follow, and trimming ages them out.
 pub async fn run_backfill_followers(state: AppState, job: BackfillFollowers) -> anyhow::Result<()> {
     let mut c = state.store.conn().await?;
-    let Some(author) = user_store::get(c.ex(), job.author).await? else { return Ok(()) };
-    if author.follower_count > merge_floor(state.config.feed.fanout_read_threshold) {
+    let Some((followers, Some((since, until)))) = user_store::fan_out_state(c.ex(), job.author).await? else {
+        return Ok(());
+    };
+    if merged(&state, followers, false) {
         return Ok(());
     }
-    let followers = graph::active_follower_ids(c.ex(), job.author).await?;
+    let users = graph::active_follower_ids(c.ex(), job.author).await?;
     drop(c);
-    backfill(&state, &timelines(&state), job.author, &followers).await
+    backfill(&state, &timelines(&state), job.author, &users, Some(since)).await?;
+    let mut tx = state.store.begin().await?;
+    user_store::finish_unfanned(tx.ex(), job.author, until).await?;
+    if let Some((followers, Some(_))) = user_store::fan_out_state(tx.ex(), job.author).await?
+        && !merged(&state, followers, false)
+    {
+        jobs::enqueue(&mut tx, &state.ids, state.config.jobs.max_attempts, &job).await?;
+    }
+    tx.commit().await?;
+    Ok(())
 }
 
-/// Copies `author`'s [`BACKFILL`] newest posts into the timelines of `users`.
-async fn backfill(state: &AppState, tl: &Timelines, author: Id, users: &[Id]) -> anyhow::Result<()> {
+/// Copies `author`'s newest posts into the timelines of `users`: those from `from` on (up
+/// to `timeline_max_len`), or the [`BACKFILL`] newest.
+async fn backfill(state: &AppState, tl: &Timelines, author: Id, users: &[Id], from: Option<Id>) -> anyhow::Result<()> {
+    const USERS_PER_ROUND: usize = 500;
     let max_len = state.config.feed.timeline_max_len;
-    let newest = BACKFILL.min(max_len);
+    let newest = if from.is_some() { max_len } else { BACKFILL.min(max_len) };
     match tl {
         Timelines::Table => {
-            let mut tx = state.store.begin().await?;
-            tl_store::backfill(tx.ex(), users, author, newest).await?;
-            tl_store::trim(tx.ex(), users, max_len).await?;
-            tx.commit().await?;
+            for chunk in users.chunks(USERS_PER_ROUND) {
+                let mut tx = state.store.begin().await?;
+                tl_store::backfill(tx.ex(), chunk, author, from, newest).await?;
+                tl_store::trim(tx.ex(), chunk, max_len).await?;
+                tx.commit().await?;
+            }
         }
         Timelines::Redis(r) => {
             let mut c = state.store.conn().await?;
             let ids = post_store::ids_by_authors(c.ex(), &[author], None, newest).await?;
             drop(c);
-            r.push(&ids, users, max_len).await?;
+            let ids: Vec<Id> = ids.into_iter().filter(|id| from.is_none_or(|f| *id >= f)).collect();
+            for chunk in users.chunks(USERS_PER_ROUND) {
+                r.push(&ids, chunk, max_len).await?;
+            }
         }
     }
     Ok(())
@@ -290,9 +315,8 @@ pub async fn home(state: &AppState, me: Id, q: &PageQuery) -> AppResult<Page<Pos
     let audience = access::full_audience(state, me).await?;
     let mut c = state.store.conn().await?;
     let following = graph::following_with_counts(c.ex(), me).await?;
-    let floor = merge_floor(state.config.feed.fanout_read_threshold);
     let mut pulled: Vec<Id> = vec![me];
-    pulled.extend(following.iter().filter(|f| f.1 > floor).map(|f| f.0));
+    pulled.extend(following.iter().filter(|f| merged(state, f.1, f.2)).map(|f| f.0));
     let muted: HashSet<Id> = graph::muted_ids(c.ex(), me).await?.into_iter().collect();
     drop(c);
     // Membership: the accounts whose content the caller would see even if they were
@@ -351,13 +375,13 @@ pub async fn home(state: &AppState, me: Id, q: &PageQuery) -> AppResult<Page<Pos
 
 /// A page of `me`'s Redis timeline. A timeline never built on this Redis (a new user, or a
 /// Redis that restarted empty) is first rebuilt from the database as fan-out would have left
-/// it: the newest posts of the accounts `me` follows that are not too big to fan out.
+/// it: the newest posts of the followed accounts whose posts are not merged at read time.
 async fn redis_page(
     state: &AppState,
     r: &RedisTimelines,
     ex: Ex<'_>,
     me: Id,
-    following: &[(Id, i64)],
+    following: &[(Id, i64, bool)],
     before: Option<Id>,
     batch: i64,
 ) -> AppResult<Vec<Id>> {
@@ -365,11 +389,11 @@ async fn redis_page(
         return Ok(ids);
     }
     let max_len = state.config.feed.timeline_max_len;
-    let threshold = state.config.feed.fanout_read_threshold;
-    let authors: Vec<Id> = following.iter().filter(|f| f.1 <= threshold).map(|f| f.0).collect();
+    let authors: Vec<Id> = following.iter().filter(|f| !merged(state, f.1, f.2)).map(|f| f.0).collect();
     let posts = post_store::ids_by_authors(ex, &authors, None, max_len).await?;
     r.rebuild(me, &posts, max_len).await.map_err(redis_down)?;
-    Ok(r.page(me, before, batch).await.map_err(redis_down)?.unwrap_or_default())
+    // The page from what was just written (newest first), without reading it back.
+    Ok(posts.into_iter().filter(|id| before.is_none_or(|b| *id < b)).take(batch as usize).collect())
 }
 
 /// Explore's frozen window and position.

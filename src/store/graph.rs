@@ -100,10 +100,12 @@ pub async fn active_follower_ids(ex: Ex<'_>, user: Id) -> StoreResult<Vec<Id>> {
     Ok(run!(ex, c => sqlx::query_scalar(sql).bind(user).fetch_all(c).await)?)
 }
 
-/// Every account `user` actively follows, with that account's follower count (the home
-/// feed decides from it which authors are merged at read time).
-pub async fn following_with_counts(ex: Ex<'_>, user: Id) -> StoreResult<Vec<(Id, i64)>> {
-    let sql = "SELECT f.followee_id, u.follower_count FROM follows f JOIN users u ON u.id = f.followee_id \
+/// Every account `user` actively follows, with that account's follower count and whether
+/// fan-out skipped some of its posts (the home feed decides from them which authors are
+/// merged at read time).
+pub async fn following_with_counts(ex: Ex<'_>, user: Id) -> StoreResult<Vec<(Id, i64, bool)>> {
+    let sql = "SELECT f.followee_id, u.follower_count, u.unfanned_since IS NOT NULL \
+               FROM follows f JOIN users u ON u.id = f.followee_id \
                WHERE f.follower_id = $1 AND f.status = 'active'";
     Ok(run!(ex, c => sqlx::query_as(sql).bind(user).fetch_all(c).await)?)
 }

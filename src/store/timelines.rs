@@ -56,9 +56,9 @@ pub async fn remove_author(ex: Ex<'_>, user: Id, author: Id) -> StoreResult<u64>
     Ok(exec!(ex, c => sqlx::query(sql).bind(user).bind(author).execute(c).await)?)
 }
 
-/// Adds `author`'s `limit` newest posts to the timelines of `users`; entries already there
-/// are kept.
-pub async fn backfill(ex: Ex<'_>, users: &[Id], author: Id, limit: i64) -> StoreResult<()> {
+/// Adds `author`'s `limit` newest posts — of those from `from` on, if given — to the
+/// timelines of `users`; entries already there are kept.
+pub async fn backfill(ex: Ex<'_>, users: &[Id], author: Id, from: Option<Id>, limit: i64) -> StoreResult<()> {
     run!(ex, c => async {
         for chunk in users.chunks(CHUNK) {
             // The WHERE clause also settles SQLite's INSERT … SELECT … ON CONFLICT parsing
@@ -66,12 +66,13 @@ pub async fn backfill(ex: Ex<'_>, users: &[Id], author: Id, limit: i64) -> Store
             let sql = format!(
                 "INSERT INTO timeline_entries (user_id, post_id, author_id) \
                  SELECT u.id, p.id, p.author_id FROM users u CROSS JOIN \
-                   (SELECT id, author_id FROM posts WHERE author_id = $1 ORDER BY id DESC LIMIT $2) p \
+                   (SELECT id, author_id FROM posts WHERE author_id = $1 AND ($3 IS NULL OR id >= $3) \
+                    ORDER BY id DESC LIMIT $2) p \
                  WHERE u.id IN ({}) \
                  ON CONFLICT (user_id, post_id) DO NOTHING",
                 in_list(chunk)
             );
-            sqlx::query(&sql).bind(author).bind(limit).execute(&mut *c).await?;
+            sqlx::query(&sql).bind(author).bind(limit).bind(from).execute(&mut *c).await?;
         }
         Ok(())
     }.await)

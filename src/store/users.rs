@@ -290,3 +290,33 @@ pub async fn get_by_usernames(ex: Ex<'_>, names: &[String]) -> StoreResult<Vec<U
         Ok(q.fetch_all(c).await?)
     })
 }
+
+/// `author`'s follower count and the range of posts fan-out skipped (see
+/// `migrations/*/0006_unfanned.sql`).
+pub async fn fan_out_state(ex: Ex<'_>, author: Id) -> StoreResult<Option<(i64, Option<(Id, Id)>)>> {
+    let sql = "SELECT follower_count, unfanned_since, unfanned_until FROM users WHERE id = $1";
+    let row: Option<(i64, Option<Id>, Option<Id>)> =
+        run!(ex, c => sqlx::query_as(sql).bind(author).fetch_optional(c).await)?;
+    Ok(row.map(|(n, since, until)| (n, since.zip(until))))
+}
+
+/// Records that fan-out skipped `post` (the range widens to cover it).
+pub async fn mark_unfanned(ex: Ex<'_>, author: Id, post: Id) -> StoreResult<()> {
+    let sql = "UPDATE users SET \
+                 unfanned_since = CASE WHEN unfanned_since IS NULL OR unfanned_since > $2 THEN $2 ELSE unfanned_since END, \
+                 unfanned_until = CASE WHEN unfanned_until IS NULL OR unfanned_until < $2 THEN $2 ELSE unfanned_until END \
+               WHERE id = $1";
+    exec!(ex, c => sqlx::query(sql).bind(author).bind(post).execute(c).await)?;
+    Ok(())
+}
+
+/// After the posts up to `until` were copied: clears the range, or — when fan-out skipped a
+/// newer post meanwhile — moves its start past `until`.
+pub async fn finish_unfanned(ex: Ex<'_>, author: Id, until: Id) -> StoreResult<()> {
+    let sql = "UPDATE users SET \
+                 unfanned_since = CASE WHEN unfanned_until = $2 THEN NULL ELSE $3 END, \
+                 unfanned_until = CASE WHEN unfanned_until = $2 THEN NULL ELSE unfanned_until END \
+               WHERE id = $1 AND unfanned_until IS NOT NULL";
+    exec!(ex, c => sqlx::query(sql).bind(author).bind(until).bind(Id(until.0 + 1)).execute(c).await)?;
+    Ok(())
+}

@@ -301,14 +301,14 @@ async fn big_accounts_are_merged_at_read_time(b: Backend) {
     assert_eq!(feed_ids(&app, &ann).await, smalls);
 }
 
-/// Posts written while an account was big were never fanned out; when it falls to the
-/// merge floor (a tenth below the threshold) and reads stop merging it, they are copied into
-/// its followers' timelines. Run on the table and, where Redis is up, on Redis timelines.
+/// Posts written while an account was big were never fanned out; reads keep merging them
+/// until, the account back at the threshold, a job has copied them into its followers'
+/// timelines. Run on the table and, where Redis is up, on Redis timelines.
 async fn an_account_that_stops_being_big_keeps_its_posts_in_feeds(b: Backend) {
     let timelines = if redis_available().await { vec![false, true] } else { vec![false] };
     for redis in timelines {
         let app = TestApp::spawn_with(b, |c| {
-            c.feed.fanout_read_threshold = 20; // merged above 18 followers
+            c.feed.fanout_read_threshold = 20;
             if redis {
                 c.redis_url = Some(redis_url());
                 c.redis_namespace = format!("t{}", rand::random::<u64>());
@@ -316,6 +316,13 @@ async fn an_account_that_stops_being_big_keeps_its_posts_in_feeds(b: Backend) {
             }
         })
         .await;
+        let unfanned = |u: &TestUser| {
+            let (state, id) = (app.state.clone(), u.id.parse::<Id>().unwrap());
+            async move {
+                let mut c = state.store.conn().await.unwrap();
+                chorus::store::users::fan_out_state(c.ex(), id).await.unwrap().unwrap().1
+            }
+        };
         let star = app.register("star").await;
         let ann = app.register("ann").await;
         let fans = quick_users(&app, "fan", 20).await;
@@ -331,28 +338,30 @@ async fn an_account_that_stops_being_big_keeps_its_posts_in_feeds(b: Backend) {
         posts.reverse();
         jobs_drained(&app).await;
         assert_eq!(stored(&app, &ann).await, 0, "a big account is not fanned out");
+        let range = unfanned(&star).await.expect("skipped posts are recorded");
+        assert_eq!((range.0.to_string(), range.1.to_string()), (posts[2].clone(), posts[0].clone()));
         assert_eq!(feed_ids(&app, &ann).await, posts, "merged at read time");
 
-        // 21 → 19: below the threshold but above the floor, still merged; no job yet.
-        for f in &fans[..2] {
-            app.call(Method::DELETE, &format!("/users/{}/follow", star.id), f.bearer(), None).await;
-        }
+        // 21 → 20: fan-out applies again, and the skipped posts are copied.
+        app.call(Method::DELETE, &format!("/users/{}/follow", star.id), fans[0].bearer(), None).await;
         jobs_drained(&app).await;
-        assert_eq!(stored(&app, &ann).await, 0);
-        assert_eq!(feed_ids(&app, &ann).await, posts);
-        let newer = new_post(&app, &star, "fanned out again").await;
-        jobs_drained(&app).await;
-        assert_eq!(stored(&app, &ann).await, 1, "19 followers: fanned out on write");
-        posts.insert(0, newer);
-        assert_eq!(feed_ids(&app, &ann).await, posts, "stored and merged, once each");
-
-        // 19 → 18, the floor: reads stop merging, and the big-era posts are backfilled.
-        app.call(Method::DELETE, &format!("/users/{}/follow", star.id), fans[2].bearer(), None).await;
-        jobs_drained(&app).await;
-        assert_eq!(stored(&app, &ann).await, 4);
-        assert_eq!(stored(&app, &fans[3]).await, 4);
-        assert_eq!(stored(&app, &fans[2]).await, 0, "not for the one who left");
+        assert_eq!(unfanned(&star).await, None, "all copied");
+        assert_eq!(stored(&app, &ann).await, 3);
+        assert_eq!(stored(&app, &fans[1]).await, 3);
+        assert_eq!(stored(&app, &fans[0]).await, 0, "not for the one who left");
         assert_eq!(feed_ids(&app, &ann).await, posts, "nothing lost when merging stops");
+        posts.insert(0, new_post(&app, &star, "fanned out").await);
+        jobs_drained(&app).await;
+        assert_eq!(stored(&app, &ann).await, 4, "20 followers: fanned out on write");
+        assert_eq!(feed_ids(&app, &ann).await, posts);
+
+        // An account that never went above the threshold has nothing recorded to copy.
+        let small = app.register("small").await;
+        follow(&app, &ann, &small).await;
+        new_post(&app, &small, "small").await;
+        app.call(Method::DELETE, &format!("/users/{}/follow", small.id), ann.bearer(), None).await;
+        jobs_drained(&app).await;
+        assert_eq!(unfanned(&small).await, None);
     }
 }
 
