@@ -147,7 +147,7 @@ fn trims(post: Id, user: Id) -> bool {
 pub async fn run_fan_out(state: AppState, job: FanOutPost) -> anyhow::Result<()> {
     let mut c = state.store.conn().await?;
     let Some(author) = user_store::get(c.ex(), job.author).await? else { return Ok(()) };
-    let pulled = author.follower_count > state.config.feed.fanout_read_threshold;
+    let pulled = too_big(&state, author.follower_count);
     let followers = if pulled { Vec::new() } else { graph::active_follower_ids(c.ex(), job.author).await? };
     let muters: HashSet<Id> = graph::muters_of(c.ex(), job.author).await?.into_iter().collect();
     let post = post_store::get(c.ex(), job.post).await?;
@@ -230,10 +230,15 @@ pub async fn run_sync_timeline(state: AppState, job: SyncTimeline) -> anyhow::Re
     Ok(())
 }
 
-/// Whether reads merge `author`'s posts: too many followers to fan out to, or posts that
-/// fan-out skipped and [`BackfillFollowers`] has not copied yet.
+/// Whether an author has too many followers to fan out to (`feed.fanout_read_threshold`).
+fn too_big(state: &AppState, followers: i64) -> bool {
+    followers > state.config.feed.fanout_read_threshold
+}
+
+/// Whether reads merge an author's posts: too big to fan out to, or with posts that fan-out
+/// skipped and [`BackfillFollowers`] has not copied yet.
 fn merged(state: &AppState, followers: i64, unfanned: bool) -> bool {
-    followers > state.config.feed.fanout_read_threshold || unfanned
+    too_big(state, followers) || unfanned
 }
 
 /// Called in the transaction that ended one of `author`'s active follows (after the
@@ -243,7 +248,7 @@ fn merged(state: &AppState, followers: i64, unfanned: bool) -> bool {
 /// threshold (or whose posts were all copied since) costs one row read here and nothing else.
 pub async fn follower_removed(state: &AppState, tx: &mut Tx, author: Id) -> AppResult<()> {
     let Some((followers, unfanned)) = user_store::fan_out_state(tx.ex(), author).await? else { return Ok(()) };
-    if unfanned.is_some() && !merged(state, followers, false) {
+    if unfanned.is_some() && !too_big(state, followers) {
         jobs::enqueue(tx, &state.ids, state.config.jobs.max_attempts, &BackfillFollowers { author }).await?;
     }
     Ok(())
@@ -261,16 +266,15 @@ pub async fn run_backfill_followers(state: AppState, job: BackfillFollowers) -> 
     let Some((followers, Some((since, until)))) = user_store::fan_out_state(c.ex(), job.author).await? else {
         return Ok(());
     };
-    if merged(&state, followers, false) {
+    if too_big(&state, followers) {
         return Ok(());
     }
     let users = graph::active_follower_ids(c.ex(), job.author).await?;
     drop(c);
     backfill(&state, &timelines(&state), job.author, &users, Some(since)).await?;
     let mut tx = state.store.begin().await?;
-    user_store::finish_unfanned(tx.ex(), job.author, until).await?;
-    if let Some((followers, Some(_))) = user_store::fan_out_state(tx.ex(), job.author).await?
-        && !merged(&state, followers, false)
+    if let Some(followers) = user_store::finish_unfanned(tx.ex(), job.author, until).await?
+        && !too_big(&state, followers)
     {
         jobs::enqueue(&mut tx, &state.ids, state.config.jobs.max_attempts, &job).await?;
     }
@@ -295,9 +299,11 @@ async fn backfill(state: &AppState, tl: &Timelines, author: Id, users: &[Id], fr
         }
         Timelines::Redis(r) => {
             let mut c = state.store.conn().await?;
-            let ids = post_store::ids_by_authors(c.ex(), &[author], None, newest).await?;
+            let ids = match from {
+                Some(from) => post_store::ids_of_author_since(c.ex(), author, from, newest).await?,
+                None => post_store::ids_by_authors(c.ex(), &[author], None, newest).await?,
+            };
             drop(c);
-            let ids: Vec<Id> = ids.into_iter().filter(|id| from.is_none_or(|f| *id >= f)).collect();
             for chunk in users.chunks(USERS_PER_ROUND) {
                 r.push(&ids, chunk, max_len).await?;
             }
@@ -314,7 +320,7 @@ pub async fn home(state: &AppState, me: Id, q: &PageQuery) -> AppResult<Page<Pos
     let want = limit + 1;
     let audience = access::full_audience(state, me).await?;
     let mut c = state.store.conn().await?;
-    let following = graph::following_with_counts(c.ex(), me).await?;
+    let following = graph::following_for_feed(c.ex(), me).await?;
     let mut pulled: Vec<Id> = vec![me];
     pulled.extend(following.iter().filter(|f| merged(state, f.1, f.2)).map(|f| f.0));
     let muted: HashSet<Id> = graph::muted_ids(c.ex(), me).await?.into_iter().collect();

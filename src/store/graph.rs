@@ -103,7 +103,7 @@ pub async fn active_follower_ids(ex: Ex<'_>, user: Id) -> StoreResult<Vec<Id>> {
 /// Every account `user` actively follows, with that account's follower count and whether
 /// fan-out skipped some of its posts (the home feed decides from them which authors are
 /// merged at read time).
-pub async fn following_with_counts(ex: Ex<'_>, user: Id) -> StoreResult<Vec<(Id, i64, bool)>> {
+pub async fn following_for_feed(ex: Ex<'_>, user: Id) -> StoreResult<Vec<(Id, i64, bool)>> {
     let sql = "SELECT f.followee_id, u.follower_count, u.unfanned_since IS NOT NULL \
                FROM follows f JOIN users u ON u.id = f.followee_id \
                WHERE f.follower_id = $1 AND f.status = 'active'";

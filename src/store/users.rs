@@ -311,12 +311,19 @@ pub async fn mark_unfanned(ex: Ex<'_>, author: Id, post: Id) -> StoreResult<()> 
 }
 
 /// After the posts up to `until` were copied: clears the range, or — when fan-out skipped a
-/// newer post meanwhile — moves its start past `until`.
-pub async fn finish_unfanned(ex: Ex<'_>, author: Id, until: Id) -> StoreResult<()> {
+/// newer post meanwhile — moves its start past `until`. Returns the author's follower count
+/// when such a newer range remains to be copied.
+pub async fn finish_unfanned(ex: Ex<'_>, author: Id, until: Id) -> StoreResult<Option<i64>> {
     let sql = "UPDATE users SET \
                  unfanned_since = CASE WHEN unfanned_until = $2 THEN NULL ELSE $3 END, \
                  unfanned_until = CASE WHEN unfanned_until = $2 THEN NULL ELSE unfanned_until END \
-               WHERE id = $1 AND unfanned_until IS NOT NULL";
-    exec!(ex, c => sqlx::query(sql).bind(author).bind(until).bind(Id(until.0 + 1)).execute(c).await)?;
-    Ok(())
+               WHERE id = $1 AND unfanned_until IS NOT NULL \
+               RETURNING follower_count, unfanned_since IS NOT NULL";
+    let row: Option<(i64, bool)> = run!(ex, c => sqlx::query_as(sql)
+        .bind(author)
+        .bind(until)
+        .bind(Id(until.0 + 1))
+        .fetch_optional(c)
+        .await)?;
+    Ok(row.filter(|r| r.1).map(|r| r.0))
 }

@@ -21,6 +21,7 @@ both_backends!(
     new_posts_are_published_on_followers_feed_topics,
     big_accounts_are_merged_at_read_time,
     an_account_that_stops_being_big_keeps_its_posts_in_feeds,
+    posts_skipped_during_a_copy_are_left_for_the_next_round,
     explore_ranks_engaged_public_posts_of_strangers,
     hashtag_feed_lists_visible_tagged_posts,
 );
@@ -363,6 +364,30 @@ async fn an_account_that_stops_being_big_keeps_its_posts_in_feeds(b: Backend) {
         jobs_drained(&app).await;
         assert_eq!(unfanned(&small).await, None);
     }
+}
+
+/// The skipped-post range on the author's row: it widens to cover each skipped post, a
+/// finished copy clears it, and a post skipped while the copy ran stays for the next round.
+async fn posts_skipped_during_a_copy_are_left_for_the_next_round(b: Backend) {
+    use chorus::store::users::{fan_out_state, finish_unfanned, mark_unfanned};
+    let app = TestApp::spawn(b).await;
+    let star = app.register("star").await.id.parse::<Id>().unwrap();
+    let mut tx = app.state.store.begin().await.unwrap();
+    let range = |s: Option<(i64, Option<(Id, Id)>)>| s.unwrap().1.map(|(a, b)| (a.0, b.0));
+    assert_eq!(range(fan_out_state(tx.ex(), star).await.unwrap()), None);
+    for post in [200, 100, 150] {
+        mark_unfanned(tx.ex(), star, Id(post)).await.unwrap();
+    }
+    assert_eq!(range(fan_out_state(tx.ex(), star).await.unwrap()), Some((100, 200)));
+    assert_eq!(finish_unfanned(tx.ex(), star, Id(200)).await.unwrap(), None, "all copied");
+    assert_eq!(range(fan_out_state(tx.ex(), star).await.unwrap()), None);
+
+    mark_unfanned(tx.ex(), star, Id(300)).await.unwrap();
+    // The job read the range (300..300) and copies; meanwhile fan-out skips post 400.
+    mark_unfanned(tx.ex(), star, Id(400)).await.unwrap();
+    assert_eq!(finish_unfanned(tx.ex(), star, Id(300)).await.unwrap(), Some(0), "a round is left, 0 followers");
+    assert_eq!(range(fan_out_state(tx.ex(), star).await.unwrap()), Some((301, 400)));
+    tx.commit().await.unwrap();
 }
 
 async fn explore_ranks_engaged_public_posts_of_strangers(b: Backend) {
