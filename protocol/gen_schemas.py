@@ -86,7 +86,8 @@ defs = {
                                "edited": {"type": "boolean"}, "reaction_counts": lref("reaction_counts"),
                                "created_at": lref("timestamp"), "updated_at": lref("timestamp")}},
     "limits": obj({k: {"type": "integer", "minimum": 0} for k in
-                   ["max_frame_bytes", "rate_per_sec", "burst", "queue_frames", "max_subscriptions", "max_replay"]},
+                   ["max_frame_bytes", "rate_per_sec", "burst", "queue_frames", "max_subscriptions",
+                    "max_conversation_subscriptions", "max_replay"]},
                   ["max_frame_bytes", "rate_per_sec", "burst", "queue_frames", "max_subscriptions", "max_replay"]),
     "subscribe_result": {"type": "object", "required": ["result"], "properties": {
         "topic": lref("topic"), "result": {"enum": ["subscribed", "resumed", "resync_required", "error"]},

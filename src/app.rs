@@ -128,7 +128,7 @@ impl Chorus {
             config.public_url = Some(format!("http://{}", listener.local_addr()?));
         }
 
-        let media = crate::media::Media::new(&config).context("setting up media storage")?;
+        let media = crate::media::Media::new(&config, &secret).context("setting up media storage")?;
         let state = AppState::new(Inner {
             ids: IdGen::new(node),
             config,

@@ -128,6 +128,9 @@ pub struct MediaConfig {
     pub max_pixels: u64,
     /// Unattached uploads older than this are deleted.
     pub unattached_ttl_secs: u64,
+    /// How long a signed URL of a non-public media item (a private account's post, a
+    /// conversation's message, an upload seen by its owner) keeps working, at least.
+    pub signed_url_ttl_secs: u64,
 }
 
 /// Home feed construction.
@@ -155,6 +158,9 @@ pub struct HubConfig {
     pub client_burst: u32,
     /// Maximum socket connections on this instance.
     pub max_connections: usize,
+    /// Maximum socket sessions of one user on this instance (a Socket.IO client counts one
+    /// per namespace it opens): one account cannot take the whole of `max_connections`.
+    pub max_connections_per_user: usize,
     /// Interval between server heartbeats; a peer silent for two intervals is dropped.
     pub heartbeat_ms: u64,
     /// How long a plain-WebSocket connection waits after an event before writing it, so
@@ -233,6 +239,7 @@ impl Default for MediaConfig {
             max_video_bytes: 100 * 1024 * 1024,
             max_pixels: 40_000_000,
             unattached_ttl_secs: 24 * 3600,
+            signed_url_ttl_secs: 3600,
         }
     }
 }
@@ -251,6 +258,7 @@ impl Default for HubConfig {
             client_rate_per_sec: 20,
             client_burst: 40,
             max_connections: 50_000,
+            max_connections_per_user: 50,
             heartbeat_ms: 25_000,
             write_delay_ms: 0,
             event_retention_secs: 7 * 24 * 3600,
@@ -332,6 +340,7 @@ impl Config {
         if let Some(n) = self.node_id {
             anyhow::ensure!(n < 1024, "node_id must be below 1024");
         }
+        anyhow::ensure!(self.hub.max_connections_per_user >= 1, "hub.max_connections_per_user must be at least 1");
         anyhow::ensure!(self.hub.queue_frames >= 8, "hub.queue_frames must be at least 8");
         anyhow::ensure!(self.hub.write_delay_ms <= 1000, "hub.write_delay_ms must be at most 1000");
         anyhow::ensure!(self.jobs.concurrency >= 1, "jobs.concurrency must be at least 1");

@@ -172,7 +172,11 @@ impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::NotFound => Self::NotFound,
-            StoreError::Conflict(c) => Self::conflict(format!("conflicts with existing data ({c})")),
+            StoreError::Conflict(c) => {
+                // The constraint's name and text describe the schema: logged, never sent.
+                tracing::info!(constraint = %c, "write conflicts with existing data");
+                Self::conflict("conflicts with existing data")
+            }
             StoreError::Unavailable(e) => {
                 tracing::warn!(error = %e, "database unavailable");
                 Self::Unavailable
@@ -265,6 +269,14 @@ mod tests {
         let body = serde_json::to_string(&e.body()).unwrap();
         assert!(!body.contains("hunter2"));
         assert_eq!(e.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn conflicts_hide_the_database_text() {
+        let e = AppError::from(StoreError::Conflict("UNIQUE constraint failed: users.username_lower".into()));
+        let body = serde_json::to_string(&e.body()).unwrap();
+        assert_eq!(e.status(), StatusCode::CONFLICT);
+        assert!(!body.contains("users") && !body.contains("UNIQUE"), "{body}");
     }
 
     #[test]

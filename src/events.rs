@@ -318,6 +318,11 @@ pub struct Envelope {
     pub seq: Option<i64>,
     /// JSON payload.
     pub data: Arc<str>,
+    /// The account whose action this event reports (a comment's writer, a message's
+    /// sender), when it is someone's: the hub does not deliver it to a session whose user
+    /// is blocked either way with that account, and replays skip it likewise. Not part of
+    /// the payload; carried beside it on the broker and stored beside it.
+    pub actor: Option<Id>,
 }
 
 /// Events collected during a transaction, published after it commits.
@@ -325,12 +330,24 @@ pub struct Envelope {
 #[must_use = "an event batch does nothing until published after commit"]
 pub struct EventBatch {
     items: Vec<Envelope>,
+    actor: Option<Id>,
 }
 
 impl EventBatch {
     /// An empty batch.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty batch whose events report `actor`'s doing (see [`Envelope::actor`]).
+    pub fn by(actor: Id) -> Self {
+        Self { items: Vec::new(), actor: Some(actor) }
+    }
+
+    /// Sets the actor of the events added from now on (a fan-out batch carries many
+    /// authors' posts).
+    pub fn set_actor(&mut self, actor: Option<Id>) {
+        self.actor = actor;
     }
 
     /// Adds `event` for each of `topics`. Data is serialised once for all of them.
@@ -349,15 +366,27 @@ impl EventBatch {
         if !durable.is_empty() {
             let keys: Vec<&str> = durable.iter().map(|(k, _)| &**k).collect();
             let seqs = ev_store::next_seqs(tx.ex(), &keys).await?;
-            let rows: Vec<(&str, i64, &str, &str)> =
-                keys.iter().zip(&seqs).map(|(k, s)| (*k, *s, event.as_str(), &*data)).collect();
+            let rows: Vec<(&str, i64, &str, &str, Option<Id>)> =
+                keys.iter().zip(&seqs).map(|(k, s)| (*k, *s, event.as_str(), &*data, self.actor)).collect();
             ev_store::insert(tx.ex(), &rows, Timestamp::now()).await?;
             for ((key, _), seq) in durable.iter().zip(seqs) {
-                self.items.push(Envelope { topic: key.clone(), event, seq: Some(seq), data: data.clone() });
+                self.items.push(Envelope {
+                    topic: key.clone(),
+                    event,
+                    seq: Some(seq),
+                    data: data.clone(),
+                    actor: self.actor,
+                });
             }
         }
         for t in topics.iter().filter(|t| !t.is_durable()) {
-            self.items.push(Envelope { topic: t.key().into(), event, seq: None, data: data.clone() });
+            self.items.push(Envelope {
+                topic: t.key().into(),
+                event,
+                seq: None,
+                data: data.clone(),
+                actor: self.actor,
+            });
         }
         Ok(())
     }
@@ -368,7 +397,13 @@ impl EventBatch {
         debug_assert!(topics.iter().all(|t| !t.is_durable()), "durable topics need EventBatch::add");
         let data: Arc<str> = serde_json::to_string(data).expect("event data serialises").into();
         for t in topics.iter().filter(|t| !t.is_durable()) {
-            self.items.push(Envelope { topic: t.key().into(), event, seq: None, data: data.clone() });
+            self.items.push(Envelope {
+                topic: t.key().into(),
+                event,
+                seq: None,
+                data: data.clone(),
+                actor: self.actor,
+            });
         }
     }
 
@@ -376,7 +411,7 @@ impl EventBatch {
     /// `seq`, is not stored and is never replayed; sessions pass it through live only.
     pub fn transient(&mut self, topic: Topic, event: EventName, data: &impl Serialize) {
         let data: Arc<str> = serde_json::to_string(data).expect("event data serialises").into();
-        self.items.push(Envelope { topic: topic.key().into(), event, seq: None, data });
+        self.items.push(Envelope { topic: topic.key().into(), event, seq: None, data, actor: self.actor });
     }
 
     /// The `seq` the last event added on durable `topic` got.

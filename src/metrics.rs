@@ -9,6 +9,7 @@ use std::sync::OnceLock;
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request};
+use axum::http::Method;
 use axum::middleware::Next;
 use axum::response::Response;
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -34,20 +35,50 @@ pub fn install() -> PrometheusHandle {
         .clone()
 }
 
-/// Counts requests by route and status and records their latency.
+/// The label of a request method: one of the methods Chorus routes, or `other`. A label
+/// must come from a closed set — any token is a valid HTTP method, and each distinct label
+/// value is a new time series held in memory and rendered by `/metrics` forever.
+pub fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::HEAD => "HEAD",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Counts requests by route and status and records their latency. The route label is the
+/// matched route *template* (`/api/v1/posts/{id}`), never the path itself, or `unmatched`.
 pub async fn track_http(req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".to_string());
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let started = Instant::now();
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
-    metrics::counter!("chorus_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status)
+    metrics::counter!("chorus_http_requests_total", "method" => method, "route" => route.clone(), "status" => status)
         .increment(1);
     metrics::histogram!("chorus_http_request_duration_seconds", "method" => method, "route" => route)
         .record(started.elapsed());
     resp
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn method_labels_are_a_closed_set() {
+        assert_eq!(method_label(&Method::PATCH), "PATCH");
+        for token in ["FOO", "X-RANDOM-1", "PROPFIND"] {
+            assert_eq!(method_label(&Method::from_bytes(token.as_bytes()).unwrap()), "other");
+        }
+    }
 }

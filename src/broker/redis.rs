@@ -24,7 +24,7 @@ use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::now_ms;
+use crate::domain::{Id, now_ms};
 use crate::events::{Envelope, EventName};
 use crate::realtime::hub::Hub;
 
@@ -58,6 +58,9 @@ struct WireOut<'a> {
     s: Option<i64>,
     /// Publish time (ms), for the lag metric.
     t: i64,
+    /// The actor ([`Envelope::actor`]), for the hub's per-recipient block filter.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    a: Option<Id>,
     d: &'a RawValue,
 }
 
@@ -66,6 +69,8 @@ struct WireIn<'a> {
     e: &'a str,
     s: Option<i64>,
     t: i64,
+    #[serde(default)]
+    a: Option<Id>,
     #[serde(borrow)]
     d: &'a RawValue,
 }
@@ -170,8 +175,9 @@ async fn publish_loop(
                 Ok(d) => d,
                 Err(_) => continue,
             };
-            let payload = serde_json::to_string(&WireOut { e: env.event.as_str(), s: env.seq, t: now, d: data })
-                .expect("wire envelope serialises");
+            let payload =
+                serde_json::to_string(&WireOut { e: env.event.as_str(), s: env.seq, t: now, a: env.actor, d: data })
+                    .expect("wire envelope serialises");
             pipe.cmd("PUBLISH").arg(channel(&shared.namespace, &env.topic)).arg(payload).ignore();
         }
         if let Err(e) = pipe.query_async::<()>(&mut conn).await {
@@ -302,7 +308,7 @@ fn deliver(shared: &Shared, msg: &redis::Msg) {
     };
     let lag_ms = (now_ms() - wire.t).max(0);
     metrics::histogram!("chorus_broker_lag_seconds").record(lag_ms as f64 / 1000.0);
-    let env = Envelope { topic, event, seq: wire.s, data: Arc::from(wire.d.get()) };
+    let env = Envelope { topic, event, seq: wire.s, data: Arc::from(wire.d.get()), actor: wire.a };
     if let Some(hub) = shared.hub.get().and_then(Weak::upgrade) {
         hub.deliver(env);
     }

@@ -115,13 +115,15 @@ async fn me(State(state): State<AppState>, user: AuthUser) -> AppResult<AppJson<
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 422, description = "Wrong current password or invalid new one", body = ErrorBody),
+        (status = 429, description = "Too many attempts from this address or on this account; see Retry-After", body = ErrorBody),
     ))]
 async fn change_password(
     State(state): State<AppState>,
+    ip: ClientIp,
     user: AuthUser,
     AppJson(req): AppJson<ChangePasswordRequest>,
 ) -> AppResult<StatusCode> {
-    svc::change_password(&state, &user, req).await?;
+    svc::change_password(&state, &ip.0.to_string(), &user, req).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -148,11 +150,13 @@ async fn forgot_password(
         (status = 204, description = "Password set"),
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 422, description = "Invalid or expired token, or invalid password", body = ErrorBody),
+        (status = 429, description = "Too many attempts from this address or on this account; see Retry-After", body = ErrorBody),
     ))]
 async fn reset_password(
     State(state): State<AppState>,
+    ip: ClientIp,
     AppJson(req): AppJson<ResetPasswordRequest>,
 ) -> AppResult<StatusCode> {
-    svc::reset_password(&state, req).await?;
+    svc::reset_password(&state, &ip.0.to_string(), req).await?;
     Ok(StatusCode::NO_CONTENT)
 }

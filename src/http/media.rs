@@ -3,8 +3,9 @@
 
 use axum::Router;
 use axum::extract::multipart::MultipartRejection;
-use axum::extract::{DefaultBodyLimit, Multipart, State};
+use axum::extract::{DefaultBodyLimit, Multipart, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use tower_http::services::ServeDir;
@@ -133,16 +134,42 @@ async fn set_avatar(
 /// `/files/…`: the local backend's objects, with immutable cache headers (a key never
 /// changes content) and content types from their extensions. `ServeDir` refuses `..` and
 /// absolute paths, so nothing outside the media directory is reachable.
+///
+/// Each request asks the policy first ([`svc::file_access`]): a signed URL is checked
+/// against its signature and expiry, an unsigned one against whether its item is public
+/// *now*. Public files are cacheable by anyone for a day (an item that stops being public
+/// stops being served from shared caches within that); signed ones only by the browser,
+/// until the signature expires.
 pub fn files(state: &AppState) -> Router<AppState> {
     let dir = ServeDir::new(state.media.storage.local().root()).append_index_html_on_directories(false);
-    Router::new().nest_service("/files", dir).layer(axum::middleware::map_response(file_headers))
+    Router::new().nest_service("/files", dir).layer(axum::middleware::from_fn_with_state(state.clone(), guard_files))
 }
 
-async fn file_headers(mut resp: Response) -> Response {
+async fn guard_files(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let key = req.uri().path().strip_prefix("/files/").unwrap_or_default().to_string();
+    let (mut exp, mut sig) = (None, None);
+    for (k, v) in url::form_urlencoded::parse(req.uri().query().unwrap_or_default().as_bytes()) {
+        match &*k {
+            "exp" => exp = v.parse::<u64>().ok(),
+            "sig" => sig = Some(v.into_owned()),
+            _ => {}
+        }
+    }
+    let access = match svc::file_access(&state, &key, exp, sig.as_deref()).await {
+        Ok(a) => a,
+        Err(e) => return e.into_response(),
+    };
+    let mut resp = next.run(req).await;
     let status = resp.status();
     if status.is_success() || status == StatusCode::NOT_MODIFIED {
+        let cache = match access {
+            svc::FileAccess::Public => HeaderValue::from_static("public, max-age=86400"),
+            svc::FileAccess::Signed(left) => {
+                HeaderValue::from_str(&format!("private, max-age={left}")).expect("ascii header")
+            }
+        };
         let h = resp.headers_mut();
-        h.insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=31536000, immutable"));
+        h.insert(header::CACHE_CONTROL, cache);
         h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
         resp
     } else if status == StatusCode::NOT_FOUND {

@@ -15,6 +15,7 @@
 
 pub mod detect;
 pub mod process;
+pub mod signing;
 pub mod storage;
 pub mod upload;
 
@@ -35,6 +36,8 @@ pub struct Media {
     pub storage: Storage,
     /// Decoding limits.
     pub limits: ProcessLimits,
+    /// Signs the URLs of local media not everyone may see.
+    pub signer: signing::UrlSigner,
     uploads: PathBuf,
     /// Bounds how many images are decoded at once, hence peak memory: each decode may use
     /// up to `limits.max_alloc`, whatever the job concurrency.
@@ -43,13 +46,14 @@ pub struct Media {
 
 impl Media {
     /// Sets up the upload directory and the storage backends.
-    pub fn new(cfg: &Config) -> anyhow::Result<Self> {
+    pub fn new(cfg: &Config, secret: &[u8]) -> anyhow::Result<Self> {
         let uploads = cfg.data_dir.join("uploads");
         std::fs::create_dir_all(&uploads).with_context(|| format!("creating {}", uploads.display()))?;
         let parallel = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 2);
         Ok(Self {
             storage: Storage::from_config(cfg)?,
             limits: ProcessLimits::for_pixels(cfg.media.max_pixels),
+            signer: signing::UrlSigner::new(secret, cfg.media.signed_url_ttl_secs),
             uploads,
             cpu: Arc::new(Semaphore::new(parallel)),
         })

@@ -59,7 +59,7 @@ fn parse<T: DeserializeOwned>(data: Option<&RawValue>) -> AppResult<T> {
 /// The conversations `user` belongs to, as topics (subscribed on connect).
 pub async fn conversation_topics(state: &AppState, user: Id) -> Vec<Topic> {
     match chat::memberships(state, user).await {
-        Ok(m) => m.into_iter().map(|(t, _)| t).collect(),
+        Ok(m) => m.into_iter().map(|(t, _)| t).take(crate::realtime::session::MAX_CONVERSATION_SUBSCRIPTIONS).collect(),
         Err(e) => {
             tracing::warn!(error = %e, "reading conversations failed");
             Vec::new()

@@ -24,8 +24,8 @@
 //! to close with a reconnect-range code and the loop moves on, so one slow client never
 //! slows the others and server memory per client stays bounded by its queue.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU16, AtomicU64, AtomicUsize, Ordering};
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::task::Poll;
 
@@ -165,6 +165,34 @@ impl Kill {
     }
 }
 
+/// The accounts blocked either way with a session's user. The hub reads it for every
+/// delivery that names an actor ([`Envelope::actor`]) and skips the session when the actor
+/// is in it: one atomic load when the set is empty (most users), a read lock otherwise —
+/// the event itself is still encoded once for everyone. The session fills it when it opens
+/// and again whenever its user's access changes (a block or an unblock, either side).
+#[derive(Debug, Default)]
+pub struct BlockSet {
+    any: AtomicBool,
+    ids: RwLock<HashSet<Id>>,
+}
+
+impl BlockSet {
+    /// Whether `user` is blocked either way with the session's user.
+    pub fn contains(&self, user: Id) -> bool {
+        self.any.load(Ordering::Acquire) && self.ids.read().expect("block set poisoned").contains(&user)
+    }
+
+    /// Replaces the set; returns the accounts added and removed (for Socket.IO's rooms).
+    pub fn replace(&self, ids: HashSet<Id>) -> (Vec<Id>, Vec<Id>) {
+        let mut cur = self.ids.write().expect("block set poisoned");
+        let added = ids.difference(&cur).copied().collect();
+        let removed = cur.difference(&ids).copied().collect();
+        self.any.store(!ids.is_empty(), Ordering::Release);
+        *cur = ids;
+        (added, removed)
+    }
+}
+
 /// The hub's handle on one session.
 #[derive(Clone, Debug)]
 pub struct SessionHandle {
@@ -179,6 +207,8 @@ pub struct SessionHandle {
     tx: mpsc::Sender<Outbound>,
     /// Close switch.
     pub kill: Arc<Kill>,
+    /// Who the session's user is blocked with: their events are not delivered to it.
+    pub blocks: Arc<BlockSet>,
 }
 
 #[derive(Default)]
@@ -201,8 +231,16 @@ impl TopicSubs {
     }
 }
 
-/// Broadcasts an ephemeral event to a Socket.IO room (installed by the Socket.IO door).
+/// Broadcasts an ephemeral event to a Socket.IO room (installed by the Socket.IO door),
+/// except to the sockets whose user is blocked with the event's actor ([`blocked_room`]).
 pub type SioBridge = Arc<dyn Fn(&Topic, &Envelope) + Send + Sync>;
+
+/// The Socket.IO room a session joins for each account in its [`BlockSet`]: a room
+/// broadcast of an event by that account excludes it (`except`), so the block filter costs
+/// Socket.IO nothing per recipient either.
+pub fn blocked_room(user: Id) -> String {
+    format!("blk:{user}")
+}
 
 /// The registry.
 pub struct Hub {
@@ -210,6 +248,8 @@ pub struct Hub {
     broker: OnceLock<Broker>,
     topics: DashMap<Arc<str>, Arc<TopicSubs>>,
     sessions: DashMap<SessionId, SessionHandle>,
+    /// Sessions per user, for the per-user cap.
+    per_user: DashMap<Id, usize>,
     next_id: AtomicU64,
     taps: broadcast::Sender<Envelope>,
     sio_bridge: OnceLock<SioBridge>,
@@ -223,6 +263,7 @@ impl Hub {
             broker: OnceLock::new(),
             topics: DashMap::new(),
             sessions: DashMap::new(),
+            per_user: DashMap::new(),
             next_id: AtomicU64::new(1),
             taps: broadcast::channel(4096).0,
             sio_bridge: OnceLock::new(),
@@ -250,8 +291,23 @@ impl Hub {
         self.taps.subscribe()
     }
 
-    /// Registers a session; returns its handle and the receiving end of its queue.
-    pub fn register(&self, user: Id, auth_session: Id, door: Door) -> (SessionHandle, mpsc::Receiver<Outbound>) {
+    /// Registers a session; returns its handle and the receiving end of its queue, or
+    /// `None` when `user` already holds `per_user_cap` sessions here.
+    pub fn register(
+        &self,
+        user: Id,
+        auth_session: Id,
+        door: Door,
+        per_user_cap: usize,
+    ) -> Option<(SessionHandle, mpsc::Receiver<Outbound>)> {
+        {
+            // Counted under the entry's shard lock: concurrent connects cannot both pass.
+            let mut n = self.per_user.entry(user).or_insert(0);
+            if *n >= per_user_cap {
+                return None;
+            }
+            *n += 1;
+        }
         let (tx, rx) = mpsc::channel(self.queue_frames);
         let handle = SessionHandle {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
@@ -260,16 +316,21 @@ impl Hub {
             door,
             tx,
             kill: Arc::new(Kill::default()),
+            blocks: Arc::new(BlockSet::default()),
         };
         self.sessions.insert(handle.id, handle.clone());
         metrics::gauge!("chorus_socket_connections", "door" => door.label()).increment(1.0);
-        (handle, rx)
+        Some((handle, rx))
     }
 
     /// Removes a session. Its subscriptions must have been dropped with
     /// [`Hub::unsubscribe`] first (the session does this when it ends).
     pub fn unregister(&self, session: &SessionHandle) {
         if self.sessions.remove(&session.id).is_some() {
+            self.per_user.remove_if_mut(&session.user, |_, n| {
+                *n -= 1;
+                *n == 0
+            });
             metrics::gauge!("chorus_socket_connections", "door" => session.door.label()).decrement(1.0);
         }
     }
@@ -281,7 +342,7 @@ impl Hub {
 
     /// Whether `user` has a session on this instance.
     pub fn user_is_connected_here(&self, user: Id) -> bool {
-        self.sessions.iter().any(|s| s.user == user)
+        self.per_user.contains_key(&user)
     }
 
     /// Subscribes a session to a topic. Returns once the broker delivers the topic to this
@@ -373,6 +434,7 @@ impl Hub {
             _ => {}
         }
         let durable = topic.is_durable();
+        let actor = env.actor;
         let delivery = Arc::new(Delivery::new(topic, env));
         let (mut delivered, mut dropped) = (0u64, 0u64);
         {
@@ -380,6 +442,10 @@ impl Hub {
             for sub in subs.values() {
                 if sub.door == Door::Sio && !durable {
                     continue; // reached through the room broadcast below
+                }
+                // On durable topics the session skips it itself, keeping its seq position.
+                if !durable && actor.is_some_and(|a| sub.blocks.contains(a)) {
+                    continue;
                 }
                 match sub.tx.try_send(Outbound::Event(delivery.clone())) {
                     Ok(()) => delivered += 1,

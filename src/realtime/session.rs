@@ -35,8 +35,12 @@ use crate::store::events as event_store;
 /// Most events replayed per topic on resume; a client further behind is told
 /// `resync_required` and refetches over REST.
 pub const MAX_REPLAY: i64 = 1000;
-/// Most topics one session may subscribe to.
+/// Most topics one session may subscribe to, conversations aside.
 pub const MAX_SUBSCRIPTIONS: usize = 256;
+/// Most conversation (`chat:`) topics one session holds. They have a budget of their own:
+/// anyone may add me to a group, and others' actions must not use up the budget of the
+/// topics I choose. Past it, the most recently active conversations are the ones watched.
+pub const MAX_CONVERSATION_SUBSCRIPTIONS: usize = 1024;
 
 /// What a client asks for, whichever door it came through.
 #[derive(Debug)]
@@ -174,6 +178,8 @@ pub struct Session {
     /// such account's [`Topic::Audience`] while it holds one of them.
     owners: HashMap<Topic, Id>,
     bucket: TokenBucket,
+    /// Changes to the block set not yet taken by the door (Socket.IO keeps rooms for them).
+    block_changes: (Vec<Id>, Vec<Id>),
 }
 
 impl Session {
@@ -190,7 +196,14 @@ impl Session {
         if state.hub.session_count() >= state.config.hub.max_connections {
             return Err(CloseCode::TOO_MANY_CONNECTIONS);
         }
-        let (handle, rx) = state.hub.register(user, sid, door);
+        // Without its block set the session could deliver what a block hides: refuse (the
+        // client reconnects, to this instance or another).
+        let blocks = crate::services::access::blocked_with(state, user).await.map_err(|e| {
+            tracing::warn!(error = %e, "reading blocks failed; refusing the connection");
+            CloseCode::SHUTDOWN
+        })?;
+        let cap = state.config.hub.max_connections_per_user;
+        let (handle, rx) = state.hub.register(user, sid, door, cap).ok_or(CloseCode::TOO_MANY_CONNECTIONS)?;
         let hub_cfg = &state.config.hub;
         let mut session = Session {
             state: state.clone(),
@@ -205,7 +218,9 @@ impl Session {
                 last: Instant::now(),
                 strikes: 0,
             },
+            block_changes: (Vec::new(), Vec::new()),
         };
+        session.block_changes = session.handle.blocks.replace(blocks);
         // Logout and password changes reach this session through its control topic.
         let ctl = Topic::Control(user);
         state.hub.subscribe(&session.handle, &ctl).await;
@@ -216,6 +231,20 @@ impl Session {
             Err(e) => tracing::warn!(error = %e, "presence update failed"),
         }
         Ok((session, rx))
+    }
+
+    /// (Re)reads who the user is blocked with, for the hub's per-recipient filter.
+    async fn load_blocks(&mut self) -> AppResult<()> {
+        let ids = crate::services::access::blocked_with(&self.state, self.user()).await?;
+        let (mut added, mut removed) = self.handle.blocks.replace(ids);
+        self.block_changes.0.append(&mut added);
+        self.block_changes.1.append(&mut removed);
+        Ok(())
+    }
+
+    /// The accounts added to and removed from the block set since the last call.
+    pub fn blocked_changes(&mut self) -> (Vec<Id>, Vec<Id>) {
+        std::mem::take(&mut self.block_changes)
     }
 
     /// The authenticated user.
@@ -259,6 +288,7 @@ impl Session {
                 "burst": h.client_burst,
                 "queue_frames": h.queue_frames,
                 "max_subscriptions": MAX_SUBSCRIPTIONS,
+                "max_conversation_subscriptions": MAX_CONVERSATION_SUBSCRIPTIONS,
                 "max_replay": MAX_REPLAY,
             }
         })
@@ -329,7 +359,15 @@ impl Session {
             };
         }
         let owner = crate::services::access::authorize_topic(&self.state, self.user(), &topic).await?;
-        if self.subs.len() >= MAX_SUBSCRIPTIONS {
+        let chat = matches!(topic, Topic::Chat(_));
+        let held = self.subs.keys().filter(|t| matches!(t, Topic::Chat(_)) == chat).count();
+        if chat && held >= MAX_CONVERSATION_SUBSCRIPTIONS {
+            return Err(AppError::field(
+                "topic",
+                format!("at most {MAX_CONVERSATION_SUBSCRIPTIONS} conversations per connection"),
+            ));
+        }
+        if !chat && held >= MAX_SUBSCRIPTIONS {
             return Err(AppError::field("topic", format!("at most {MAX_SUBSCRIPTIONS} subscriptions per connection")));
         }
         if let Some(owner) = owner.filter(|o| *o != self.user()) {
@@ -410,6 +448,9 @@ impl Session {
             return Ok((vec![Push::ResyncRequired { topic: *topic, seq: upto }], "resync_required", upto));
         }
         let rows = event_store::after(c.ex(), &key, from, upto - from).await?;
+        drop(c);
+        // A replay passes only what the policy still allows the reader to see now.
+        let allowed = crate::services::access::replayable(&self.state, self.user(), topic, &rows).await?;
         let key: Arc<str> = key.into();
         let mut pos = from;
         let mut out = Vec::with_capacity(rows.len());
@@ -418,7 +459,9 @@ impl Session {
                 break;
             }
             pos = r.seq;
-            out.push(Push::Event(replayed(topic, &key, r)));
+            if r.actor_id.is_none_or(|a| allowed.contains(&a)) {
+                out.push(Push::Event(replayed(topic, &key, r)));
+            }
         }
         Ok((out, "resumed", if until.is_some() { upto } else { pos.max(from) }))
     }
@@ -487,20 +530,25 @@ impl Session {
 
     /// Decides what to do with a live delivery (see the module doc).
     pub async fn accept(&mut self, d: &Arc<Delivery>) -> Accept {
+        // The hub filters ephemeral topics; on durable ones the position must move past it.
+        let blocked = d.env.actor.is_some_and(|a| self.handle.blocks.contains(a));
+        let pass = if blocked { Accept::Skip } else { Accept::Send };
         let Some(slot) = self.subs.get_mut(&d.topic) else { return Accept::Skip };
-        let (Some(last), Some(seq)) = (*slot, d.env.seq) else { return Accept::Send };
+        let (Some(last), Some(seq)) = (*slot, d.env.seq) else { return pass };
         if seq <= last {
             return Accept::Skip;
         }
         if seq == last + 1 {
             *slot = Some(seq);
-            return Accept::Send;
+            return pass;
         }
         // A gap: read what is missing, then this one.
         let topic = d.topic;
         match self.catch_up(&topic, last, Some(seq - 1)).await {
             Ok((mut pushes, _, _)) => {
-                pushes.push(Push::Event(d.clone()));
+                if !blocked {
+                    pushes.push(Push::Event(d.clone()));
+                }
                 self.subs.insert(topic, Some(seq));
                 Accept::Many(pushes)
             }
@@ -533,6 +581,9 @@ impl Session {
     /// and picks up conversations the user joined (for the Socket.IO door, those of its
     /// `namespace`) from the position their `member.added` event got.
     pub async fn recheck(&mut self, namespace: Option<&str>) -> Vec<Push> {
+        if let Err(e) = self.load_blocks().await {
+            tracing::warn!(error = %e, "re-reading blocks failed");
+        }
         let topics: Vec<Topic> = self
             .subs
             .keys()
@@ -547,12 +598,22 @@ impl Session {
         } else {
             Ok(Vec::new())
         };
+        // Conversations are re-checked against this one read of the memberships, not one
+        // query per conversation held.
+        let mut members_of: Option<std::collections::HashSet<Topic>> = None;
         match joined {
             Ok(joined) => {
+                members_of = Some(joined.iter().map(|(t, _)| *t).collect());
+                let mut room = MAX_CONVERSATION_SUBSCRIPTIONS
+                    .saturating_sub(self.subs.keys().filter(|t| matches!(t, Topic::Chat(_))).count());
                 for (topic, from) in joined {
                     if self.subs.contains_key(&topic) {
                         continue;
                     }
+                    if room == 0 {
+                        break; // memberships come most recently active first
+                    }
+                    room -= 1;
                     match self.subscribe(topic, Some(from)).await {
                         Ok((_, mut pushes)) => out.append(&mut pushes),
                         Err(e) => tracing::warn!(error = %e, topic = %topic, "joining a conversation failed"),
@@ -562,6 +623,14 @@ impl Session {
             Err(e) => tracing::warn!(error = %e, "reading conversations failed"),
         }
         for topic in topics {
+            if let (Topic::Chat(_), Some(members)) = (topic, &members_of) {
+                if !members.contains(&topic) {
+                    self.unsubscribe(&topic);
+                    let error = AppError::Forbidden("not a member of this conversation").body().error;
+                    out.push(Push::Unsubscribed { topic, error });
+                }
+                continue;
+            }
             match crate::services::access::authorize_topic(&self.state, self.user(), &topic).await {
                 Ok(_) => {}
                 Err(e @ (AppError::NotFound | AppError::Forbidden(_))) => {
@@ -620,7 +689,10 @@ fn parse_seq(s: &str) -> AppResult<i64> {
 
 fn replayed(topic: &Topic, key: &Arc<str>, r: event_store::EventRow) -> Arc<Delivery> {
     let event = EventName::parse(&r.event).unwrap_or(EventName::PostUpdated);
-    Arc::new(Delivery::new(*topic, Envelope { topic: key.clone(), event, seq: Some(r.seq), data: r.data.into() }))
+    Arc::new(Delivery::new(
+        *topic,
+        Envelope { topic: key.clone(), event, seq: Some(r.seq), data: r.data.into(), actor: r.actor_id },
+    ))
 }
 
 /// Publishes the user's presence to `presence:{user}` on every instance.

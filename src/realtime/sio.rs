@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use crate::error::AppError;
 use crate::events::{Envelope, Topic};
 use crate::realtime::close::CloseCode;
-use crate::realtime::hub::{Delivery, Door, Outbound};
+use crate::realtime::hub::{Delivery, Door, Outbound, blocked_room};
 use crate::realtime::session::{Accept, Command, Push, RateVerdict, Reply, Session, default_topics};
 use crate::state::AppState;
 
@@ -105,7 +105,11 @@ fn bridge(io: SocketIo) -> crate::realtime::hub::SioBridge {
         let payload = sio_payload(topic, env);
         let Ok(raw) = RawValue::from_string(payload) else { return };
         // The local adapter completes at once; never block the hub's delivery.
-        let fut = ns.to(topic.key()).emit(env.event.as_str(), &raw);
+        let to = ns.to(topic.key());
+        let fut = match env.actor {
+            Some(a) => to.except(blocked_room(a)).emit(env.event.as_str(), &raw),
+            None => to.emit(env.event.as_str(), &raw),
+        };
         if let Some(Err(e)) = fut.now_or_never() {
             tracing::debug!(error = %e, "socket.io room broadcast failed for some sockets");
         }
@@ -180,6 +184,8 @@ async fn run(
     positions: HashMap<String, String>,
 ) {
     let ns = s.ns().to_string();
+    // Before any room: a broadcast by a blocked account must never reach this socket.
+    join_block_rooms(&s, session.blocked_changes());
     // Default topics of this namespace, resumed from the handshake positions first.
     let mut then = Vec::new();
     for topic in default_topics(&state, session.user(), Some(&ns)).await {
@@ -226,7 +232,11 @@ async fn run(
                     end = r.err();
                 }
                 Some(Outbound::Resync) => end = emit_pushes(&s, session.resync().await).err(),
-                Some(Outbound::Recheck) => end = emit_pushes(&s, session.recheck(Some(&ns)).await).err(),
+                Some(Outbound::Recheck) => {
+                    let pushes = session.recheck(Some(&ns)).await;
+                    join_block_rooms(&s, session.blocked_changes());
+                    end = emit_pushes(&s, pushes).err();
+                }
             },
             cmd = cmds.recv() => match cmd {
                 None => break,
@@ -309,6 +319,16 @@ async fn handle(
         Err(e) => reply(ack, json!({"ok": false, "error": e.body().error})),
     }
     emit_pushes(s, outcome.then)
+}
+
+/// Keeps the socket's [`blocked_room`]s in step with its session's block set.
+fn join_block_rooms(s: &SocketRef, (added, removed): (Vec<crate::domain::Id>, Vec<crate::domain::Id>)) {
+    for u in added {
+        s.join(blocked_room(u));
+    }
+    for u in removed {
+        s.leave(blocked_room(u));
+    }
 }
 
 fn emit_event(s: &SocketRef, d: &Arc<Delivery>) -> Result<(), CloseCode> {

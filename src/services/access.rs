@@ -25,8 +25,11 @@ use crate::error::{AppError, AppResult};
 use crate::events::Topic;
 use crate::services::users as user_svc;
 use crate::state::AppState;
+use crate::store::Ex;
+use crate::store::chat::{self as chat_store, ConversationRow, DIRECT, MemberRow};
 use crate::store::comments::{self as comment_store, CommentRow};
 use crate::store::graph::{self, ACTIVE};
+use crate::store::media::{self as media_store, Holder, MediaRow};
 use crate::store::posts::{self as post_store, PostRow};
 
 use crate::store::users::{self as user_store, UserRow};
@@ -55,6 +58,13 @@ impl Standing {
     /// Whether the account's profile exists for the viewer.
     pub fn may_see_profile(&self) -> bool {
         self.is_self || !self.blocked
+    }
+
+    /// Whether the account's posts belong in the viewer's home feed: their own, or an
+    /// account they actively follow and are not blocked with (an unfollowed, blocking or
+    /// blocked account's posts leave the feed, live and in replays alike).
+    pub fn may_see_in_feed(&self) -> bool {
+        self.is_self || (!self.blocked && self.follow == Some(Follow::Active))
     }
 
     /// Whether the viewer may see the content of an account whose privacy flag is `private`.
@@ -119,13 +129,25 @@ fn follow_of(status: &str) -> Follow {
 
 /// The viewer's standings towards `users` (two queries; none when anonymous).
 pub async fn audience_for(state: &AppState, viewer: Option<Id>, users: &[Id]) -> AppResult<Audience> {
+    if viewer.is_none() || users.is_empty() {
+        return Ok(Audience { viewer, ..Audience::default() });
+    }
+    let mut c = state.store.conn().await?;
+    audience_on(c.ex(), viewer, users).await
+}
+
+/// Like [`audience_for`], on the connection or transaction given (a view being built, a
+/// write checking inside its own transaction).
+pub async fn audience_on(mut ex: Ex<'_>, viewer: Option<Id>, users: &[Id]) -> AppResult<Audience> {
     let Some(v) = viewer else { return Ok(Audience::anonymous()) };
     let mut users: Vec<Id> = users.iter().copied().filter(|u| *u != v).collect();
     users.sort_unstable();
     users.dedup();
-    let mut c = state.store.conn().await?;
-    let follows = graph::follow_statuses(c.ex(), v, &users).await?;
-    let blocked = graph::blocked_among(c.ex(), v, &users).await?;
+    if users.is_empty() {
+        return Ok(Audience { viewer, ..Audience::default() });
+    }
+    let follows = graph::follow_statuses(ex.reborrow(), v, &users).await?;
+    let blocked = graph::blocked_among(ex, v, &users).await?;
     Ok(Audience {
         viewer: Some(v),
         follows: follows.into_iter().map(|(id, s)| (id, follow_of(&s))).collect(),
@@ -194,6 +216,27 @@ pub async fn visible_comment(state: &AppState, viewer: Option<Id>, id: Id) -> Ap
     Ok((comment, post))
 }
 
+/// A comment `me` may delete, with its post: any comment on `me`'s own post — one by an
+/// account blocked either way included, which the post's author no longer sees but must be
+/// able to remove — or `me`'s own comment on a post `me` sees. `404` when the comment is
+/// not visible, `403` when it is someone else's on someone else's post.
+pub async fn deletable_comment(state: &AppState, me: Id, id: Id) -> AppResult<(CommentRow, PostRow)> {
+    let mut c = state.store.conn().await?;
+    let comment = comment_store::get(c.ex(), id).await?.ok_or(AppError::NotFound)?;
+    drop(c);
+    let (post, _) = visible_post(state, Some(me), comment.post_id).await?;
+    if post.author_id == me {
+        return Ok((comment, post));
+    }
+    if !standing(state, Some(me), comment.author_id).await?.may_see_profile() {
+        return Err(AppError::NotFound);
+    }
+    if comment.author_id != me {
+        return Err(AppError::Forbidden("only the comment's or the post's author can delete a comment"));
+    }
+    Ok((comment, post))
+}
+
 /// Keeps the items (posts, or anything written by an account) whose author's content the
 /// viewer may see, in order: three queries for the whole list.
 pub async fn filter_visible<T>(
@@ -235,6 +278,112 @@ pub async fn filter_blocked<T>(
     let users: Vec<Id> = items.iter().map(&user_of).collect();
     let audience = audience_for(state, viewer, &users).await?;
     Ok(items.into_iter().filter(|i| audience.may_see_profile(user_of(i))).collect())
+}
+
+/// Whether `viewer` may see media item `m`. Media follow what holds them: an unattached
+/// upload (or one still processing) is its uploader's; an avatar is everyone's; a post's
+/// media are visible exactly when the post is; a message's media to the conversation's
+/// current members. Anything else is `404`, as if the item did not exist (ids are dense
+/// and time-ordered, so a `403` would confirm a guess).
+pub async fn visible_media(state: &AppState, viewer: Option<Id>, m: &MediaRow) -> AppResult<MediaAudience> {
+    if viewer == Some(m.owner_id) {
+        return Ok(MediaAudience::Owner);
+    }
+    if m.status != "ready" {
+        return Err(AppError::NotFound);
+    }
+    match m.attached_to.as_deref() {
+        Some("avatar") => return Ok(MediaAudience::Public),
+        None => return Err(AppError::NotFound),
+        Some(_) => {}
+    }
+    let mut c = state.store.conn().await?;
+    let holder = media_store::holder(c.ex(), m.id).await?;
+    match holder {
+        Holder::Post(p) => {
+            drop(c);
+            let (_, author) = visible_post(state, viewer, p).await?;
+            Ok(if author.is_private { MediaAudience::Restricted } else { MediaAudience::Public })
+        }
+        Holder::Conversation(conv) => {
+            let v = viewer.ok_or(AppError::NotFound)?;
+            chat_store::member(c.ex(), conv, v).await?.ok_or(AppError::NotFound)?;
+            Ok(MediaAudience::Restricted)
+        }
+        Holder::None => Err(AppError::NotFound),
+    }
+}
+
+/// Who may see a media item, as far as its URLs are concerned.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MediaAudience {
+    /// The uploader looking at their own item.
+    Owner,
+    /// Anyone (avatars, posts of public accounts): long-lived cacheable URLs.
+    Public,
+    /// Some people only (a private account's post, a conversation's message).
+    Restricted,
+}
+
+/// Whether `me` may act in conversation `conv` — send, edit, react, type, move read marks:
+/// a member (`404` otherwise, as if it did not exist), and in a direct conversation not
+/// blocked either way with the other member (`403`: the conversation stays readable, its
+/// history is the member's own, but a block ends every interaction in it). Runs on the
+/// connection or transaction it is given, so a write checks inside its own transaction.
+pub async fn act_in_conversation(mut ex: Ex<'_>, me: Id, conv: &ConversationRow) -> AppResult<MemberRow> {
+    let m = chat_store::member(ex.reborrow(), conv.id, me).await?.ok_or(AppError::NotFound)?;
+    if conv.kind == DIRECT {
+        let others: Vec<Id> = chat_store::members_of(ex.reborrow(), &[conv.id])
+            .await?
+            .into_iter()
+            .map(|m| m.user_id)
+            .filter(|u| *u != me)
+            .collect();
+        direct_open(ex, me, conv, &others).await?;
+    }
+    Ok(m)
+}
+
+/// In a direct conversation whose other member is among `others`, a block either way
+/// refuses every action (`403`). Groups are not affected: there a block filters the live
+/// events and mentions between the two, per recipient, and refuses adding each other.
+pub async fn direct_open(ex: Ex<'_>, me: Id, conv: &ConversationRow, others: &[Id]) -> AppResult<()> {
+    if conv.kind == DIRECT && !graph::blocked_among(ex, me, others).await?.is_empty() {
+        return Err(AppError::Forbidden("you cannot message this user"));
+    }
+    Ok(())
+}
+
+/// The accounts blocked either way with `user`: the hub's per-recipient filter of live
+/// events ([`crate::realtime::hub::BlockSet`]).
+pub async fn blocked_with(state: &AppState, user: Id) -> AppResult<HashSet<Id>> {
+    let mut c = state.store.conn().await?;
+    Ok(graph::block_set(c.ex(), user).await?.into_iter().collect())
+}
+
+/// Of the actors of stored events on `topic` (a durable replay to `reader`), those whose
+/// events the reader may still see: on the home feed, accounts whose posts
+/// [`Standing::may_see_in_feed`]; elsewhere, accounts not blocked either way. Events with
+/// no actor are always replayable.
+pub async fn replayable(
+    state: &AppState,
+    reader: Id,
+    topic: &Topic,
+    rows: &[crate::store::events::EventRow],
+) -> AppResult<HashSet<Id>> {
+    let actors: Vec<Id> = rows.iter().filter_map(|r| r.actor_id).collect();
+    if actors.is_empty() {
+        return Ok(HashSet::new());
+    }
+    let audience = audience_for(state, Some(reader), &actors).await?;
+    let feed = matches!(topic, Topic::Feed(_));
+    Ok(actors
+        .into_iter()
+        .filter(|a| {
+            let s = audience.standing(*a);
+            if feed { s.may_see_in_feed() } else { s.may_see_profile() }
+        })
+        .collect())
 }
 
 /// May `viewer` subscribe to `topic`? The socket doors call this for every subscription,

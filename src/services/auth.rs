@@ -237,8 +237,12 @@ pub struct ChangePasswordRequest {
     pub new_password: String,
 }
 
-/// Changes the password and ends every other session of the account.
-pub async fn change_password(state: &AppState, user: &AuthUser, req: ChangePasswordRequest) -> AppResult<()> {
+/// Changes the password and ends every other session of the account and every reset token.
+/// Limited per address and per account before any argon2 work: each attempt costs a verify
+/// and a hash (~19 MiB and tens of milliseconds of the blocking pool each).
+pub async fn change_password(state: &AppState, ip: &str, user: &AuthUser, req: ChangePasswordRequest) -> AppResult<()> {
+    state.limits.check(Bucket::AuthIp, &format!("password:{ip}")).await?;
+    state.limits.check(Bucket::AuthAccount, &format!("password:{}", user.id)).await?;
     let mut v = Validator::new();
     let new = v.check("new_password", NewPassword::parse(&req.new_password));
     if req.current_password.is_empty() {
@@ -256,6 +260,7 @@ pub async fn change_password(state: &AppState, user: &AuthUser, req: ChangePassw
     let now = Timestamp::now();
     let mut tx = state.store.begin().await?;
     user_store::set_password(tx.ex(), user.id, &hash, now).await?;
+    tokens::end_resets(tx.ex(), user.id, now).await?;
     let others = tokens::revoke_user_families(tx.ex(), user.id, Some(user.sid), now).await?;
     revoke_sessions(state, &mut tx, &others).await?;
     let mut events = EventBatch::new();
@@ -312,19 +317,30 @@ pub struct ResetPasswordRequest {
     pub new_password: String,
 }
 
-/// Sets a new password with a reset token (single use) and ends every session.
-pub async fn reset_password(state: &AppState, req: ResetPasswordRequest) -> AppResult<()> {
+/// Sets a new password with a reset token (single use) and ends every session and every
+/// other reset token of the account. The token is checked (and the caller's address
+/// limited) before the new password is hashed, so bad tokens cost no argon2 work.
+pub async fn reset_password(state: &AppState, ip: &str, req: ResetPasswordRequest) -> AppResult<()> {
+    state.limits.check(Bucket::AuthIp, &format!("reset:{ip}")).await?;
     let new = NewPassword::parse(&req.new_password).map_err(|m| AppError::field("new_password", m))?;
+    let invalid = || AppError::field("token", "is invalid or expired");
     if req.token.is_empty() || req.token.len() > 256 {
-        return Err(AppError::field("token", "is invalid or expired"));
+        return Err(invalid());
     }
+    let token_hash = hash_token(&req.token);
+    let mut c = state.store.conn().await?;
+    let owner = tokens::reset_owner(c.ex(), &token_hash, Timestamp::now()).await?.ok_or_else(invalid)?;
+    drop(c);
+    state.limits.check(Bucket::AuthAccount, &format!("reset:{owner}")).await?;
     let hash = password::hash(new.expose().to_string()).await?;
     let now = Timestamp::now();
     let mut tx = state.store.begin().await?;
-    let Some(user) = tokens::use_reset(tx.ex(), &hash_token(&req.token), now).await? else {
-        return Err(AppError::field("token", "is invalid or expired"));
+    // Consumed here, atomically: a concurrent reset with the same token finds it used.
+    let Some(user) = tokens::use_reset(tx.ex(), &token_hash, now).await? else {
+        return Err(invalid());
     };
     user_store::set_password(tx.ex(), user, &hash, now).await?;
+    tokens::end_resets(tx.ex(), user, now).await?;
     let all = tokens::revoke_user_families(tx.ex(), user, None, now).await?;
     revoke_sessions(state, &mut tx, &all).await?;
     let mut events = EventBatch::new();

@@ -475,9 +475,7 @@ pub async fn send(state: &AppState, me: Id, id: Id, req: SendMessage) -> AppResu
         return Err(AppError::NotFound);
     }
     let others: Vec<Id> = members.into_iter().map(|m| m.user_id).filter(|u| *u != me).collect();
-    if conv.kind == DIRECT && !graph_store::blocked_among(tx.ex(), me, &others).await?.is_empty() {
-        return Err(AppError::Forbidden("you cannot message this user"));
-    }
+    access::direct_open(tx.ex(), me, &conv, &others).await?;
     if let Some(r) = req.reply_to {
         let target = store::get_message(tx.ex(), r, Some(RowLock::KeyShare)).await?;
         if target.is_none_or(|t| t.conversation_id != id) {
@@ -517,7 +515,7 @@ pub async fn send(state: &AppState, me: Id, id: Id, req: SendMessage) -> AppResu
         updated_at: now,
     };
     let message = view_message(state, tx.ex(), row).await?;
-    let mut events = EventBatch::new();
+    let mut events = EventBatch::by(me);
     events.add(&mut tx, &[Topic::Chat(id)], EventName::MessageCreated, &message).await?;
     // Members with no open socket get a `message` notification (a durable job decides).
     let preview = if body.is_empty() { "sent an attachment" } else { body };
@@ -562,11 +560,13 @@ pub async fn edit_message(state: &AppState, me: Id, msg: Id, req: EditMessage) -
     }
     let mut tx = state.store.begin().await?;
     let row = own_message(&mut tx, me, msg).await?;
+    let conv = store::get_conversation(tx.ex(), row.conversation_id, None).await?.ok_or(AppError::NotFound)?;
+    access::act_in_conversation(tx.ex(), me, &conv).await?;
     let now = Timestamp::now();
     store::edit_message(tx.ex(), msg, body, now).await?;
     let row = MessageRow { body: Some(body.to_string()), updated_at: now, ..row };
     let view = view_message(state, tx.ex(), row).await?;
-    let mut events = EventBatch::new();
+    let mut events = EventBatch::by(me);
     events.add(&mut tx, &[Topic::Chat(view.conversation_id)], EventName::MessageUpdated, &view).await?;
     state.commit(tx, events).await?;
     Ok(view)
@@ -581,7 +581,7 @@ pub async fn delete_message(state: &AppState, me: Id, msg: Id) -> AppResult<()> 
         crate::services::notifications::message_deleted(&mut tx, row.conversation_id, body).await?;
     }
     store::tombstone(tx.ex(), msg, Timestamp::now()).await?;
-    let mut events = EventBatch::new();
+    let mut events = EventBatch::by(me);
     let data = MessageDeleted { id: msg, conversation_id: row.conversation_id };
     events.add(&mut tx, &[Topic::Chat(row.conversation_id)], EventName::MessageDeleted, &data).await?;
     state.commit(tx, events).await?;
@@ -592,8 +592,8 @@ pub async fn delete_message(state: &AppState, me: Id, msg: Id) -> AppResult<()> 
 pub async fn reactable(state: &AppState, me: Id, msg: Id) -> AppResult<Id> {
     let mut c = state.store.conn().await?;
     let row = store::get_message(c.ex(), msg, None).await?.ok_or(AppError::NotFound)?;
-    drop(c);
-    membership(state, me, row.conversation_id).await?;
+    let conv = store::get_conversation(c.ex(), row.conversation_id, None).await?.ok_or(AppError::NotFound)?;
+    access::act_in_conversation(c.ex(), me, &conv).await?;
     if row.deleted {
         return Err(AppError::NotFound);
     }
@@ -621,7 +621,8 @@ pub async fn reaction_event(
 pub async fn mark_read(state: &AppState, me: Id, id: Id, req: MarkRead) -> AppResult<Receipt> {
     same_conversation(req.conversation_id, id)?;
     let mut tx = state.store.begin().await?;
-    member_in(&mut tx, me, id).await?;
+    let (conv, _) = member_in(&mut tx, me, id).await?;
+    access::act_in_conversation(tx.ex(), me, &conv).await?;
     let target = store::get_message(tx.ex(), req.message_id, Some(RowLock::KeyShare)).await?;
     if target.is_none_or(|t| t.conversation_id != id) {
         return Err(AppError::field("message_id", "no such message in this conversation"));
@@ -629,7 +630,7 @@ pub async fn mark_read(state: &AppState, me: Id, id: Id, req: MarkRead) -> AppRe
     let read = (req.receipt == ReceiptKind::Read).then_some(req.message_id);
     let receipt = Receipt { conversation_id: id, user_id: me, message_id: req.message_id, receipt: req.receipt };
     if store::advance_receipts(tx.ex(), id, me, read, req.message_id).await? {
-        let mut events = EventBatch::new();
+        let mut events = EventBatch::by(me);
         events.add(&mut tx, &[Topic::Chat(id)], EventName::Read, &receipt).await?;
         state.commit(tx, events).await?;
     }
@@ -651,15 +652,16 @@ pub async fn unread(state: &AppState, me: Id) -> AppResult<UnreadCounts> {
 
 /// Tells the other members I am typing (throttled; `{"sent": false}` when dropped).
 pub async fn typing(state: &AppState, me: Id, id: Id) -> AppResult<serde_json::Value> {
-    if !is_member(state, me, id).await? {
-        return Err(AppError::NotFound);
-    }
+    let mut c = state.store.conn().await?;
+    let conv = store::get_conversation(c.ex(), id, None).await?.ok_or(AppError::NotFound)?;
+    access::act_in_conversation(c.ex(), me, &conv).await?;
+    drop(c);
     match state.limits.check(Bucket::Typing, &format!("{me}:{id}")).await {
         Ok(()) => {}
         Err(AppError::RateLimited(_)) => return Ok(serde_json::json!({"sent": false})),
         Err(e) => return Err(e),
     }
-    let mut events = EventBatch::new();
+    let mut events = EventBatch::by(me);
     let data = Typing { conversation_id: id, user_id: me, expires_in_ms: TYPING_TTL_MS };
     events.transient(Topic::Chat(id), EventName::Typing, &data);
     state.publish(events);
@@ -841,7 +843,7 @@ async fn views_of_messages(state: &AppState, mut ex: Ex<'_>, rows: Vec<MessageRo
         counts.entry(id).or_default().insert(kind, n);
     }
     let media_ids: Vec<Id> = links.iter().map(|l| l.1).collect();
-    let mut media = media_svc::views(state, ex, &media_ids).await?;
+    let mut media = media_svc::message_views(state, ex, &media_ids).await?;
     let mut by_msg: HashMap<Id, Vec<MediaView>> = HashMap::new();
     for (msg, m) in links {
         if let Some(v) = media.remove(&m) {

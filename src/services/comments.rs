@@ -117,9 +117,12 @@ pub async fn views(state: &AppState, viewer: Option<Id>, rows: Vec<CommentRow>) 
     user_ids.dedup();
     let users: HashMap<Id, UserSummary> =
         user_store::get_many(c.ex(), &user_ids).await?.iter().map(|u| (u.id, UserSummary::from(u))).collect();
+    // A mention of an account blocked either way with the viewer is not shown to them.
+    let mention_ids: Vec<Id> = mentions.iter().map(|m| m.1).collect();
+    let audience = access::audience_on(c.ex(), viewer, &mention_ids).await?;
     let mut mentioned: HashMap<Id, Vec<UserSummary>> = HashMap::new();
     for (comment, user) in mentions {
-        if let Some(u) = users.get(&user) {
+        if let Some(u) = users.get(&user).filter(|_| audience.may_see_profile(user)) {
             mentioned.entry(comment).or_default().push(u.clone());
         }
     }
@@ -193,7 +196,7 @@ pub async fn create(state: &AppState, me: Id, post: Id, req: CreateComment) -> A
         updated_at: now,
     };
     let view = views(state, Some(me), vec![row]).await?.pop().ok_or(AppError::NotFound)?;
-    let mut events = EventBatch::new();
+    let mut events = EventBatch::by(me);
     events.ephemeral(&[Topic::Post(post)], EventName::CommentCreated, &view);
     state.publish(events);
     Ok(view)
@@ -257,7 +260,7 @@ pub async fn update(state: &AppState, me: Id, id: Id, req: UpdateComment) -> App
     row.body = body;
     row.updated_at = now;
     let view = views(state, Some(me), vec![row]).await?.pop().ok_or(AppError::NotFound)?;
-    let mut events = EventBatch::new();
+    let mut events = EventBatch::by(me);
     events.ephemeral(
         &[Topic::Post(view.post_id)],
         EventName::CommentUpdated,
@@ -270,12 +273,9 @@ pub async fn update(state: &AppState, me: Id, id: Id, req: UpdateComment) -> App
 /// Deletes a comment (its author, or the post's author): a tombstone if it has replies,
 /// else removed — with any tombstoned ancestors it leaves without replies.
 pub async fn delete(state: &AppState, me: Id, id: Id) -> AppResult<()> {
-    let (comment, post) = access::visible_comment(state, Some(me), id).await?;
+    let (comment, post) = access::deletable_comment(state, me, id).await?;
     if comment.deleted {
         return Err(AppError::NotFound);
-    }
-    if comment.author_id != me && post.author_id != me {
-        return Err(AppError::Forbidden("only the comment's or the post's author can delete a comment"));
     }
     let now = Timestamp::now();
     let mut tx = state.store.begin().await?;
@@ -284,7 +284,9 @@ pub async fn delete(state: &AppState, me: Id, id: Id) -> AppResult<()> {
         Some(r) if !r.deleted => r,
         _ => return Err(AppError::NotFound),
     };
-    let mut events = EventBatch::new();
+    // The removal is reported as the comment's writer's (whoever removes it): those blocked
+    // with the writer never saw it appear.
+    let mut events = EventBatch::by(row.author_id);
     let topic = [Topic::Post(post.id)];
     if row.reply_count > 0 {
         store::tombstone(tx.ex(), id, now).await?;

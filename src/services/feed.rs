@@ -157,7 +157,8 @@ pub async fn run_fan_out(state: AppState, job: FanOutPost) -> anyhow::Result<()>
     metrics::histogram!("chorus_feed_fanout_recipients").record(followers.len() as f64);
     let tl = timelines(&state);
     let max_len = state.config.feed.timeline_max_len;
-    let mut events = EventBatch::new();
+    // The author is the actor: replays of `feed` skip authors the reader no longer follows.
+    let mut events = EventBatch::by(job.author);
     match job.change {
         PostChange::Created | PostChange::Updated => {
             let Some(post) = post else { return Ok(()) }; // deleted meanwhile

@@ -274,7 +274,14 @@ pub async fn unblock(state: &AppState, me: Id, target: &str) -> AppResult<()> {
     not_self(me, user.id, "unblock")?;
     let mut tx = state.store.begin().await?;
     store::unblock(tx.ex(), me, user.id).await?;
-    state.commit(tx, EventBatch::new()).await?;
+    // Both sides' sessions re-read their block sets: live events between them flow again.
+    let mut events = EventBatch::new();
+    events.ephemeral(
+        &[Topic::Control(me), Topic::Control(user.id)],
+        EventName::AccessChanged,
+        &serde_json::Value::Null,
+    );
+    state.commit(tx, events).await?;
     Ok(())
 }
 

@@ -37,6 +37,7 @@ use crate::jobs::{self, Job};
 use crate::media::process::ProcessedImage;
 use crate::media::storage::{BackendKind, Source, StoredObject};
 use crate::media::upload;
+use crate::services::access::MediaAudience;
 use crate::services::users::{self, Me};
 use crate::state::AppState;
 use crate::store::media::{self as store, MediaRow, VariantRow};
@@ -204,7 +205,17 @@ fn absolute(state: &AppState, url: &str) -> String {
     if url.starts_with('/') { format!("{}{url}", state.config.public_url()) } else { url.to_string() }
 }
 
-fn view(state: &AppState, m: &MediaRow, variants: &[VariantRow]) -> MediaView {
+/// A variant's URL for an item seen by `audience`: as stored for public items (long-lived,
+/// cacheable), signed and expiring for local objects of anything else.
+fn variant_url(state: &AppState, v: &VariantRow, audience: MediaAudience) -> String {
+    let local = BackendKind::parse(&v.backend) == Some(BackendKind::Local);
+    if audience == MediaAudience::Public || !local {
+        return absolute(state, &v.url);
+    }
+    absolute(state, &state.media.signer.signed_url(&v.url, &v.storage_key, crate::domain::now_ms() as u64 / 1000))
+}
+
+fn view(state: &AppState, m: &MediaRow, variants: &[VariantRow], audience: MediaAudience) -> MediaView {
     let ready = m.status == "ready";
     MediaView {
         id: m.id,
@@ -219,7 +230,7 @@ fn view(state: &AppState, m: &MediaRow, variants: &[VariantRow]) -> MediaView {
             .filter(|v| ready && v.media_id == m.id)
             .map(|v| Variant {
                 name: v.name.clone(),
-                url: absolute(state, &v.url),
+                url: variant_url(state, v, audience),
                 content_type: v.content_type.clone(),
                 width: v.width,
                 height: v.height,
@@ -311,18 +322,18 @@ where
     Ok(accepted)
 }
 
-/// A media item. Its uploader sees it in every state (with the failure reason); others
-/// see only ready items.
+/// A media item. Its uploader sees it in every state (with the failure reason); others see
+/// a ready item only where `access::visible_media` lets them see what holds it.
 pub async fn get(state: &AppState, viewer: Option<Id>, id: Id) -> AppResult<MediaDetail> {
     let mut c = state.store.conn().await?;
     let m = store::get(c.ex(), id).await?.ok_or(AppError::NotFound)?;
-    let mine = viewer == Some(m.owner_id);
-    if !mine && m.status != "ready" {
-        return Err(AppError::NotFound);
-    }
+    drop(c);
+    let audience = crate::services::access::visible_media(state, viewer, &m).await?;
+    let mine = audience == MediaAudience::Owner;
+    let mut c = state.store.conn().await?;
     let variants = store::variants(c.ex(), &[id]).await?;
     Ok(MediaDetail {
-        media: view(state, &m, &variants),
+        media: view(state, &m, &variants, audience),
         owner_id: m.owner_id,
         mime: m.mime.clone(),
         bytes: m.bytes,
@@ -330,6 +341,44 @@ pub async fn get(state: &AppState, viewer: Option<Id>, id: Id) -> AppResult<Medi
         attached_to: if mine { m.attached_to.clone() } else { None },
         created_at: m.created_at,
     })
+}
+
+/// How a `/files/{key}` request may be served.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileAccess {
+    /// The item is public now: cacheable by anyone.
+    Public,
+    /// A valid signature, good for this many more seconds: cacheable by the browser only.
+    Signed(u64),
+}
+
+/// Whether a local object may be served: with a signature (`exp`, `sig`) that this server
+/// made and that has not expired (`403` otherwise), or, unsigned, when the item it belongs
+/// to is public now (`404` otherwise: an unsigned URL of a private item does not exist for
+/// the caller). Browsers fetch files without credentials, so an unsigned request is judged
+/// as anonymous.
+pub async fn file_access(state: &AppState, key: &str, exp: Option<u64>, sig: Option<&str>) -> AppResult<FileAccess> {
+    let now = crate::domain::now_ms() as u64 / 1000;
+    if let (Some(exp), Some(sig)) = (exp, sig) {
+        return if state.media.signer.verify(key, exp, sig, now) {
+            Ok(FileAccess::Signed(exp - now))
+        } else {
+            Err(AppError::Forbidden("this media link is invalid or has expired; fetch the item again for a new one"))
+        };
+    }
+    // Keys are `{media id}-{token}/{variant}.{ext}`.
+    let id: Id = key.split_once('-').and_then(|(id, _)| id.parse().ok()).ok_or(AppError::NotFound)?;
+    let mut c = state.store.conn().await?;
+    let m = store::get(c.ex(), id).await?.ok_or(AppError::NotFound)?;
+    let variants = store::variants(c.ex(), &[id]).await?;
+    drop(c);
+    if !variants.iter().any(|v| v.storage_key == key) {
+        return Err(AppError::NotFound);
+    }
+    match crate::services::access::visible_media(state, None, &m).await? {
+        MediaAudience::Public => Ok(FileAccess::Public),
+        _ => Err(AppError::NotFound),
+    }
 }
 
 /// Deletes an unattached upload of the caller; its stored files are deleted by a job.
@@ -449,24 +498,22 @@ async fn claim_uploads(tx: &mut Tx, owner: Id, ids: &[Id], to: &str) -> AppResul
     Ok((has_image, has_video))
 }
 
-/// Views of media items by id (unknown ids are absent), read through `ex` (a connection, or
-/// the transaction that attached them).
-pub async fn views(state: &AppState, mut ex: Ex<'_>, ids: &[Id]) -> AppResult<HashMap<Id, MediaView>> {
+/// Views of chat messages' media items by id (unknown ids are absent), read through `ex` (a
+/// connection, or the transaction that attached them). Their URLs are signed: only the
+/// conversation's members see them.
+pub async fn message_views(state: &AppState, mut ex: Ex<'_>, ids: &[Id]) -> AppResult<HashMap<Id, MediaView>> {
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
     let rows = store::get_many(ex.reborrow(), ids).await?;
     let variants = store::variants(ex, ids).await?;
-    Ok(views_of(state, &rows, &variants))
-}
-
-fn views_of(state: &AppState, rows: &[MediaRow], variants: &[VariantRow]) -> HashMap<Id, MediaView> {
-    rows.iter()
+    Ok(rows
+        .iter()
         .map(|m| {
             let mine: Vec<VariantRow> = variants.iter().filter(|v| v.media_id == m.id).cloned().collect();
-            (m.id, view(state, m, &mine))
+            (m.id, view(state, m, &mine, MediaAudience::Restricted))
         })
-        .collect()
+        .collect())
 }
 
 /// Schedules durable deletion of a chat message's stored media (the message was deleted
@@ -478,8 +525,13 @@ pub async fn release_message_media(state: &AppState, tx: &mut Tx, message: Id) -
     Ok(())
 }
 
-/// The media of each post, in attachment order (posts without media are absent).
-pub async fn for_posts(state: &AppState, posts: &[Id]) -> AppResult<HashMap<Id, Vec<MediaView>>> {
+/// The media of each post, in attachment order (posts without media are absent). The
+/// posts in `restricted` (a private account's) get signed URLs.
+pub async fn for_posts(
+    state: &AppState,
+    posts: &[Id],
+    restricted: &HashSet<Id>,
+) -> AppResult<HashMap<Id, Vec<MediaView>>> {
     let mut out: HashMap<Id, Vec<MediaView>> = HashMap::new();
     if posts.is_empty() {
         return Ok(out);
@@ -490,7 +542,8 @@ pub async fn for_posts(state: &AppState, posts: &[Id]) -> AppResult<HashMap<Id, 
     let variants = store::variants(c.ex(), &ids).await?;
     for r in rows {
         let mine: Vec<VariantRow> = variants.iter().filter(|v| v.media_id == r.media.id).cloned().collect();
-        out.entry(r.post_id).or_default().push(view(state, &r.media, &mine));
+        let audience = if restricted.contains(&r.post_id) { MediaAudience::Restricted } else { MediaAudience::Public };
+        out.entry(r.post_id).or_default().push(view(state, &r.media, &mine, audience));
     }
     Ok(out)
 }
@@ -646,7 +699,11 @@ async fn store_variants(
         store::mark_ready(tx.ex(), m.id, size, placeholder.as_deref(), Timestamp::now()).await?;
         let ready = store::get(tx.ex(), m.id).await?.ok_or_else(|| anyhow::anyhow!("media row vanished"))?;
         let rows: Vec<VariantRow> = store::variants(tx.ex(), &[m.id]).await?;
-        events.ephemeral(&[Topic::Image(m.owner_id)], EventName::MediaReady, &view(state, &ready, &rows));
+        events.ephemeral(
+            &[Topic::Image(m.owner_id)],
+            EventName::MediaReady,
+            &view(state, &ready, &rows, MediaAudience::Owner),
+        );
     } else {
         let rows: Vec<VariantRow> = plan.into_iter().map(|p| p.row).collect();
         schedule_deletion(state, &mut tx, m.id, objects_of(&rows)).await?;

@@ -211,11 +211,16 @@ pub async fn views(state: &AppState, viewer: Option<Id>, rows: Vec<PostRow>) -> 
     let mut user_ids: Vec<Id> = rows.iter().map(|p| p.author_id).chain(mentions.iter().map(|m| m.1)).collect();
     user_ids.sort_unstable();
     user_ids.dedup();
-    let users: HashMap<Id, UserSummary> =
-        user_store::get_many(c.ex(), &user_ids).await?.iter().map(|u| (u.id, UserSummary::from(u))).collect();
+    let user_rows = user_store::get_many(c.ex(), &user_ids).await?;
+    let private: HashSet<Id> = user_rows.iter().filter(|u| u.is_private).map(|u| u.id).collect();
+    let restricted: HashSet<Id> = rows.iter().filter(|p| private.contains(&p.author_id)).map(|p| p.id).collect();
+    let users: HashMap<Id, UserSummary> = user_rows.iter().map(|u| (u.id, UserSummary::from(u))).collect();
+    // A mention of an account blocked either way with the viewer is not shown to them.
+    let mention_ids: Vec<Id> = mentions.iter().map(|m| m.1).collect();
+    let audience = access::audience_on(c.ex(), viewer, &mention_ids).await?;
     let mut mentioned: HashMap<Id, Vec<UserSummary>> = HashMap::new();
     for (post, user) in mentions {
-        if let Some(u) = users.get(&user) {
+        if let Some(u) = users.get(&user).filter(|_| audience.may_see_profile(user)) {
             mentioned.entry(post).or_default().push(u.clone());
         }
     }
@@ -225,7 +230,7 @@ pub async fn views(state: &AppState, viewer: Option<Id>, rows: Vec<PostRow>) -> 
         None => HashSet::new(),
     };
     drop(c);
-    let mut media = media::for_posts(state, &ids).await?;
+    let mut media = media::for_posts(state, &ids, &restricted).await?;
     Ok(rows
         .into_iter()
         .filter_map(|p| {

@@ -200,7 +200,9 @@ pub async fn members_of(ex: Ex<'_>, convs: &[Id]) -> StoreResult<Vec<MemberRow>>
 
 /// The user's memberships (conversation id, joined seq).
 pub async fn memberships(ex: Ex<'_>, user: Id) -> StoreResult<Vec<(Id, i64)>> {
-    let sql = "SELECT conversation_id, joined_seq FROM conversation_members WHERE user_id = $1";
+    let sql = "SELECT m.conversation_id, m.joined_seq FROM conversation_members m \
+               JOIN conversations c ON c.id = m.conversation_id \
+               WHERE m.user_id = $1 ORDER BY c.last_activity_at DESC, c.id DESC";
     Ok(run!(ex, x => sqlx::query_as(sql).bind(user).fetch_all(x).await)?)
 }
 

@@ -5,7 +5,7 @@
 use sqlx::FromRow;
 
 use super::{Ex, StoreResult};
-use crate::domain::Timestamp;
+use crate::domain::{Id, Timestamp};
 use crate::{exec, run};
 
 /// Rows per multi-row statement: well below both backends' bound-parameter limits.
@@ -20,6 +20,8 @@ pub struct EventRow {
     pub event: String,
     /// JSON data.
     pub data: String,
+    /// Whose action it reports ([`crate::events::Envelope::actor`]).
+    pub actor_id: Option<Id>,
 }
 
 /// Allocates the next sequence number of each topic (topics must be distinct) and returns
@@ -50,17 +52,17 @@ pub async fn next_seqs(ex: Ex<'_>, topics: &[&str]) -> StoreResult<Vec<i64>> {
 }
 
 /// Inserts events `(topic, seq, event, data)`.
-pub async fn insert(ex: Ex<'_>, rows: &[(&str, i64, &str, &str)], now: Timestamp) -> StoreResult<()> {
+pub async fn insert(ex: Ex<'_>, rows: &[(&str, i64, &str, &str, Option<Id>)], now: Timestamp) -> StoreResult<()> {
     run!(ex, c => async {
         for chunk in rows.chunks(CHUNK) {
             let values = (0..chunk.len())
-                .map(|i| { let b = i * 4; format!("(${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, chunk.len() * 4 + 1) })
+                .map(|i| { let b = i * 5; format!("(${}, ${}, ${}, ${}, ${}, ${})", b + 1, b + 2, b + 3, b + 4, b + 5, chunk.len() * 5 + 1) })
                 .collect::<Vec<_>>()
                 .join(",");
-            let sql = format!("INSERT INTO events (topic, seq, event, data, created_at) VALUES {values}");
+            let sql = format!("INSERT INTO events (topic, seq, event, data, actor_id, created_at) VALUES {values}");
             let mut q = sqlx::query(&sql);
-            for (topic, seq, event, data) in chunk {
-                q = q.bind(*topic).bind(*seq).bind(*event).bind(*data);
+            for (topic, seq, event, data, actor) in chunk {
+                q = q.bind(*topic).bind(*seq).bind(*event).bind(*data).bind(*actor);
             }
             q.bind(now).execute(&mut *c).await?;
         }
@@ -70,7 +72,7 @@ pub async fn insert(ex: Ex<'_>, rows: &[(&str, i64, &str, &str)], now: Timestamp
 
 /// Events of `topic` after `after`, oldest first.
 pub async fn after(ex: Ex<'_>, topic: &str, after: i64, limit: i64) -> StoreResult<Vec<EventRow>> {
-    let sql = "SELECT seq, event, data FROM events WHERE topic = $1 AND seq > $2 ORDER BY seq LIMIT $3";
+    let sql = "SELECT seq, event, data, actor_id FROM events WHERE topic = $1 AND seq > $2 ORDER BY seq LIMIT $3";
     Ok(run!(ex, c => sqlx::query_as::<_, EventRow>(sql).bind(topic).bind(after).bind(limit).fetch_all(c).await)?)
 }
 

@@ -97,6 +97,20 @@ pub async fn insert_reset(
     Ok(())
 }
 
+/// The user of a live (unused, unexpired) reset token, without consuming it: lets the
+/// service refuse a bad token before it spends an argon2 hash on the new password.
+pub async fn reset_owner(ex: Ex<'_>, hash: &str, now: Timestamp) -> StoreResult<Option<Id>> {
+    let sql = "SELECT user_id FROM password_resets WHERE token_hash = $1 AND used_at IS NULL AND expires_at > $2";
+    Ok(run!(ex, c => sqlx::query_scalar(sql).bind(hash).bind(now).fetch_optional(c).await)?)
+}
+
+/// Ends every live reset token of `user` (after a reset or a password change, an older
+/// e-mail's token must not set the password again).
+pub async fn end_resets(ex: Ex<'_>, user: Id, now: Timestamp) -> StoreResult<u64> {
+    let sql = "UPDATE password_resets SET used_at = $2 WHERE user_id = $1 AND used_at IS NULL";
+    Ok(exec!(ex, c => sqlx::query(sql).bind(user).bind(now).execute(c).await)?)
+}
+
 /// Consumes a live reset token (single use) and returns its user.
 pub async fn use_reset(ex: Ex<'_>, hash: &str, now: Timestamp) -> StoreResult<Option<Id>> {
     let sql = "UPDATE password_resets SET used_at = $2 \

@@ -30,7 +30,7 @@ both_backends!(
     bad_uploads_get_the_right_error_and_the_server_stays_fine,
     oversized_uploads_are_refused_with_413,
     videos_are_stored_as_uploaded,
-    files_are_served_with_long_cache_headers_and_no_way_out,
+    files_are_served_by_policy_with_cache_headers_and_no_way_out,
     deleting_a_post_removes_its_files_from_disk,
     attach_to_post_validates_the_list,
     only_the_uploader_can_attach_or_delete,
@@ -268,6 +268,7 @@ fn id_of(v: &Value) -> Id {
 /// The file on disk behind a local `/files/…` URL.
 fn local_file(app: &TestApp, url: &str) -> PathBuf {
     let rel = url.split("/files/").nth(1).unwrap_or_else(|| panic!("not a local file URL: {url}"));
+    let rel = rel.split('?').next().unwrap(); // a signed URL's query
     app.dir.path().join("media").join(rel)
 }
 
@@ -543,15 +544,41 @@ async fn videos_are_stored_as_uploaded(b: Backend) {
     assert_eq!(detail["mime"], "video/mp4");
 }
 
-async fn files_are_served_with_long_cache_headers_and_no_way_out(b: Backend) {
+async fn files_are_served_by_policy_with_cache_headers_and_no_way_out(b: Backend) {
     let app = TestApp::spawn(b).await;
     let fi = app.register("fiona").await;
     let ready = upload_ready(&app, &fi, small_jpeg()).await;
+    // An unattached upload is its uploader's: its URL is signed and privately cacheable.
     let url = variant(&ready, "feed")["url"].as_str().unwrap().to_string();
+    assert!(url.contains("?exp=") && url.contains("&sig="), "{url}");
     let (status, headers, _) = fetch(&app, &url).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(headers["cache-control"], "public, max-age=31536000, immutable");
+    let cache = headers["cache-control"].to_str().unwrap();
+    let left: u64 = cache.strip_prefix("private, max-age=").expect(cache).parse().unwrap();
+    assert!((3600..=3600 + 300).contains(&left), "{cache}");
     assert_eq!(headers["x-content-type-options"], "nosniff");
+    let unsigned = url.split('?').next().unwrap().to_string();
+    assert_eq!(fetch(&app, &unsigned).await.0, StatusCode::NOT_FOUND, "unsigned, it is nobody's to see");
+    let tampered = format!("{}0", url);
+    assert_eq!(fetch(&app, &tampered).await.0, StatusCode::FORBIDDEN, "a changed signature fails");
+    let (base, query) = url.split_once('?').unwrap();
+    let exp: u64 = query.split('&').find_map(|kv| kv.strip_prefix("exp=")).unwrap().parse().unwrap();
+    let sig = query.split('&').find_map(|kv| kv.strip_prefix("sig=")).unwrap();
+    let moved = format!("{base}?exp={}&sig={sig}", exp + 300);
+    assert_eq!(fetch(&app, &moved).await.0, StatusCode::FORBIDDEN, "a moved expiry fails");
+
+    // On a public account's post it is everyone's: the plain URL, publicly cacheable.
+    let (post, _) = create_post(&app, &fi, &[id_of(&ready)]).await.unwrap();
+    let (s, v) = app.get(&format!("/posts/{post}"), None).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let public_url = v["media"][0]["variants"].as_array().unwrap().iter().find(|x| x["name"] == "feed").unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert_eq!(public_url, unsigned);
+    let (status, headers, _) = fetch(&app, &public_url).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["cache-control"], "public, max-age=86400");
 
     let (status, headers, body) = fetch(&app, &format!("{}/files/nope/missing.jpg", app.base)).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
@@ -587,12 +614,21 @@ async fn deleting_a_post_removes_its_files_from_disk(b: Backend) {
     let (post, flags) = create_post(&app, &gus, &[id_of(&v), id_of(&a)]).await.expect("attach");
     assert_eq!(flags, (true, true));
 
-    let by_post = for_posts(&app.state, &[post, Id(1)]).await.unwrap();
+    let by_post = for_posts(&app.state, &[post, Id(1)], &Default::default()).await.unwrap();
     assert_eq!(by_post.len(), 1, "posts without media are absent");
     let media = serde_json::to_value(&by_post[&post]).unwrap();
     assert_eq!(media[0]["id"], v["id"], "attachment order kept");
     assert_eq!(media[1]["id"], a["id"]);
-    assert_eq!(media[1]["variants"], a["variants"], "variants with URLs, widths and heights");
+    // The uploader saw signed URLs; on a public account's post they are the plain ones.
+    let unsigned = |vs: &Value| -> Vec<Value> {
+        let mut vs = vs.as_array().unwrap().clone();
+        for v in &mut vs {
+            v["url"] = json!(v["url"].as_str().unwrap().split('?').next().unwrap());
+        }
+        vs
+    };
+    assert_eq!(unsigned(&media[1]["variants"]), unsigned(&a["variants"]), "variants with URLs, widths and heights");
+    assert!(!media[1]["variants"][0]["url"].as_str().unwrap().contains('?'), "public URLs are unsigned");
     assert_eq!(media[1]["variants"][0]["width"], 64);
 
     let files: Vec<PathBuf> = [&a, &v]
@@ -611,7 +647,7 @@ async fn deleting_a_post_removes_its_files_from_disk(b: Backend) {
         let (s, _) = app.get(&format!("/media/{}", m["id"].as_str().unwrap()), gus.bearer()).await;
         assert_eq!(s, StatusCode::NOT_FOUND);
     }
-    assert!(for_posts(&app.state, &[post]).await.unwrap().is_empty());
+    assert!(for_posts(&app.state, &[post], &Default::default()).await.unwrap().is_empty());
 }
 
 async fn attach_to_post_validates_the_list(b: Backend) {
@@ -658,7 +694,8 @@ async fn attach_to_post_validates_the_list(b: Backend) {
         ten.push(id_of(&upload_ready(&app, &hal, small_jpeg()).await));
     }
     let (post, _) = create_post(&app, &hal, &ten).await.expect("ten items");
-    let listed: Vec<Id> = for_posts(&app.state, &[post]).await.unwrap()[&post].iter().map(|m| m.id).collect();
+    let listed: Vec<Id> =
+        for_posts(&app.state, &[post], &Default::default()).await.unwrap()[&post].iter().map(|m| m.id).collect();
     assert_eq!(listed, ten);
 }
 
@@ -677,9 +714,8 @@ async fn only_the_uploader_can_attach_or_delete(b: Backend) {
     assert_eq!(s, StatusCode::FORBIDDEN);
     let (s, _) = app.call(Method::DELETE, &format!("/media/{id}"), None, None).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
-    let (s, seen) = app.get(&format!("/media/{id}"), mallory.bearer()).await;
-    assert_eq!(s, StatusCode::OK, "ready media is visible to others");
-    assert!(seen.get("failure").is_none() && seen.get("attached_to").is_none(), "{seen}");
+    let (s, _) = app.get(&format!("/media/{id}"), mallory.bearer()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "an unattached upload is its uploader's alone");
 
     let file = local_file(&app, variant(&mine, "thumb")["url"].as_str().unwrap());
     let (s, _) = app.call(Method::DELETE, &format!("/media/{id}"), ivy.bearer(), None).await;
