@@ -386,11 +386,9 @@ pub async fn delete(state: &AppState, me: Id, id: Id) -> AppResult<()> {
     let mut tx = state.store.begin().await?;
     let m = store::lock(tx.ex(), id).await?.ok_or(AppError::NotFound)?;
     if m.owner_id != me {
-        return Err(if m.status == "ready" {
-            AppError::Forbidden("only the uploader can delete a media item")
-        } else {
-            AppError::NotFound
-        });
+        // Someone else's: `403` where the caller may see it, `404` (as if unknown) where not.
+        crate::services::access::visible_media(state, Some(me), &m).await?;
+        return Err(AppError::Forbidden("only the uploader can delete a media item"));
     }
     if let Some(to) = &m.attached_to {
         return Err(AppError::conflict(format!("the media item is in use ({to}); remove it from there instead")));
