@@ -428,14 +428,16 @@ pub async fn save(state: &AppState, me: Id, id: Id) -> AppResult<()> {
     Ok(())
 }
 
-/// Removes a save (idempotent); `404` only when the post does not exist.
+/// Removes a save (idempotent). A save of mine goes whatever became of the post (mine to
+/// remove even after a block); with nothing to remove, `404` unless the post is visible —
+/// otherwise the answer would tell which invisible ids exist.
 pub async fn unsave(state: &AppState, me: Id, id: Id) -> AppResult<()> {
     let mut tx = state.store.begin().await?;
     let removed = saves::unsave(tx.ex(), me, id).await?;
-    if !removed && store::get(tx.ex(), id).await?.is_none() {
-        return Err(AppError::NotFound);
-    }
     state.commit(tx, EventBatch::new()).await?;
+    if !removed {
+        access::visible_post(state, Some(me), id).await?;
+    }
     Ok(())
 }
 
