@@ -1,6 +1,7 @@
 //! Ids, times and values that validate themselves. Nothing here does I/O.
 
 pub mod ids;
+pub mod json;
 pub mod time;
 pub mod user;
 

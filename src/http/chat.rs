@@ -200,6 +200,7 @@ async fn history(
     responses(
         (status = 200, description = "The receipt", body = Receipt),
         (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 403, description = "A direct conversation with a block between the two: a block ends every interaction in it", body = ErrorBody),
         (status = 404, description = "No such conversation, or not a member", body = ErrorBody),
         (status = 422, description = "Not a message of this conversation, or a body `conversation_id` other than the path's", body = ErrorBody),
     ))]
@@ -218,7 +219,7 @@ async fn mark_read(
     responses(
         (status = 200, description = "The edited message", body = MessageView),
         (status = 401, description = "Not authenticated", body = ErrorBody),
-        (status = 403, description = "Someone else's message", body = ErrorBody),
+        (status = 403, description = "Someone else's message, or a direct conversation with a block between the two", body = ErrorBody),
         (status = 404, description = "No such message (or deleted, or not a member)", body = ErrorBody),
         (status = 422, description = "Empty or too long", body = ErrorBody),
     ))]
@@ -255,6 +256,7 @@ async fn delete_message(
     responses(
         (status = 200, description = "Counts after the change", body = ReactionSummary),
         (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 403, description = "A direct conversation with a block between the two: a block ends every interaction in it", body = ErrorBody),
         (status = 404, description = "No such message (or deleted, or not a member)", body = ErrorBody),
         (status = 422, description = "Unknown or disabled reaction type", body = ErrorBody),
     ))]
@@ -273,6 +275,7 @@ async fn react_to_message(
     responses(
         (status = 200, description = "Counts after the change", body = ReactionSummary),
         (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 403, description = "A direct conversation with a block between the two: a block ends every interaction in it", body = ErrorBody),
         (status = 404, description = "No such message (or deleted, or not a member)", body = ErrorBody),
     ))]
 async fn unreact_to_message(

@@ -41,7 +41,7 @@ async fn create_comment(
 }
 
 /// Top-level comments of a post, oldest first, with their reply counts.
-#[utoipa::path(get, path = "/posts/{id}/comments", tag = "comments",
+#[utoipa::path(get, path = "/posts/{id}/comments", tag = "comments", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "Post id"), PageQuery),
     responses(
         (status = 200, description = "A page of comments", body = Page<CommentView>),
@@ -59,7 +59,7 @@ async fn list_comments(
 }
 
 /// Replies to a comment, oldest first.
-#[utoipa::path(get, path = "/comments/{id}/replies", tag = "comments",
+#[utoipa::path(get, path = "/comments/{id}/replies", tag = "comments", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "Comment id"), PageQuery),
     responses(
         (status = 200, description = "A page of replies", body = Page<CommentView>),
@@ -96,7 +96,8 @@ async fn update_comment(
     Ok(AppJson(svc::update(&state, me.id, id, req).await?))
 }
 
-/// Delete a comment (its author, or the post's author). With replies it stays as a
+/// Delete a comment (its author, or the post's author — whoever wrote it, a blocked account
+/// included). With replies it stays as a
 /// tombstone.
 #[utoipa::path(delete, path = "/comments/{id}", tag = "comments", security(("bearer" = [])),
     params(("id" = String, Path, description = "Comment id")),

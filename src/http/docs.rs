@@ -1,6 +1,8 @@
 //! The OpenAPI document (generated from the handlers' annotations) and its metadata.
 
+use utoipa::openapi::path::{Operation, ParameterIn};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{Content, Ref, RefOr, ResponseBuilder};
 use utoipa::{Modify, OpenApi};
 
 /// Top-level document; paths are added by each area's router.
@@ -42,5 +44,66 @@ impl Modify for SecurityAddon {
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT").build()),
         );
+    }
+}
+
+/// Adds to every operation of the finished document (the areas' routers add the paths, so
+/// this runs after them, not as a derive modifier) the statuses that come from the edge
+/// rather than the handler, so that each operation documents everything it can answer: a
+/// JSON body that is malformed (`400`), too large (`413`) or of another content type
+/// (`415`); a malformed query string (`400`); a path parameter that is not an id (`404`); a
+/// bad bearer token where one is accepted (`401`); and a dependency that is down (`503`).
+/// All of them carry the error body.
+pub fn add_common_responses(openapi: &mut utoipa::openapi::OpenApi) {
+    for (path, item) in openapi.paths.paths.iter_mut() {
+        // Liveness and the metrics text touch no dependency.
+        let standalone = matches!(path.as_str(), "/health" | "/metrics");
+        let ops = [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+            &mut item.head,
+            &mut item.options,
+        ];
+        for op in ops.into_iter().flatten() {
+            add_common(op, !standalone);
+        }
+    }
+}
+
+fn add_common(op: &mut Operation, uses_dependencies: bool) {
+    let json_body = op.request_body.as_ref().is_some_and(|b| b.content.contains_key("application/json"));
+    let params = op.parameters.as_deref().unwrap_or_default();
+    let query = params.iter().any(|p| matches!(p.parameter_in, ParameterIn::Query));
+    let path = params.iter().any(|p| matches!(p.parameter_in, ParameterIn::Path));
+    let bearer = op.security.as_ref().is_some_and(|s| !s.is_empty());
+    let mut add = |status: &str, why: &str| {
+        op.responses.responses.entry(status.to_string()).or_insert_with(|| {
+            RefOr::T(
+                ResponseBuilder::new()
+                    .description(why)
+                    .content("application/json", Content::new(Some(Ref::from_schema_name("ErrorBody"))))
+                    .build(),
+            )
+        });
+    };
+    if json_body {
+        add("400", "Malformed body");
+        add("413", "Body too large");
+        add("415", "Not `Content-Type: application/json`");
+    }
+    if query {
+        add("400", "Malformed query string");
+    }
+    if path {
+        add("404", "No such item (or a malformed id)");
+    }
+    if bearer {
+        add("401", "Missing, bad, expired or revoked token");
+    }
+    if uses_dependencies {
+        add("503", "A dependency (database, Redis) is unavailable; retry later");
     }
 }

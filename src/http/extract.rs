@@ -24,7 +24,20 @@ where
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(v) = axum::Json::<T>::from_request(req, state).await?;
+        if !json_content_type(req.headers()) {
+            return Err(AppError::UnsupportedMediaType("expected Content-Type: application/json".into()));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|r| {
+            if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                AppError::PayloadTooLarge("request body too large".into())
+            } else {
+                AppError::BadRequest(r.body_text())
+            }
+        })?;
+        if crate::domain::json::has_nul(&bytes) {
+            return Err(AppError::BadRequest("text must not contain NUL characters".into()));
+        }
+        let axum::Json(v) = axum::Json::<T>::from_bytes(&bytes)?;
         Ok(AppJson(v))
     }
 }
@@ -33,6 +46,15 @@ impl<T: Serialize> IntoResponse for AppJson<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
     }
+}
+
+/// `application/json`, or any `application/*+json`, as axum's `Json` accepts.
+fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    let Some(ct) = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
+        return false;
+    };
+    let essence = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
+    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Query string, with our error shape on failure.
@@ -47,6 +69,10 @@ where
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        // `%00` is a NUL once decoded: no parameter needs one, and PostgreSQL cannot take it.
+        if parts.uri.query().is_some_and(|q| q.contains("%00")) {
+            return Err(AppError::BadRequest("query parameters must not contain NUL characters".into()));
+        }
         let axum::extract::Query(v) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
         Ok(AppQuery(v))
     }
@@ -64,6 +90,9 @@ where
     type Rejection = AppError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        if parts.uri.path().contains("%00") {
+            return Err(AppError::NotFound); // no such thing has a NUL in its name
+        }
         let axum::extract::Path(v) = axum::extract::Path::<T>::from_request_parts(parts, state).await?;
         Ok(AppPath(v))
     }

@@ -36,7 +36,7 @@ async fn home(
 
 /// Recent public posts from accounts the caller does not follow, ranked by engagement with
 /// time decay.
-#[utoipa::path(get, path = "/explore", tag = "feeds", params(PageQuery),
+#[utoipa::path(get, path = "/explore", tag = "feeds", security((), ("bearer" = [])), params(PageQuery),
     responses(
         (status = 200, description = "A page of ranked posts", body = Page<PostView>),
         (status = 401, description = "Bad token", body = ErrorBody),
@@ -51,7 +51,7 @@ async fn explore(
 }
 
 /// Posts with a hashtag that the caller may see, newest first.
-#[utoipa::path(get, path = "/tags/{tag}/posts", tag = "feeds",
+#[utoipa::path(get, path = "/tags/{tag}/posts", tag = "feeds", security((), ("bearer" = [])),
     params(("tag" = String, Path, description = "Hashtag, with or without `#`, any case"), PageQuery),
     responses(
         (status = 200, description = "A page of posts", body = Page<PostView>),

@@ -60,7 +60,7 @@ async fn unfollow(State(state): State<AppState>, me: AuthUser, AppPath(id): AppP
 
 /// An account's followers, newest first. A private account's lists are visible to its
 /// active followers and itself.
-#[utoipa::path(get, path = "/users/{id}/followers", tag = "graph",
+#[utoipa::path(get, path = "/users/{id}/followers", tag = "graph", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "User id, or `@username`"), PageQuery),
     responses(
         (status = 200, description = "A page of followers", body = Page<FollowEntry>),
@@ -79,7 +79,7 @@ async fn followers(
 }
 
 /// The accounts an account follows, newest first.
-#[utoipa::path(get, path = "/users/{id}/following", tag = "graph",
+#[utoipa::path(get, path = "/users/{id}/following", tag = "graph", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "User id, or `@username`"), PageQuery),
     responses(
         (status = 200, description = "A page of followed accounts", body = Page<FollowEntry>),

@@ -80,9 +80,12 @@ async fn upload(
     Ok((StatusCode::CREATED, AppJson(svc::upload(&state, me.id, chunks).await?)))
 }
 
-/// A media item: its uploader sees it in every state (with `failure`); others see ready
-/// items only.
-#[utoipa::path(get, path = "/media/{id}", tag = "media",
+/// A media item: its uploader sees it in every state (with `failure`); others see a ready
+/// item only where they may see what holds it — everyone an avatar, a post's media those
+/// who see the post, a message's media the conversation's members; an unattached upload
+/// nobody. Variant URLs of anything not public are signed and expire
+/// (`media.signed_url_ttl_secs`, an hour by default): fetch the item again for fresh ones.
+#[utoipa::path(get, path = "/media/{id}", tag = "media", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "Media id")),
     responses(
         (status = 200, description = "The item", body = MediaDetail),
@@ -104,8 +107,8 @@ async fn get_media(
     responses(
         (status = 204, description = "Deleted"),
         (status = 401, description = "Not authenticated", body = ErrorBody),
-        (status = 403, description = "Someone else's upload", body = ErrorBody),
-        (status = 404, description = "No such item", body = ErrorBody),
+        (status = 403, description = "Someone else's upload that the caller may see", body = ErrorBody),
+        (status = 404, description = "No such item, or not visible to the caller", body = ErrorBody),
         (status = 409, description = "Attached to a post or the avatar", body = ErrorBody),
     ))]
 async fn delete_media(State(state): State<AppState>, me: AuthUser, AppPath(id): AppPath<Id>) -> AppResult<StatusCode> {

@@ -51,17 +51,23 @@ pub fn api() -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of everything served.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    let (_, doc) = full().split_for_parts();
-    doc
+    full().1
 }
 
-fn full() -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(docs::ApiDoc::openapi()).nest("/api/v1", api()).merge(ops::router())
+/// The routes and their document, completed with the statuses every operation of a kind
+/// can answer ([`docs::add_common_responses`]).
+fn full() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let (routes, mut doc) = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+        .nest("/api/v1", api())
+        .merge(ops::router())
+        .split_for_parts();
+    docs::add_common_responses(&mut doc);
+    (routes, doc)
 }
 
 /// The whole HTTP application (sockets are layered on by the realtime module).
 pub fn router(state: AppState) -> Router {
-    let (routes, doc) = full().split_for_parts();
+    let (routes, doc) = full();
     let body_limit = state.config.body_limit_bytes;
     routes
         .merge(SwaggerUi::new("/api-docs").url("/api/v1/openapi.json", doc))

@@ -42,7 +42,7 @@ async fn create_post(
 
 /// Posts the caller may see, newest first; `?has=image` or `?has=video` keeps only posts
 /// with such media.
-#[utoipa::path(get, path = "/posts", tag = "posts", params(PostListQuery),
+#[utoipa::path(get, path = "/posts", tag = "posts", security((), ("bearer" = [])), params(PostListQuery),
     responses(
         (status = 200, description = "A page of posts", body = Page<PostView>),
         (status = 400, description = "Malformed query", body = ErrorBody),
@@ -58,7 +58,7 @@ async fn list_posts(
 }
 
 /// One post.
-#[utoipa::path(get, path = "/posts/{id}", tag = "posts", params(("id" = String, Path, description = "Post id")),
+#[utoipa::path(get, path = "/posts/{id}", tag = "posts", security((), ("bearer" = [])), params(("id" = String, Path, description = "Post id")),
     responses(
         (status = 200, description = "The post", body = PostView),
         (status = 401, description = "Bad token", body = ErrorBody),
@@ -125,7 +125,7 @@ async fn save_post(State(state): State<AppState>, me: AuthUser, AppPath(id): App
     responses(
         (status = 204, description = "Not saved any more"),
         (status = 401, description = "Not authenticated", body = ErrorBody),
-        (status = 404, description = "No such post", body = ErrorBody),
+        (status = 404, description = "Not saved, and no such post or not visible", body = ErrorBody),
     ))]
 async fn unsave_post(State(state): State<AppState>, me: AuthUser, AppPath(id): AppPath<Id>) -> AppResult<StatusCode> {
     svc::unsave(&state, me.id, id).await?;
@@ -133,7 +133,7 @@ async fn unsave_post(State(state): State<AppState>, me: AuthUser, AppPath(id): A
 }
 
 /// A profile's posts, newest first.
-#[utoipa::path(get, path = "/users/{id}/posts", tag = "posts",
+#[utoipa::path(get, path = "/users/{id}/posts", tag = "posts", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "User id, or `@username`"), PageQuery),
     responses(
         (status = 200, description = "A page of posts", body = Page<PostView>),

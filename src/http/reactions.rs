@@ -46,7 +46,7 @@ impl ReactorsQuery {
 
 /// The reaction types that can be chosen, in display order. The set is data
 /// (`chorus reactions add|disable`), not code.
-#[utoipa::path(get, path = "/reaction-types", tag = "reactions",
+#[utoipa::path(get, path = "/reaction-types", tag = "reactions", security((), ("bearer" = [])),
     responses(
         (status = 200, description = "Active reaction types", body = Vec<ReactionType>),
         (status = 401, description = "Bad token", body = ErrorBody),
@@ -92,7 +92,7 @@ async fn unreact_to_post(
 }
 
 /// Who reacted to a post, newest first, optionally of one type.
-#[utoipa::path(get, path = "/posts/{id}/reactions", tag = "reactions",
+#[utoipa::path(get, path = "/posts/{id}/reactions", tag = "reactions", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "Post id"), ReactorsQuery),
     responses(
         (status = 200, description = "A page of reactors", body = Page<Reactor>),
@@ -146,7 +146,7 @@ async fn unreact_to_comment(
 }
 
 /// Who reacted to a comment, newest first, optionally of one type.
-#[utoipa::path(get, path = "/comments/{id}/reactions", tag = "reactions",
+#[utoipa::path(get, path = "/comments/{id}/reactions", tag = "reactions", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "Comment id"), ReactorsQuery),
     responses(
         (status = 200, description = "A page of reactors", body = Page<Reactor>),

@@ -25,7 +25,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 }
 
 /// All users, newest first.
-#[utoipa::path(get, path = "/users", tag = "users", params(PageQuery),
+#[utoipa::path(get, path = "/users", tag = "users", security((), ("bearer" = [])), params(PageQuery),
     responses(
         (status = 200, description = "A page of users", body = Page<UserSummary>),
         (status = 422, description = "Bad cursor or limit", body = ErrorBody),
@@ -51,7 +51,7 @@ pub struct SearchQuery {
 }
 
 /// Users whose username or display name starts with `q`, by username.
-#[utoipa::path(get, path = "/users/search", tag = "users", params(SearchQuery),
+#[utoipa::path(get, path = "/users/search", tag = "users", security((), ("bearer" = [])), params(SearchQuery),
     responses(
         (status = 200, description = "Matching users", body = Page<UserSummary>),
         (status = 400, description = "Missing q", body = ErrorBody),
@@ -90,7 +90,7 @@ async fn suggestions(
 }
 
 /// A profile, by id or by `@username`, with the caller's `relationship` to it.
-#[utoipa::path(get, path = "/users/{id}", tag = "users",
+#[utoipa::path(get, path = "/users/{id}", tag = "users", security((), ("bearer" = [])),
     params(("id" = String, Path, description = "User id, or `@username`")),
     responses(
         (status = 200, description = "The profile", body = Profile),

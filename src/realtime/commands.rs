@@ -53,6 +53,9 @@ async fn read(state: &AppState, user: Id, data: Option<&RawValue>) -> AppResult<
 /// Decodes an action's `data` with the error shape of REST bodies.
 fn parse<T: DeserializeOwned>(data: Option<&RawValue>) -> AppResult<T> {
     let raw = data.ok_or_else(|| AppError::field("data", "is required"))?;
+    if crate::domain::json::has_nul(raw.get().as_bytes()) {
+        return Err(AppError::BadRequest("text must not contain NUL characters".into()));
+    }
     serde_json::from_str(raw.get()).map_err(|e| AppError::BadRequest(format!("invalid data: {e}")))
 }
 

@@ -9,6 +9,7 @@ mod cluster;
 mod comments;
 mod e2e;
 mod feeds;
+mod fuzz;
 mod graph;
 mod matrix;
 mod media;

@@ -28,6 +28,7 @@ both_backends!(
     mentions_of_blocked_accounts_are_hidden,
     feed_replays_skip_authors_no_longer_followed,
     one_user_cannot_hold_every_connection,
+    nul_characters_are_refused_with_400_not_a_database_error,
 );
 
 async fn block(app: &TestApp, who: &TestUser, whom: &TestUser) {
@@ -457,4 +458,27 @@ async fn metric_labels_come_from_a_closed_set() {
     assert!(!text.contains("BREWCOFFEE"), "an arbitrary method is no label");
     assert!(text.contains(r#"method="other""#), "it counts as other");
     assert!(!text.contains("12345"), "an unmatched path is no label");
+}
+
+/// PostgreSQL `TEXT` cannot hold NUL: found by schemathesis as a 500 on `POST /auth/login`.
+async fn nul_characters_are_refused_with_400_not_a_database_error(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let u = app.register("nully").await;
+    let (s, v) = app.post("/auth/login", None, json!({"login": "a\u{0}b", "password": "password123"})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["code"], "bad_request");
+    let (s, v) = app.post("/posts", u.bearer(), json!({"caption": "nul \u{0} inside"})).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = app.get("/users/search?q=a%00b", u.bearer()).await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _) = app.get("/tags/a%00b/posts", u.bearer()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    // The text `\u0000` (an escaped backslash) is ordinary text.
+    let (s, v) = app.post("/posts", u.bearer(), json!({"caption": "\\u0000 is fine"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let other = app.register("other").await;
+    let conv = dm(&app, &u, &other).await;
+    let mut ws = WsClient::connect(&app.base, &u.token).await;
+    let r = ws.request(json!({"op": "chat.send", "data": {"conversation_id": conv, "body": "x\u{0}"}})).await;
+    assert_eq!(r["error"]["code"], "bad_request", "{r}");
 }
