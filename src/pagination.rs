@@ -124,3 +124,40 @@ mod tests {
         assert!(p.next_cursor.is_none());
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::Id;
+
+    proptest! {
+        /// A cursor from a client decodes to the list's key or is a `validation_failed` on
+        /// `cursor`, never a panic.
+        #[test]
+        fn any_cursor_decodes_or_is_refused(s in any::<String>()) {
+            if let Err(e) = decode_cursor::<(i64, Id)>(&s) {
+                prop_assert_eq!(e.code(), "validation_failed");
+            }
+            let q = PageQuery { cursor: Some(s), limit: None };
+            if let Err(e) = q.parse::<(i64, Id)>() {
+                prop_assert_eq!(e.code(), "validation_failed");
+            }
+        }
+
+        /// Cursors the server makes come back as the same key.
+        #[test]
+        fn cursors_round_trip(t in any::<i64>(), id in 0i64..i64::MAX) {
+            let c = encode_cursor(&(t, Id(id)));
+            prop_assert_eq!(decode_cursor::<(i64, Id)>(&c).unwrap(), (t, Id(id)));
+        }
+
+        /// Any limit is accepted in range and refused outside it.
+        #[test]
+        fn limits_are_checked(limit in any::<u32>()) {
+            let r = PageQuery { cursor: None, limit: Some(limit) }.parse::<(i64, Id)>();
+            prop_assert_eq!(r.is_ok(), (1..=MAX_LIMIT).contains(&limit));
+        }
+    }
+}

@@ -163,3 +163,35 @@ mod tests {
         assert!((id.timestamp_ms() - before).abs() < 1000);
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        /// Any path or body id parses to a non-negative id or fails, never panics; ids
+        /// print back as what they parsed from (in canonical form).
+        #[test]
+        fn any_text_is_an_id_or_not(s in any::<String>()) {
+            if let Ok(id) = s.parse::<Id>() {
+                prop_assert!(id.0 >= 0);
+                prop_assert_eq!(id.to_string().parse::<Id>().unwrap(), id);
+            }
+            let _ = serde_json::from_value::<Id>(serde_json::Value::String(s));
+        }
+
+        /// Ids in JSON: the documented string form and plain numbers; negative never.
+        #[test]
+        fn json_ids(n in any::<i64>()) {
+            let from_num = serde_json::from_value::<Id>(serde_json::json!(n));
+            let from_str = serde_json::from_value::<Id>(serde_json::json!(n.to_string()));
+            prop_assert_eq!(from_num.is_ok(), n >= 0);
+            prop_assert_eq!(from_str.is_ok(), n >= 0);
+            if n >= 0 {
+                prop_assert_eq!(serde_json::to_value(Id(n)).unwrap(), serde_json::json!(n.to_string()));
+            }
+        }
+    }
+}

@@ -35,3 +35,17 @@ mod tests {
         assert!(!has_nul(b""));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    proptest! {
+        /// A JSON text carries a NUL exactly when one of its strings holds one.
+        #[test]
+        fn nul_is_found_exactly_when_there(s in any::<String>(), k in any::<String>()) {
+            let text = serde_json::json!({ k.clone(): s.clone() }).to_string();
+            prop_assert_eq!(super::has_nul(text.as_bytes()), s.contains('\0') || k.contains('\0'));
+        }
+    }
+}

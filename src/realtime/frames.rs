@@ -139,3 +139,54 @@ mod tests {
         assert_eq!(e, json!({"id":2,"op":"error","error":{"code":"not_found","message":"not found"}}));
     }
 }
+
+#[cfg(test)]
+mod properties {
+    use proptest::prelude::*;
+
+    use super::*;
+    use crate::domain::Id;
+    use crate::events::Topic;
+
+    proptest! {
+        /// Any text a client sends is a frame or a `bad_frame`, never a panic; the id of a
+        /// frame that does not parse is salvaged when it is there.
+        #[test]
+        fn any_text_is_a_frame_or_a_bad_frame(text in any::<String>()) {
+            match parse(&text) {
+                Ok(f) => prop_assert!(serde_json::from_str::<Value>(&text).is_ok(), "{}", f.op),
+                Err(e) => prop_assert_eq!(e, FrameError::BadFrame),
+            }
+            let _ = salvage_id(&text);
+        }
+
+        /// Objects with arbitrary fields of arbitrary JSON types: the same.
+        #[test]
+        fn any_object_is_a_frame_or_a_bad_frame(
+            op in proptest::option::of(any::<String>()),
+            id in proptest::option::of(any::<i64>()),
+            topic in proptest::option::of(any::<String>()),
+            from in proptest::option::of(any::<String>()),
+            extra in any::<String>(),
+        ) {
+            let frame = json!({"op": op, "id": id, "topic": topic, "from": from, extra: 1});
+            let text = frame.to_string();
+            let parsed = parse(&text);
+            if op.is_none() || id.is_some_and(|i| i < 0) {
+                prop_assert!(parsed.is_err());
+            }
+            if let Ok(f) = parsed {
+                prop_assert_eq!(Some(f.op), op.as_deref());
+                prop_assert_eq!(f.id, id.map(|i| i as u64));
+            }
+        }
+
+        /// Topic names from clients parse or are refused; a parsed one names itself again.
+        #[test]
+        fn any_topic_name_parses_or_is_refused(name in any::<String>(), me in 0i64..i64::MAX) {
+            if let Some(t) = Topic::from_wire(&name, Id(me)) {
+                prop_assert_eq!(Topic::from_wire(&t.wire_name(), Id(me)), Some(t));
+            }
+        }
+    }
+}

@@ -482,3 +482,64 @@ async fn nul_characters_are_refused_with_400_not_a_database_error(b: Backend) {
     let r = ws.request(json!({"op": "chat.send", "data": {"conversation_id": conv, "body": "x\u{0}"}})).await;
     assert_eq!(r["error"]["code"], "bad_request", "{r}");
 }
+
+/// Arbitrary text frames (and arbitrary frames with a known op) on a real `/ws` connection:
+/// each gets an `error` frame with a documented code — or an `ok`/`pong` — and the
+/// connection stays open. Inputs come from proptest's generators, a fixed seed per run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn arbitrary_frames_get_a_documented_error_and_the_connection_lives() {
+    use proptest::strategy::{Strategy, ValueTree};
+    use proptest::test_runner::{Config, TestRng, TestRunner};
+
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.hub.client_rate_per_sec = 100_000;
+        c.hub.client_burst = 100_000;
+    })
+    .await;
+    let u = app.register("fuzzy").await;
+    let mut ws = WsClient::connect(&app.base, &u.token).await.without_log();
+    let mut runner = TestRunner::new_with_rng(Config::default(), TestRng::deterministic_rng(Default::default()));
+    let ops = ["subscribe", "unsubscribe", "resume", "auth", "ping", "chat.send", "chat.typing", "chat.read", "x"];
+    let field = proptest::prop_oneof![
+        proptest::arbitrary::any::<String>().prop_map(Value::from),
+        proptest::arbitrary::any::<i64>().prop_map(Value::from),
+        proptest::arbitrary::any::<bool>().prop_map(Value::from),
+        proptest::strategy::Just(Value::Null),
+        proptest::arbitrary::any::<String>().prop_map(|s| json!({ s: [1, "x"] })),
+    ];
+    let documented = [
+        "bad_frame",
+        "unknown_op",
+        "validation_failed",
+        "bad_request",
+        "not_found",
+        "forbidden",
+        "unauthorized",
+        "rate_limited",
+    ];
+    for i in 0..300u64 {
+        let frame = if i % 2 == 0 {
+            proptest::arbitrary::any::<String>().new_tree(&mut runner).unwrap().current()
+        } else {
+            let op = ops[(i as usize / 2) % ops.len()];
+            let mut f = json!({"op": op});
+            for k in ["topic", "from", "positions", "token", "data"] {
+                f[k] = field.new_tree(&mut runner).unwrap().current();
+            }
+            f.to_string()
+        };
+        // A frame that happens to be a valid request is answered too; the reply is the
+        // next frame (the user has no other traffic).
+        ws.send_text(&frame).await;
+        let reply = ws.next_frame(Duration::from_secs(10)).await.unwrap_or_else(|| panic!("no reply to {frame:?}"));
+        match reply["op"].as_str() {
+            Some("ok" | "pong" | "event" | "resync_required" | "unsubscribed") => {}
+            Some("error") => {
+                let code = reply["error"]["code"].as_str().unwrap_or_default();
+                assert!(documented.contains(&code), "{frame:?} got undocumented {reply}");
+            }
+            _ => panic!("{frame:?} got {reply}"),
+        }
+        assert!(!ws.ended(), "the connection closed after {frame:?}");
+    }
+}
