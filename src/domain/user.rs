@@ -272,3 +272,62 @@ mod tests {
         assert!(web_url("ftp://x.com").is_err());
     }
 }
+
+/// State of a follow, as `follows.status` stores it (`active` | `pending`) and the API
+/// shows it. Decoded by sqlx from the column, so no code compares status strings.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FollowStatus {
+    /// Following (approved, or the account is public).
+    Active,
+    /// Requested; the private account has not decided yet (grants nothing).
+    Pending,
+}
+
+impl FollowStatus {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Active => "active",
+            Self::Pending => "pending",
+        }
+    }
+}
+
+impl<DB: sqlx::Database> sqlx::Type<DB> for FollowStatus
+where
+    str: sqlx::Type<DB>,
+{
+    fn type_info() -> DB::TypeInfo {
+        <str as sqlx::Type<DB>>::type_info()
+    }
+
+    fn compatible(ty: &DB::TypeInfo) -> bool {
+        <str as sqlx::Type<DB>>::compatible(ty)
+    }
+}
+
+impl<'r, DB: sqlx::Database> sqlx::Decode<'r, DB> for FollowStatus
+where
+    &'r str: sqlx::Decode<'r, DB>,
+{
+    fn decode(value: <DB as sqlx::Database>::ValueRef<'r>) -> Result<Self, sqlx::error::BoxDynError> {
+        match <&'r str as sqlx::Decode<'r, DB>>::decode(value)? {
+            "active" => Ok(Self::Active),
+            "pending" => Ok(Self::Pending),
+            other => Err(format!("unknown follow status {other:?}").into()),
+        }
+    }
+}
+
+impl<'q, DB: sqlx::Database> sqlx::Encode<'q, DB> for FollowStatus
+where
+    &'static str: sqlx::Encode<'q, DB>,
+{
+    fn encode_by_ref(
+        &self,
+        buf: &mut <DB as sqlx::Database>::ArgumentBuffer<'q>,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        <&'static str as sqlx::Encode<'q, DB>>::encode(self.as_str(), buf)
+    }
+}

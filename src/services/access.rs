@@ -28,20 +28,11 @@ use crate::state::AppState;
 use crate::store::Ex;
 use crate::store::chat::{self as chat_store, ConversationRow, DIRECT, MemberRow};
 use crate::store::comments::{self as comment_store, CommentRow};
-use crate::store::graph::{self, ACTIVE};
+use crate::store::graph::{self, FollowStatus};
 use crate::store::media::{self as media_store, Holder, MediaRow};
 use crate::store::posts::{self as post_store, PostRow};
 
 use crate::store::users::{self as user_store, UserRow};
-
-/// The viewer's follow towards an account.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Follow {
-    /// Approved (or the account is public).
-    Active,
-    /// Requested, waiting for a private account's approval.
-    Pending,
-}
 
 /// Where a viewer stands towards one account.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -51,7 +42,9 @@ pub struct Standing {
     /// One of them blocked the other.
     pub blocked: bool,
     /// The viewer's follow, if any.
-    pub follow: Option<Follow>,
+    pub follow: Option<FollowStatus>,
+    /// The viewer muted the account (it changes what reaches them, not what they may see).
+    pub muted: bool,
 }
 
 impl Standing {
@@ -64,12 +57,25 @@ impl Standing {
     /// account they actively follow and are not blocked with (an unfollowed, blocking or
     /// blocked account's posts leave the feed, live and in replays alike).
     pub fn may_see_in_feed(&self) -> bool {
-        self.is_self || (!self.blocked && self.follow == Some(Follow::Active))
+        self.is_self || (!self.blocked && self.follow == Some(FollowStatus::Active))
+    }
+
+    /// Whether the account's posts belong in the viewer's home feed *as read*: as
+    /// [`Standing::may_see_in_feed`], and not muted (a mute only ever hides; replays of
+    /// what was delivered before the mute are not re-judged by it).
+    pub fn in_home_feed(&self) -> bool {
+        self.is_self || (self.may_see_in_feed() && !self.muted)
+    }
+
+    /// Whether a public account's post is for the viewer's discovery (explore): visible,
+    /// neither the viewer's own nor followed (those are the home feed's), not muted.
+    pub fn may_discover(&self) -> bool {
+        !self.is_self && !self.blocked && self.follow.is_none() && !self.muted
     }
 
     /// Whether the viewer may see the content of an account whose privacy flag is `private`.
     pub fn may_see_content(&self, private: bool) -> bool {
-        self.is_self || (!self.blocked && (!private || self.follow == Some(Follow::Active)))
+        self.is_self || (!self.blocked && (!private || self.follow == Some(FollowStatus::Active)))
     }
 }
 
@@ -77,8 +83,9 @@ impl Standing {
 #[derive(Clone, Debug, Default)]
 pub struct Audience {
     viewer: Option<Id>,
-    follows: HashMap<Id, Follow>,
+    follows: HashMap<Id, FollowStatus>,
     blocked: HashSet<Id>,
+    muted: HashSet<Id>,
 }
 
 impl Audience {
@@ -99,6 +106,7 @@ impl Audience {
             is_self: self.viewer == Some(user),
             blocked: self.blocked.contains(&user),
             follow: self.follows.get(&user).copied(),
+            muted: self.muted.contains(&user),
         }
     }
 
@@ -114,17 +122,13 @@ impl Audience {
 
     /// Accounts the viewer actively follows (loaded ones).
     pub fn following(&self) -> impl Iterator<Item = Id> + '_ {
-        self.follows.iter().filter(|(_, f)| **f == Follow::Active).map(|(id, _)| *id)
+        self.follows.iter().filter(|(_, f)| **f == FollowStatus::Active).map(|(id, _)| *id)
     }
 
     /// Whether the viewer has any follow (active or pending) towards `user`.
     pub fn has_follow(&self, user: Id) -> bool {
         self.follows.contains_key(&user)
     }
-}
-
-fn follow_of(status: &str) -> Follow {
-    if status == ACTIVE { Follow::Active } else { Follow::Pending }
 }
 
 /// The viewer's standings towards `users` (two queries; none when anonymous).
@@ -147,12 +151,15 @@ pub async fn audience_on(mut ex: Ex<'_>, viewer: Option<Id>, users: &[Id]) -> Ap
         return Ok(Audience { viewer, ..Audience::default() });
     }
     let follows = graph::follow_statuses(ex.reborrow(), v, &users).await?;
-    let blocked = graph::blocked_among(ex, v, &users).await?;
-    Ok(Audience {
-        viewer: Some(v),
-        follows: follows.into_iter().map(|(id, s)| (id, follow_of(&s))).collect(),
-        blocked: blocked.into_iter().collect(),
-    })
+    let (mut blocked, mut muted) = (HashSet::new(), HashSet::new());
+    for (id, is_mute) in graph::blocked_or_muted_among(ex, v, &users).await? {
+        if is_mute {
+            muted.insert(id)
+        } else {
+            blocked.insert(id)
+        };
+    }
+    Ok(Audience { viewer: Some(v), follows: follows.into_iter().collect(), blocked, muted })
 }
 
 /// The viewer's standings towards every account (feeds: every follow and block).
@@ -160,10 +167,12 @@ pub async fn full_audience(state: &AppState, viewer: Id) -> AppResult<Audience> 
     let mut c = state.store.conn().await?;
     let follows = graph::all_follow_statuses(c.ex(), viewer).await?;
     let blocked = graph::block_set(c.ex(), viewer).await?;
+    let muted = graph::muted_ids(c.ex(), viewer).await?;
     Ok(Audience {
         viewer: Some(viewer),
-        follows: follows.into_iter().map(|(id, s)| (id, follow_of(&s))).collect(),
+        follows: follows.into_iter().collect(),
         blocked: blocked.into_iter().collect(),
+        muted: muted.into_iter().collect(),
     })
 }
 
@@ -344,6 +353,22 @@ pub async fn act_in_conversation(mut ex: Ex<'_>, me: Id, conv: &ConversationRow)
     Ok(m)
 }
 
+/// `404` when `me` and `other` are blocked either way (a blocked account is invisible, as
+/// if unknown): checked again inside a write's transaction, since a block may have landed
+/// after the visibility check that found `other`.
+pub async fn not_blocked(ex: Ex<'_>, me: Id, other: Id) -> AppResult<()> {
+    if graph::blocked_among(ex, me, &[other]).await?.is_empty() { Ok(()) } else { Err(AppError::NotFound) }
+}
+
+/// Whether every one of `ids` may be put in a group by `me`: an existing account with no
+/// block either way (a blocked account reads as unknown). The first that may not, or
+/// `None`. Two queries for the whole list, in the transaction that adds them.
+pub async fn first_unaddable(mut ex: Ex<'_>, me: Id, ids: &[Id]) -> AppResult<Option<Id>> {
+    let found: HashSet<Id> = user_store::get_many(ex.reborrow(), ids).await?.iter().map(|u| u.id).collect();
+    let blocked: HashSet<Id> = graph::blocked_among(ex, me, ids).await?.into_iter().collect();
+    Ok(ids.iter().copied().find(|i| !found.contains(i) || blocked.contains(i)))
+}
+
 /// In a direct conversation whose other member is among `others`, a block either way
 /// refuses every action (`403`). Groups are not affected: there a block filters the live
 /// events and mentions between the two, per recipient, and refuses adding each other.
@@ -352,6 +377,36 @@ pub async fn direct_open(ex: Ex<'_>, me: Id, conv: &ConversationRow, others: &[I
         return Err(AppError::Forbidden("you cannot message this user"));
     }
     Ok(())
+}
+
+/// Whether `recipient` may hear of `actor`'s action (a notification, a message's e-mail):
+/// not their own, no block either way with the actor or the post's author, the actor not
+/// muted by the recipient, and — for something on a post — the post still visible to them.
+/// Runs in the caller's transaction (the notify job's), two queries and a user read.
+pub async fn may_notify(mut ex: Ex<'_>, recipient: Id, actor: Id, post_author: Option<Id>) -> AppResult<bool> {
+    if recipient == actor {
+        return Ok(false);
+    }
+    let users: Vec<Id> = std::iter::once(actor).chain(post_author).collect();
+    let audience = audience_on(ex.reborrow(), Some(recipient), &users).await?;
+    let s = audience.standing(actor);
+    if s.blocked || s.muted {
+        return Ok(false);
+    }
+    if let Some(author) = post_author.filter(|a| *a != recipient) {
+        let Some(a) = user_store::get(ex, author).await? else { return Ok(false) };
+        if !audience.may_see_content(author, a.is_private) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
+}
+
+/// Of `followers` (the active followers of `author`), those whose `feed` topic gets
+/// `author`'s posts live: all but those who muted `author`. Runs on the fan-out's connection.
+pub async fn live_feed_recipients(ex: Ex<'_>, author: Id, followers: &[Id]) -> AppResult<Vec<Id>> {
+    let muters: HashSet<Id> = graph::muters_of(ex, author).await?.into_iter().collect();
+    Ok(followers.iter().copied().filter(|f| !muters.contains(f)).collect())
 }
 
 /// The accounts blocked either way with `user`: the hub's per-recipient filter of live

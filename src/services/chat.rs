@@ -47,7 +47,7 @@ use crate::state::AppState;
 use crate::store::chat::{self as store, ADMIN, ConversationRow, DIRECT, GROUP, MEMBER, MemberRow, MessageRow};
 use crate::store::posts::RowLock;
 use crate::store::reactions::{self as reaction_store, Target};
-use crate::store::{Ex, Tx, graph as graph_store, users as user_store};
+use crate::store::{Ex, Tx, users as user_store};
 
 /// Largest group.
 pub const MAX_GROUP_MEMBERS: usize = 256;
@@ -306,9 +306,7 @@ pub async fn create(state: &AppState, me: Id, req: NewConversation) -> AppResult
             }
             let key = direct_key(me, other.id);
             let mut tx = state.store.begin().await?;
-            if !graph_store::blocked_among(tx.ex(), me, &[other.id]).await?.is_empty() {
-                return Err(AppError::NotFound);
-            }
+            access::not_blocked(tx.ex(), me, other.id).await?;
             let id = state.ids.next();
             let now = Timestamp::now();
             let new =
@@ -712,9 +710,7 @@ fn valid_title(t: &str) -> AppResult<String> {
 /// blocked account reads as unknown, as everywhere). Two queries for the whole list, inside
 /// the transaction that adds them, so a block landing meanwhile is seen.
 async fn check_addable(tx: &mut Tx, me: Id, ids: &[Id], field: &str) -> AppResult<()> {
-    let found: HashSet<Id> = user_store::get_many(tx.ex(), ids).await?.iter().map(|u| u.id).collect();
-    let blocked = graph_store::blocked_among(tx.ex(), me, ids).await?;
-    if let Some(bad) = ids.iter().find(|i| !found.contains(i) || blocked.contains(i)) {
+    if let Some(bad) = access::first_unaddable(tx.ex(), me, ids).await? {
         return Err(AppError::field(field, format!("user {bad} not found")));
     }
     Ok(())

@@ -35,7 +35,7 @@
 //! (age_hours + 2)^1.5`. The cursor freezes the window (the time ages are measured at and
 //! the newest id), so pages are cut from one ranking; it carries the last `(score, id)`.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
@@ -149,11 +149,11 @@ pub async fn run_fan_out(state: AppState, job: FanOutPost) -> anyhow::Result<()>
     let Some(author) = user_store::get(c.ex(), job.author).await? else { return Ok(()) };
     let pulled = too_big(&state, author.follower_count);
     let followers = if pulled { Vec::new() } else { graph::active_follower_ids(c.ex(), job.author).await? };
-    let muters: HashSet<Id> = graph::muters_of(c.ex(), job.author).await?.into_iter().collect();
+    let live = access::live_feed_recipients(c.ex(), job.author, &followers).await?;
     let post = post_store::get(c.ex(), job.post).await?;
     drop(c);
     let mut topics = vec![Topic::Feed(job.author)];
-    topics.extend(followers.iter().filter(|f| !muters.contains(f)).map(|f| Topic::Feed(*f)));
+    topics.extend(live.iter().map(|f| Topic::Feed(*f)));
     metrics::histogram!("chorus_feed_fanout_recipients").record(followers.len() as f64);
     let tl = timelines(&state);
     let max_len = state.config.feed.timeline_max_len;
@@ -204,7 +204,7 @@ pub async fn run_fan_out(state: AppState, job: FanOutPost) -> anyhow::Result<()>
 /// with a newer follow/unfollow does nothing.
 pub async fn run_sync_timeline(state: AppState, job: SyncTimeline) -> anyhow::Result<()> {
     let mut c = state.store.conn().await?;
-    let active = graph::follow_status(c.ex(), job.user, job.author).await?.as_deref() == Some(graph::ACTIVE);
+    let active = graph::follow_status(c.ex(), job.user, job.author).await? == Some(graph::FollowStatus::Active);
     if active != job.follow {
         return Ok(());
     }
@@ -324,11 +324,8 @@ pub async fn home(state: &AppState, me: Id, q: &PageQuery) -> AppResult<Page<Pos
     let following = graph::following_for_feed(c.ex(), me).await?;
     let mut pulled: Vec<Id> = vec![me];
     pulled.extend(following.iter().filter(|f| merged(state, f.1, f.2)).map(|f| f.0));
-    let muted: HashSet<Id> = graph::muted_ids(c.ex(), me).await?.into_iter().collect();
     drop(c);
-    // Membership: the accounts whose content the caller would see even if they were
-    // private — themselves and active follows, minus blocks — and not muted.
-    let keep = |author: Id| author == me || (!muted.contains(&author) && audience.may_see_content(author, true));
+    let keep = |author: Id| audience.standing(author).in_home_feed();
 
     let tl = timelines(state);
     let batch = (want * 2).max(20) as i64;
@@ -446,20 +443,12 @@ pub async fn explore(state: &AppState, viewer: Option<Id>, q: &PageQuery) -> App
         EXPLORE_CANDIDATES,
     )
     .await?;
-    let muted: HashSet<Id> = match viewer {
-        Some(v) => graph::muted_ids(c.ex(), v).await?.into_iter().collect(),
-        None => HashSet::new(),
-    };
     drop(c);
     let authors: Vec<Id> = rows.iter().map(|p| p.author_id).collect();
     let audience = access::audience_for(state, viewer, &authors).await?;
     let mut ranked: Vec<(f64, PostRow)> = rows
         .into_iter()
-        .filter(|p| {
-            !audience.has_follow(p.author_id)
-                && !muted.contains(&p.author_id)
-                && audience.may_see_content(p.author_id, false)
-        })
+        .filter(|p| audience.standing(p.author_id).may_discover())
         .map(|p| (score(&p, at), p))
         .collect();
     ranked.sort_by(|a, b| b.0.total_cmp(&a.0).then(b.1.id.cmp(&a.1.id)));

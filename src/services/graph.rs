@@ -16,7 +16,7 @@
 //! (`follow`, `follow_request`, `follow_approved`) are durable `Notify` jobs enqueued in the
 //! same transactions; ending a follow or a request removes them (`services::notifications`).
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use utoipa::ToSchema;
 
 use crate::domain::{Id, Timestamp};
@@ -29,18 +29,9 @@ use crate::services::feed::{self, SyncTimeline};
 use crate::services::notifications::{self as notify, Cause};
 use crate::services::users::{self as user_svc, UserSummary};
 use crate::state::AppState;
-use crate::store::graph::{self as store, ACTIVE, PENDING};
+pub use crate::store::graph::FollowStatus;
+use crate::store::graph::{self as store};
 use crate::store::{Tx, users as user_store};
-
-/// State of a follow.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum FollowStatus {
-    /// Following.
-    Active,
-    /// Requested; the private account has not decided yet.
-    Pending,
-}
 
 /// `POST /users/{id}/follow` answer.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -88,11 +79,8 @@ pub async fn follow(state: &AppState, me: Id, target: &str) -> AppResult<FollowR
     let status = if user.is_private { FollowStatus::Pending } else { FollowStatus::Active };
     let mut tx = state.store.begin().await?;
     // Checked again inside the transaction: a block may have landed since.
-    if !store::blocked_among(tx.ex(), me, &[user.id]).await?.is_empty() {
-        return Err(AppError::NotFound);
-    }
-    let stored = if status == FollowStatus::Active { ACTIVE } else { PENDING };
-    if !store::insert_follow(tx.ex(), me, user.id, stored, Timestamp::now()).await? {
+    access::not_blocked(tx.ex(), me, user.id).await?;
+    if !store::insert_follow(tx.ex(), me, user.id, status, Timestamp::now()).await? {
         return Err(AppError::conflict_field("id", "already following or requested"));
     }
     let mut events = EventBatch::new();
@@ -136,8 +124,8 @@ async fn remove_follow(
     if removed.is_some() {
         notify::follow_removed(tx, follower, followee).await?;
     }
-    match removed.as_deref() {
-        Some(ACTIVE) => {
+    match removed {
+        Some(FollowStatus::Active) => {
             store::add_follow_counts(tx.ex(), follower, followee, -1).await?;
             sync(state, tx, follower, followee, false).await?;
             feed::follower_removed(state, tx, followee).await?;
@@ -164,7 +152,7 @@ pub async fn followers(
     let user = access::content_owner(state, viewer, target).await?;
     let p = q.parse::<(i64, Id)>()?;
     let mut c = state.store.conn().await?;
-    let rows = store::followers(c.ex(), user.id, ACTIVE, p.after, p.limit).await?;
+    let rows = store::followers(c.ex(), user.id, FollowStatus::Active, p.after, p.limit).await?;
     drop(c);
     entries(state, viewer, rows, p.limit).await
 }
@@ -189,7 +177,7 @@ pub async fn following(
 pub async fn requests(state: &AppState, me: Id, q: &PageQuery) -> AppResult<Page<FollowEntry>> {
     let p = q.parse::<(i64, Id)>()?;
     let mut c = state.store.conn().await?;
-    let rows = store::followers(c.ex(), me, PENDING, p.after, p.limit).await?;
+    let rows = store::followers(c.ex(), me, FollowStatus::Pending, p.after, p.limit).await?;
     drop(c);
     entries(state, Some(me), rows, p.limit).await
 }

@@ -53,12 +53,13 @@ use crate::events::{EventBatch, EventName, Topic};
 use crate::jobs::{self, Job};
 use crate::mail::Mail;
 use crate::pagination::{Page, PageQuery};
+use crate::services::access;
 use crate::services::auth::SendEmail;
 use crate::services::users::UserSummary;
 use crate::state::AppState;
 use crate::store::chat as chat_store;
 use crate::store::comments as comment_store;
-use crate::store::graph::{self as graph_store, ACTIVE, PENDING};
+use crate::store::graph::{self as graph_store, FollowStatus};
 use crate::store::notifications::{self as store, NewNotification, NotificationRow};
 use crate::store::posts as post_store;
 use crate::store::reactions::{self as reaction_store, Target as ReactionTarget};
@@ -371,17 +372,17 @@ async fn plan(tx: &mut Tx, cause: &Cause) -> anyhow::Result<(Id, Vec<Planned>)> 
     use NotificationKind as K;
     Ok(match cause {
         Cause::Followed { follower, followee } => {
-            let ok = graph_store::follow_status(tx.ex(), *follower, *followee).await?.as_deref() == Some(ACTIVE);
+            let ok = graph_store::follow_status(tx.ex(), *follower, *followee).await? == Some(FollowStatus::Active);
             let p = ok.then(|| Planned::about(*followee, K::Follow, (TargetType::User, *follower)));
             (*follower, p.into_iter().collect())
         }
         Cause::FollowRequested { follower, followee } => {
-            let ok = graph_store::follow_status(tx.ex(), *follower, *followee).await?.as_deref() == Some(PENDING);
+            let ok = graph_store::follow_status(tx.ex(), *follower, *followee).await? == Some(FollowStatus::Pending);
             let p = ok.then(|| Planned::about(*followee, K::FollowRequest, (TargetType::User, *follower)));
             (*follower, p.into_iter().collect())
         }
         Cause::FollowApproved { follower, followee } => {
-            let ok = graph_store::follow_status(tx.ex(), *follower, *followee).await?.as_deref() == Some(ACTIVE);
+            let ok = graph_store::follow_status(tx.ex(), *follower, *followee).await? == Some(FollowStatus::Active);
             let p = ok.then(|| Planned::about(*follower, K::FollowApproved, (TargetType::User, *followee)));
             (*followee, p.into_iter().collect())
         }
@@ -486,33 +487,9 @@ async fn plan(tx: &mut Tx, cause: &Cause) -> anyhow::Result<(Id, Vec<Planned>)> 
     })
 }
 
-/// Whether `recipient` may hear of `actor`'s action: not themself, no block either way, not
-/// muted by the recipient, and (for content) still allowed to see the post.
-async fn may_notify(tx: &mut Tx, recipient: Id, actor: Id, post_author: Option<Id>) -> anyhow::Result<bool> {
-    if recipient == actor {
-        return Ok(false);
-    }
-    // One query for blocks with the actor and the post's author.
-    let others: Vec<Id> = std::iter::once(actor).chain(post_author.filter(|a| *a != recipient)).collect();
-    if !graph_store::blocked_among(tx.ex(), recipient, &others).await?.is_empty()
-        || graph_store::is_muted(tx.ex(), recipient, actor).await?
-    {
-        return Ok(false);
-    }
-    if let Some(author) = post_author
-        && author != recipient
-    {
-        let Some(a) = user_store::get(tx.ex(), author).await? else { return Ok(false) };
-        if a.is_private && graph_store::follow_status(tx.ex(), recipient, author).await?.as_deref() != Some(ACTIVE) {
-            return Ok(false);
-        }
-    }
-    Ok(true)
-}
-
 /// Delivers one planned notification through every channel the recipient enabled.
 async fn deliver(state: &AppState, tx: &mut Tx, events: &mut EventBatch, actor: Id, p: Planned) -> anyhow::Result<()> {
-    if !may_notify(tx, p.recipient, actor, p.post_author).await? {
+    if !access::may_notify(tx.ex(), p.recipient, actor, p.post_author).await? {
         return Ok(());
     }
     let (ttype, tid) = (p.target.0.key(), p.target.1);

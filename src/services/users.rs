@@ -10,9 +10,10 @@ use crate::domain::{Id, Timestamp};
 use crate::error::{AppError, AppResult, Validator};
 use crate::events::{EventBatch, EventName, Topic};
 use crate::pagination::{Page, PageQuery};
-use crate::services::access::{self, Follow};
+use crate::services::access;
 use crate::state::AppState;
 use crate::store::graph;
+use crate::store::graph::FollowStatus as Follow;
 use crate::store::users::{self as store, NotificationPref, ProfilePatch, UserRow};
 
 /// A user as shown inside other objects and in lists.
@@ -169,7 +170,7 @@ pub async fn get_profile(state: &AppState, viewer: Option<Id>, id_or_name: &str)
         p.relationship = Some(Relationship {
             following: standing.follow == Some(Follow::Active),
             requested: standing.follow == Some(Follow::Pending),
-            followed_by: graph::follow_status(c.ex(), u.id, v).await?.as_deref() == Some(graph::ACTIVE),
+            followed_by: graph::follow_status(c.ex(), u.id, v).await? == Some(graph::FollowStatus::Active),
             muting: graph::is_muted(c.ex(), v, u.id).await?,
         });
     }

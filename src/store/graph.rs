@@ -6,17 +6,19 @@
 
 use super::posts::in_list;
 use super::{Ex, StoreResult, fetch_limit};
+pub use crate::domain::user::FollowStatus;
 use crate::domain::{Id, Timestamp};
 use crate::{exec, run};
 
-/// `follows.status` of an approved follow.
-pub const ACTIVE: &str = "active";
-/// `follows.status` of a request waiting for a private account's approval.
-pub const PENDING: &str = "pending";
-
-/// Inserts a follow (`status` is [`ACTIVE`] or [`PENDING`]). Returns `false` when one (of
-/// either status) already exists: the primary key decides, so concurrent duplicates are safe.
-pub async fn insert_follow(ex: Ex<'_>, follower: Id, followee: Id, status: &str, now: Timestamp) -> StoreResult<bool> {
+/// Inserts a follow. Returns `false` when one (of either status) already exists: the
+/// primary key decides, so concurrent duplicates are safe.
+pub async fn insert_follow(
+    ex: Ex<'_>,
+    follower: Id,
+    followee: Id,
+    status: FollowStatus,
+    now: Timestamp,
+) -> StoreResult<bool> {
     let sql = "INSERT INTO follows (follower_id, followee_id, status, created_at) VALUES ($1, $2, $3, $4) \
                ON CONFLICT (follower_id, followee_id) DO NOTHING";
     let n = exec!(ex, c => sqlx::query(sql).bind(follower).bind(followee).bind(status).bind(now).execute(c).await)?;
@@ -24,7 +26,7 @@ pub async fn insert_follow(ex: Ex<'_>, follower: Id, followee: Id, status: &str,
 }
 
 /// Status of `follower → followee`, if any.
-pub async fn follow_status(ex: Ex<'_>, follower: Id, followee: Id) -> StoreResult<Option<String>> {
+pub async fn follow_status(ex: Ex<'_>, follower: Id, followee: Id) -> StoreResult<Option<FollowStatus>> {
     let sql = "SELECT status FROM follows WHERE follower_id = $1 AND followee_id = $2";
     Ok(run!(ex, c => sqlx::query_scalar(sql).bind(follower).bind(followee).fetch_optional(c).await)?)
 }
@@ -39,7 +41,7 @@ pub async fn approve(ex: Ex<'_>, follower: Id, followee: Id, now: Timestamp) -> 
 }
 
 /// Deletes `follower → followee`; returns the status it had (`None`: there was none).
-pub async fn delete_follow(ex: Ex<'_>, follower: Id, followee: Id) -> StoreResult<Option<String>> {
+pub async fn delete_follow(ex: Ex<'_>, follower: Id, followee: Id) -> StoreResult<Option<FollowStatus>> {
     let sql = "DELETE FROM follows WHERE follower_id = $1 AND followee_id = $2 RETURNING status";
     Ok(run!(ex, c => sqlx::query_scalar(sql).bind(follower).bind(followee).fetch_optional(c).await)?)
 }
@@ -66,7 +68,7 @@ pub async fn add_follow_counts(ex: Ex<'_>, follower: Id, followee: Id, delta: i6
 pub async fn followers(
     ex: Ex<'_>,
     user: Id,
-    status: &str,
+    status: FollowStatus,
     after: Option<(i64, Id)>,
     limit: u32,
 ) -> StoreResult<Vec<(Id, Timestamp)>> {
@@ -111,7 +113,7 @@ pub async fn following_for_feed(ex: Ex<'_>, user: Id) -> StoreResult<Vec<(Id, i6
 }
 
 /// `viewer`'s follows (any status) towards each of `users`: `(followee, status)`.
-pub async fn follow_statuses(ex: Ex<'_>, viewer: Id, users: &[Id]) -> StoreResult<Vec<(Id, String)>> {
+pub async fn follow_statuses(ex: Ex<'_>, viewer: Id, users: &[Id]) -> StoreResult<Vec<(Id, FollowStatus)>> {
     if users.is_empty() {
         return Ok(Vec::new());
     }
@@ -123,7 +125,7 @@ pub async fn follow_statuses(ex: Ex<'_>, viewer: Id, users: &[Id]) -> StoreResul
 }
 
 /// Every follow (any status) of `viewer`: `(followee, status)`.
-pub async fn all_follow_statuses(ex: Ex<'_>, viewer: Id) -> StoreResult<Vec<(Id, String)>> {
+pub async fn all_follow_statuses(ex: Ex<'_>, viewer: Id) -> StoreResult<Vec<(Id, FollowStatus)>> {
     let sql = "SELECT followee_id, status FROM follows WHERE follower_id = $1";
     Ok(run!(ex, c => sqlx::query_as(sql).bind(viewer).fetch_all(c).await)?)
 }
@@ -152,6 +154,21 @@ pub async fn blocked_among(ex: Ex<'_>, viewer: Id, users: &[Id]) -> StoreResult<
          UNION SELECT blocker_id FROM blocks WHERE blocked_id = $1 AND blocker_id IN ({list})"
     );
     Ok(run!(ex, c => sqlx::query_scalar(&sql).bind(viewer).fetch_all(c).await)?)
+}
+
+/// Of `users`, those blocked either way with `viewer` (`(id, false)`) and those `viewer`
+/// muted (`(id, true)`): one query for both, so an audience costs two in all.
+pub async fn blocked_or_muted_among(ex: Ex<'_>, viewer: Id, users: &[Id]) -> StoreResult<Vec<(Id, bool)>> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let list = in_list(users);
+    let sql = format!(
+        "SELECT blocked_id, FALSE FROM blocks WHERE blocker_id = $1 AND blocked_id IN ({list}) \
+         UNION SELECT blocker_id, FALSE FROM blocks WHERE blocked_id = $1 AND blocker_id IN ({list}) \
+         UNION SELECT muted_id, TRUE FROM mutes WHERE muter_id = $1 AND muted_id IN ({list})"
+    );
+    Ok(run!(ex, c => sqlx::query_as(&sql).bind(viewer).fetch_all(c).await)?)
 }
 
 /// Everyone `user` blocked or was blocked by.
