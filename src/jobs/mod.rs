@@ -24,6 +24,8 @@
 //! Handlers are registered by name ([`Registry::register`]); the worker never knows what a
 //! job does.
 
+pub mod payloads;
+
 use std::collections::HashMap;
 use std::future::Future;
 use std::pin::Pin;

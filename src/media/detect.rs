@@ -6,7 +6,7 @@
 //! deliberately lenient (it paints the missing part of a truncated file grey, like browsers
 //! do) and a half-uploaded photo must fail, not become a half-grey post.
 
-use crate::services::media::MediaKind;
+use super::MediaKind;
 
 /// How many leading bytes [`sniff`] wants (all it needs to tell every accepted type apart).
 pub const SNIFF_BYTES: usize = 64;

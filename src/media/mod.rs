@@ -28,7 +28,9 @@ use tokio::sync::Semaphore;
 use crate::config::Config;
 use crate::domain::Id;
 use process::{ProcessLimits, ProcessedImage, Rejected};
+use serde::{Deserialize, Serialize};
 use storage::Storage;
+use utoipa::ToSchema;
 
 /// The media runtime of one instance.
 pub struct Media {
@@ -107,5 +109,30 @@ impl Media {
             }
         }
         Ok(removed)
+    }
+}
+
+/// Image or video.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaKind {
+    /// JPEG, PNG, WebP or GIF, re-encoded into variants.
+    Image,
+    /// MP4, WebM or QuickTime, stored as uploaded.
+    Video,
+}
+
+impl MediaKind {
+    /// Stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Image => "image",
+            Self::Video => "video",
+        }
+    }
+
+    /// Parses a stored name (anything unknown reads as an image).
+    pub fn parse(s: &str) -> Self {
+        if s == "video" { Self::Video } else { Self::Image }
     }
 }

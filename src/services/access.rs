@@ -23,7 +23,6 @@ use std::collections::{HashMap, HashSet};
 use crate::domain::Id;
 use crate::error::{AppError, AppResult};
 use crate::events::Topic;
-use crate::services::users as user_svc;
 use crate::state::AppState;
 use crate::store::Ex;
 use crate::store::chat::{self as chat_store, ConversationRow, DIRECT, MemberRow};
@@ -181,9 +180,22 @@ pub async fn standing(state: &AppState, viewer: Option<Id>, user: Id) -> AppResu
     Ok(audience_for(state, viewer, &[user]).await?.standing(user))
 }
 
+/// An account by id or `@username`, whoever may see it (`404` when unknown).
+pub async fn resolve(state: &AppState, id_or_name: &str) -> AppResult<UserRow> {
+    let mut c = state.store.conn().await?;
+    let row = match id_or_name.strip_prefix('@') {
+        Some(name) => user_store::get_by_username(c.ex(), &name.to_ascii_lowercase()).await?,
+        None => match id_or_name.parse::<Id>() {
+            Ok(id) => user_store::get(c.ex(), id).await?,
+            Err(_) => None,
+        },
+    };
+    row.ok_or(AppError::NotFound)
+}
+
 /// An account whose profile the viewer may see, by id or `@username`; `404` otherwise.
 pub async fn visible_user(state: &AppState, viewer: Option<Id>, id_or_name: &str) -> AppResult<(UserRow, Standing)> {
-    let user = user_svc::resolve(state, id_or_name).await?;
+    let user = resolve(state, id_or_name).await?;
     let s = standing(state, viewer, user.id).await?;
     if !s.may_see_profile() {
         return Err(AppError::NotFound);
@@ -459,7 +471,8 @@ pub async fn authorize_topic(state: &AppState, viewer: Id, topic: &Topic) -> App
         Topic::User(id) => content_owner(state, Some(viewer), &id.to_string()).await.map(|u| Some(u.id)),
         Topic::Presence(id) => visible_user(state, Some(viewer), &id.to_string()).await.map(|_| None),
         Topic::Chat(c) => {
-            if crate::services::chat::is_member(state, viewer, c).await? {
+            let mut conn = state.store.conn().await?;
+            if chat_store::member(conn.ex(), c, viewer).await?.is_some() {
                 Ok(None)
             } else {
                 Err(AppError::Forbidden("not a member of this conversation"))

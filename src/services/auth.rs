@@ -16,6 +16,7 @@ use crate::domain::{Id, Timestamp, now_ms};
 use crate::error::{AppError, AppResult, Validator};
 use crate::events::{EventBatch, EventName, Topic};
 use crate::jobs;
+pub use crate::jobs::payloads::SendEmail;
 use crate::mail::Mail;
 use crate::ratelimit::Bucket;
 use crate::realtime::close::CloseCode;
@@ -56,14 +57,6 @@ pub struct AuthResponse {
     pub refresh_token: String,
     /// Seconds until the access token expires.
     pub expires_in: i64,
-}
-
-/// Job: send an e-mail.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct SendEmail(pub Mail);
-
-impl jobs::Job for SendEmail {
-    const KIND: &'static str = "send_email";
 }
 
 /// Runs a [`SendEmail`] job.

@@ -41,11 +41,11 @@ use crate::pagination::{DEFAULT_LIMIT, MAX_LIMIT, Page, PageQuery};
 use crate::ratelimit::Bucket;
 use crate::services::access;
 use crate::services::media::{self as media_svc, MediaView};
-use crate::services::reactions::Counts;
 use crate::services::users::UserSummary;
 use crate::state::AppState;
 use crate::store::chat::{self as store, ADMIN, ConversationRow, DIRECT, GROUP, MEMBER, MemberRow, MessageRow};
 use crate::store::posts::RowLock;
+use crate::store::reactions::Counts;
 use crate::store::reactions::{self as reaction_store, Target};
 use crate::store::{Ex, Tx, users as user_store};
 

@@ -42,7 +42,8 @@ use serde::{Deserialize, Serialize};
 use crate::domain::{Id, Timestamp, now_ms};
 use crate::error::{AppError, AppResult};
 use crate::events::{EventBatch, EventName, Topic};
-use crate::jobs::{self, Job};
+use crate::jobs;
+pub use crate::jobs::payloads::{BackfillFollowers, FanOutPost, PostChange, SyncTimeline};
 use crate::pagination::{Page, PageQuery, decode_cursor, encode_cursor};
 use crate::services::access;
 use crate::services::posts::{self as post_svc, PostDeleted, PostView};
@@ -59,61 +60,6 @@ const BACKFILL: i64 = 100;
 const EXPLORE_WINDOW_MS: i64 = 7 * 24 * 3600 * 1000;
 /// How many recent posts explore ranks.
 const EXPLORE_CANDIDATES: i64 = 500;
-
-/// What happened to a post, for [`FanOutPost`].
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum PostChange {
-    /// New: timelines and `post.created`.
-    Created,
-    /// Caption edited: `post.updated`.
-    Updated,
-    /// Deleted: `post.deleted` (and Redis timelines cleaned).
-    Deleted,
-}
-
-/// Job: carry a post change to the author's followers' timelines and `feed` topics.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct FanOutPost {
-    /// The post.
-    pub post: Id,
-    /// Its author.
-    pub author: Id,
-    /// What happened.
-    pub change: PostChange,
-}
-
-impl Job for FanOutPost {
-    const KIND: &'static str = "fan_out_post";
-}
-
-/// Job: bring `user`'s timeline in line with a follow of `author` that began (`follow`:
-/// backfill recent posts) or ended (prune them).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct SyncTimeline {
-    /// Whose timeline.
-    pub user: Id,
-    /// Whose posts.
-    pub author: Id,
-    /// `true`: the follow became active; `false`: it ended.
-    pub follow: bool,
-}
-
-impl Job for SyncTimeline {
-    const KIND: &'static str = "sync_timeline";
-}
-
-/// Job: `author` is back at or below the fan-out threshold; copy the posts fan-out skipped
-/// into their followers' timelines (see [`follower_removed`]).
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct BackfillFollowers {
-    /// The account.
-    pub author: Id,
-}
-
-impl Job for BackfillFollowers {
-    const KIND: &'static str = "backfill_followers";
-}
 
 /// Where timelines live on this instance.
 enum Timelines {

@@ -27,7 +27,7 @@ use crate::pagination::{Page, PageQuery};
 use crate::services::access;
 use crate::services::feed::{self, SyncTimeline};
 use crate::services::notifications::{self as notify, Cause};
-use crate::services::users::{self as user_svc, UserSummary};
+use crate::services::users::UserSummary;
 use crate::state::AppState;
 pub use crate::store::graph::FollowStatus;
 use crate::store::graph::{self as store};
@@ -237,7 +237,7 @@ pub async fn decline(state: &AppState, me: Id, requester: Id) -> AppResult<()> {
 
 /// Blocks an account: follows both ways end; each becomes invisible to the other.
 pub async fn block(state: &AppState, me: Id, target: &str) -> AppResult<()> {
-    let user = user_svc::resolve(state, target).await?;
+    let user = access::resolve(state, target).await?;
     not_self(me, user.id, "block")?;
     let me_summary = summary(state, me).await?;
     let mut tx = state.store.begin().await?;
@@ -258,7 +258,7 @@ pub async fn block(state: &AppState, me: Id, target: &str) -> AppResult<()> {
 
 /// Lifts a block (idempotent).
 pub async fn unblock(state: &AppState, me: Id, target: &str) -> AppResult<()> {
-    let user = user_svc::resolve(state, target).await?;
+    let user = access::resolve(state, target).await?;
     not_self(me, user.id, "unblock")?;
     let mut tx = state.store.begin().await?;
     store::unblock(tx.ex(), me, user.id).await?;

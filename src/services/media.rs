@@ -33,7 +33,9 @@ use utoipa::ToSchema;
 use crate::domain::{Id, Timestamp};
 use crate::error::{AppError, AppResult};
 use crate::events::{EventBatch, EventName, Topic};
-use crate::jobs::{self, Job};
+use crate::jobs;
+pub use crate::jobs::payloads::{DeleteStoredMedia, ProcessMedia};
+pub use crate::media::MediaKind;
 use crate::media::process::ProcessedImage;
 use crate::media::storage::{BackendKind, Source, StoredObject};
 use crate::media::upload;
@@ -45,31 +47,6 @@ use crate::store::{Ex, Tx, users as user_store};
 
 /// Most media items on one post.
 pub const MAX_POST_MEDIA: usize = 10;
-
-/// Image or video.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
-#[serde(rename_all = "lowercase")]
-pub enum MediaKind {
-    /// JPEG, PNG, WebP or GIF, re-encoded into variants.
-    Image,
-    /// MP4, WebM or QuickTime, stored as uploaded.
-    Video,
-}
-
-impl MediaKind {
-    /// Stored name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Image => "image",
-            Self::Video => "video",
-        }
-    }
-
-    /// Parses a stored name (anything unknown reads as an image).
-    pub fn parse(s: &str) -> Self {
-        if s == "video" { Self::Video } else { Self::Image }
-    }
-}
 
 /// One stored rendition of a media item.
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -169,34 +146,6 @@ fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Id>>,
 
 // ---------------------------------------------------------------------------------------
 // Jobs
-
-/// Job: turn an upload into stored variants (or a failure with a reason).
-#[derive(Debug, Serialize, Deserialize)]
-pub struct ProcessMedia {
-    /// The item.
-    pub media_id: Id,
-    /// Random part of its storage keys, fixed at upload so that retries overwrite the same
-    /// objects instead of leaving copies.
-    pub token: String,
-}
-
-impl Job for ProcessMedia {
-    const KIND: &'static str = "process_media";
-}
-
-/// Job: delete stored objects from their backends. Carries everything it needs, because
-/// the rows are gone by the time it runs.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct DeleteStoredMedia {
-    /// The (deleted) item, for logs.
-    pub media_id: Id,
-    /// Every object to remove.
-    pub objects: Vec<StoredObject>,
-}
-
-impl Job for DeleteStoredMedia {
-    const KIND: &'static str = "delete_stored_media";
-}
 
 // ---------------------------------------------------------------------------------------
 // Views

@@ -6,7 +6,7 @@
 //! The set of types is data: `chorus reactions list|add|disable` changes it without a
 //! release ([`cli_list`], [`cli_add`], [`cli_disable`]).
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -25,8 +25,7 @@ use crate::store::posts::{self as post_store, RowLock};
 use crate::store::reactions::{self as store, Target};
 use crate::store::{Conn, Store, StoreResult, users as user_store};
 
-/// Reaction counts by type key, zero counts omitted: `{"love":3,"like":1}`.
-pub type Counts = BTreeMap<String, i64>;
+pub use crate::store::reactions::Counts;
 
 /// A reaction type that can be chosen.
 #[derive(Clone, Debug, Serialize, ToSchema)]

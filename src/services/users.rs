@@ -147,19 +147,6 @@ pub async fn me(state: &AppState, id: Id) -> AppResult<Me> {
     Ok(Me { profile: profile(&u, links), email: u.email.clone(), settings: settings(prefs) })
 }
 
-/// Resolves `123` or `@username` to a user row.
-pub async fn resolve(state: &AppState, id_or_name: &str) -> AppResult<UserRow> {
-    let mut c = state.store.conn().await?;
-    let row = match id_or_name.strip_prefix('@') {
-        Some(name) => store::get_by_username(c.ex(), &name.to_ascii_lowercase()).await?,
-        None => match id_or_name.parse::<Id>() {
-            Ok(id) => store::get(c.ex(), id).await?,
-            Err(_) => None,
-        },
-    };
-    row.ok_or(AppError::NotFound)
-}
-
 /// A profile by id or `@username`, as `viewer` sees it (`404` when blocked either way).
 pub async fn get_profile(state: &AppState, viewer: Option<Id>, id_or_name: &str) -> AppResult<Profile> {
     let (u, standing) = access::visible_user(state, viewer, id_or_name).await?;

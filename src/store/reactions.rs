@@ -16,6 +16,10 @@ use super::{Ex, StoreResult, fetch_limit};
 use crate::domain::{Id, Timestamp};
 use crate::{exec, run};
 
+/// Reaction counts by type key, zero counts omitted: `{"love":3,"like":1}` (what the
+/// count queries add up to, shown as they are by every view).
+pub type Counts = std::collections::BTreeMap<String, i64>;
+
 /// What a reaction is attached to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Target {

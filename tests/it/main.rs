@@ -11,6 +11,7 @@ mod e2e;
 mod feeds;
 mod fuzz;
 mod graph;
+mod layout;
 mod matrix;
 mod media;
 mod notifications;
