@@ -461,6 +461,15 @@ mod tests {
     }
 
     #[test]
+    fn a_short_jwt_secret_is_a_startup_error() {
+        let cfg = Config { jwt_secret: Some("x".repeat(31)), ..Config::default() };
+        let e = cfg.validate().unwrap_err().to_string();
+        assert!(e.contains("jwt_secret must be at least 32 characters"), "{e}");
+        let cfg = Config { jwt_secret: Some("x".repeat(32)), ..Config::default() };
+        assert!(cfg.validate().is_ok());
+    }
+
+    #[test]
     fn rejects_unknown_database_scheme() {
         let cfg = Config { database_url: Some("mysql://x".into()), ..Config::default() };
         assert!(cfg.validate().is_err());

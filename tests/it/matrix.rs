@@ -11,6 +11,10 @@
 //! other than `GET` get fresh targets for each actor, so one actor's deletion does not
 //! change what the next one meets.
 //!
+//! The world runs on two instances sharing a database and a broker: REST calls go to the
+//! first, sockets and file URLs to the second, so every socket row is also a cross-instance
+//! row.
+//!
 //! # Expectations
 //! Ten entries, in the order of [`ACTORS`]: anonymous, owner, follower (approved),
 //! pending (requested, a private owner's only; towards a public owner a stranger),
@@ -57,11 +61,14 @@ enum Target {
     Dm,
     /// The owner's group with the member (the former member left), with the owner's message.
     Group,
+    /// A public post of a third account (`host`) that the owner comments on.
+    HostPost,
 }
 
 struct Row {
     /// `METHOD /path` for REST (the OpenAPI path, placeholders filled from the fixture);
-    /// `WS subscribe {topic}`, `WS {action}` for sockets; `FILE signed|unsigned`.
+    /// `WS subscribe {topic}`, `WS {action}` for sockets; `FILE signed|unsigned|tampered`;
+    /// `LIVE {topic}`: does the owner's comment reach an actor watching the topic?
     op: &'static str,
     target: Target,
     /// JSON body template, placeholders as in the path.
@@ -240,6 +247,9 @@ const ROWS: &[Row] = &[
                                                                   "401  ok   404  404  404  404  404  404  ok   404"),
     row("WS chat.read", Group, Some(r#"{"conversation_id":"{conv}","message_id":"{message}"}"#),
                                                                   "401  ok   404  404  404  404  404  404  ok   404"),
+    // ---- live events, across instances: everyone may watch a third account's public post;
+    // the owner's comment on it reaches them all but those blocked either way with the owner.
+    row("LIVE post:{host_post}", HostPost, Option::None,          "401  seen seen seen seen -    -    seen seen seen"),
 ];
 
 crate::both_backends!(authorization_matrix);
@@ -263,7 +273,7 @@ async fn served_operations(app: &TestApp) -> BTreeSet<String> {
 fn documented(op: &str) -> Option<String> {
     let (method, path) = op.split_once(' ')?;
     let path = path.split('?').next().unwrap();
-    if matches!(method, "WS" | "FILE") {
+    if matches!(method, "WS" | "FILE" | "LIVE") {
         return Option::None;
     }
     let mut out = String::new();
@@ -300,6 +310,8 @@ async fn every_served_operation_has_a_row() {
 /// Everyone a row's world holds.
 struct World {
     owner: TestUser,
+    /// A third account, neither followed nor blocked by anyone.
+    host: TestUser,
     actors: Vec<Option<TestUser>>, // in ACTORS order; None for anonymous
 }
 
@@ -321,8 +333,9 @@ async fn world(app: &TestApp, n: usize, private: bool) -> World {
     let mut users = quick_users(app, &format!("w{n}u"), ACTORS.len()).await.into_iter();
     let owner = users.next().unwrap(); // "anonymous" needs no account: the first is the owner
     let mut actors: Vec<Option<TestUser>> = vec![Option::None, Some(owner.clone())];
-    actors.extend(users.take(ACTORS.len() - 2).map(Some));
-    let w = World { owner, actors };
+    actors.extend(users.by_ref().take(ACTORS.len() - 2).map(Some));
+    let host = users.next().unwrap();
+    let w = World { owner, host, actors };
     if private {
         make_private(app, &w.owner).await;
     }
@@ -423,6 +436,10 @@ async fn fixture(app: &TestApp, w: &World, r: &Row) -> Fixture {
             f.set("conv", conv);
             f.set("message", msg["id"].as_str().unwrap());
         }
+        HostPost => {
+            let p = ok(app, Method::POST, "/posts", &w.host, json!({"caption": "a public place"})).await;
+            f.set("host_post", p["id"].as_str().unwrap());
+        }
         Group => {
             let members = json!([w.user("member").id, w.user("former").id]);
             let g = ok(
@@ -449,9 +466,42 @@ async fn fixture(app: &TestApp, w: &World, r: &Row) -> Fixture {
 }
 
 /// The outcome of one call, in the expectation's vocabulary.
-async fn outcome(app: &TestApp, r: &Row, f: &Fixture, who: Option<&TestUser>, unique: &str) -> String {
+async fn outcome(
+    (app, watch): (&TestApp, &TestApp),
+    w: &World,
+    r: &Row,
+    f: &Fixture,
+    who: Option<&TestUser>,
+    unique: &str,
+) -> String {
     let (kind, rest) = r.op.split_once(' ').unwrap();
     match kind {
+        "LIVE" => {
+            let Some(who) = who else { return "401".into() };
+            let topic = f.fill(rest, unique);
+            let mut ws = WsClient::connect(&watch.base, &who.token).await;
+            let r = ws.request(json!({"op": "subscribe", "topic": topic})).await;
+            if r["op"] != "ok" {
+                return format!("sub:{}", r["error"]["code"].as_str().unwrap_or_default());
+            }
+            let post = f.fill("{host_post}", unique);
+            let body = format!("owner says {unique}");
+            ok(app, Method::POST, &format!("/posts/{post}/comments"), &w.owner, json!({"body": body})).await;
+            // Then the host: everyone watching gets that one, so it marks the end of the wait.
+            let marker = format!("host says {unique}");
+            ok(app, Method::POST, &format!("/posts/{post}/comments"), &w.host, json!({"body": marker})).await;
+            let mut seen = false;
+            loop {
+                let e = ws.expect_event(&topic, "comment.created").await;
+                if e["data"]["body"] == body.as_str() {
+                    seen = true;
+                } else if e["data"]["body"] == marker.as_str() {
+                    break;
+                }
+            }
+            ws.close().await;
+            if seen { "seen".into() } else { "-".into() }
+        }
         "FILE" => {
             let url = variant(&f.media_view, "feed")["url"].as_str().unwrap().to_string();
             let url = match rest {
@@ -459,16 +509,18 @@ async fn outcome(app: &TestApp, r: &Row, f: &Fixture, who: Option<&TestUser>, un
                 "signed" => url,
                 _ => format!("{url}0"), // tampered
             };
+            // The URL names the first instance; the second serves it as well (same secret).
+            let url = url.replace(&app.base, &watch.base);
             app.http.get(url).send().await.unwrap().status().as_u16().to_string()
         }
         "WS" => {
             let Some(who) = who else {
                 // No valid token: the connection is refused (4500) before any command.
-                let url = format!("{}?access_token=not-a-token", ws_url(&app.base));
+                let url = format!("{}?access_token=not-a-token", ws_url(&watch.base));
                 let refused = WsClient::try_connect_url(&url).await.is_err();
                 return if refused { "401".into() } else { "connected".into() };
             };
-            let mut ws = WsClient::connect(&app.base, &who.token).await;
+            let mut ws = WsClient::connect(&watch.base, &who.token).await;
             let frame = match rest.strip_prefix("subscribe ") {
                 Some(topic) => {
                     let topic = f.fill(topic, unique);
@@ -541,7 +593,7 @@ fn list_target(r: &Row, f: &Fixture) -> String {
 }
 
 async fn authorization_matrix(b: Backend) {
-    let app = TestApp::spawn_with(b, |c| {
+    let apps = TestApp::cluster_with(b, 2, |c| {
         // The matrix calls the auth endpoints from one address many times.
         c.rate_limit.auth_per_ip_per_minute = 100_000;
         c.rate_limit.auth_ip_burst = 100_000;
@@ -549,21 +601,19 @@ async fn authorization_matrix(b: Backend) {
         c.rate_limit.auth_account_burst = 100_000;
     })
     .await;
+    let (app, watch) = (&apps[0], &apps[1]);
     let mut failures = Vec::new();
     for (n, r) in ROWS.iter().enumerate() {
         let private = matches!(r.target, Private | PrivatePostMedia);
-        let w = world(&app, n, private).await;
-        let shared = fixture(&app, &w, r).await;
+        let w = world(app, n, private).await;
+        let shared = fixture(app, &w, r).await;
         let expected: Vec<&str> = r.expect.split_whitespace().collect();
         let mut got = Vec::new();
         for (i, who) in w.actors.iter().enumerate() {
             // Writes meet a target of their own, so one actor's change is not the next one's.
-            let f = if r.op.starts_with("GET ") || r.op.starts_with("FILE ") || r.op.starts_with("WS subscribe") {
-                shared.clone()
-            } else {
-                fixture(&app, &w, r).await
-            };
-            got.push(outcome(&app, r, &f, who.as_ref(), &format!("r{n}a{i}")).await);
+            let reads = ["GET ", "FILE ", "WS subscribe", "LIVE "];
+            let f = if reads.iter().any(|p| r.op.starts_with(p)) { shared.clone() } else { fixture(app, &w, r).await };
+            got.push(outcome((app, watch), &w, r, &f, who.as_ref(), &format!("r{n}a{i}")).await);
         }
         if got.iter().map(String::as_str).ne(expected.iter().copied()) {
             failures.push(format!(

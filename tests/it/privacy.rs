@@ -29,6 +29,7 @@ both_backends!(
     feed_replays_skip_authors_no_longer_followed,
     one_user_cannot_hold_every_connection,
     nul_characters_are_refused_with_400_not_a_database_error,
+    in_a_group_a_block_hides_each_others_messages_live_and_in_replays,
 );
 
 async fn block(app: &TestApp, who: &TestUser, whom: &TestUser) {
@@ -542,4 +543,61 @@ async fn arbitrary_frames_get_a_documented_error_and_the_connection_lives() {
         }
         assert!(!ws.ended(), "the connection closed after {frame:?}");
     }
+}
+
+/// A group both stay in after a block: neither gets the other's messages, live (durable
+/// `chat:` topic, the session skips them and keeps its position) or replayed; the third
+/// member gets everything.
+async fn in_a_group_a_block_hides_each_others_messages_live_and_in_replays(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let (amy, bob, cal) = (app.register("amy").await, app.register("bob").await, app.register("cal").await);
+    let (s, g) = app
+        .post("/conversations", amy.bearer(), json!({"kind": "group", "title": "g", "member_ids": [bob.id, cal.id]}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{g}");
+    let conv = g["id"].as_str().unwrap().to_string();
+    let topic = format!("chat:{conv}");
+    block(&app, &amy, &bob).await;
+    let mut bob_ws = WsClient::connect(&app.base, &bob.token).await;
+    let mut cal_ws = WsClient::connect(&app.base, &cal.token).await;
+    let mut amy_ws = WsClient::connect(&app.base, &amy.token).await;
+
+    say(&app, &amy, &conv, "from amy").await;
+    say(&app, &cal, &conv, "from cal").await;
+    say(&app, &bob, &conv, "from bob").await;
+    say(&app, &cal, &conv, "cal again").await;
+    let bodies = |evs: Vec<Value>| -> Vec<String> {
+        evs.iter().map(|e| e["data"]["body"].as_str().unwrap().to_string()).collect()
+    };
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(bob_ws.expect_event(&topic, "message.created").await);
+    }
+    assert_eq!(bodies(got), ["from cal", "from bob", "cal again"], "bob never gets amy's message");
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        got.push(amy_ws.expect_event(&topic, "message.created").await);
+    }
+    assert_eq!(bodies(got), ["from amy", "from cal", "cal again"], "amy never gets bob's message");
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(cal_ws.expect_event(&topic, "message.created").await);
+    }
+    assert_eq!(bodies(got), ["from amy", "from cal", "from bob", "cal again"]);
+
+    // A replay from the start skips amy's message for bob, and nothing else.
+    let mut replay = WsClient::connect(&app.base, &bob.token).await;
+    let ack = replay.request(json!({"op": "subscribe", "topic": topic, "from": "0"})).await;
+    assert_eq!(ack["op"], "ok", "{ack}");
+    let mut got = Vec::new();
+    loop {
+        let e = replay.next_event().await;
+        if e["topic"] == topic.as_str() && e["event"] == "message.created" {
+            got.push(e);
+            if got.len() == 3 {
+                break;
+            }
+        }
+    }
+    assert_eq!(bodies(got), ["from cal", "from bob", "cal again"]);
 }

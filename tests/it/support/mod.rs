@@ -201,8 +201,14 @@ impl TestApp {
 
     /// Starts `n` instances sharing one database and an in-process broker bus.
     pub async fn cluster(backend: Backend, n: usize) -> Vec<TestApp> {
+        Self::cluster_with(backend, n, |_| {}).await
+    }
+
+    /// [`TestApp::cluster`], letting the test adjust the (shared) configuration.
+    pub async fn cluster_with(backend: Backend, n: usize, tweak: impl FnOnce(&mut Config)) -> Vec<TestApp> {
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
-        let cfg = test_config(backend, dir.path()).await;
+        let mut cfg = test_config(backend, dir.path()).await;
+        tweak(&mut cfg);
         let bus = Arc::new(MemoryBus::default());
         let mut apps = Vec::new();
         for i in 0..n {
