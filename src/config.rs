@@ -70,6 +70,12 @@ pub struct Config {
     pub cloudinary_url: Option<String>,
     /// Base URL of Cloudinary's upload API (tests and proxies point it elsewhere).
     pub cloudinary_api_base: String,
+    /// Base URL media are delivered from (`https://res.cloudinary.com`, or a CNAME).
+    pub cloudinary_delivery_base: String,
+    /// The account's authentication token key (hex, from Cloudinary's console): with it,
+    /// URLs of media not everyone may see expire like local signed URLs; without it they
+    /// are signed but do not expire.
+    pub cloudinary_auth_token_key: Option<String>,
     /// Upload limits and processing.
     pub media: MediaConfig,
     /// Home feed construction.
@@ -218,6 +224,8 @@ impl Default for Config {
             rate_limit: RateLimitConfig::default(),
             cloudinary_url: None,
             cloudinary_api_base: "https://api.cloudinary.com".into(),
+            cloudinary_delivery_base: "https://res.cloudinary.com".into(),
+            cloudinary_auth_token_key: None,
             media: MediaConfig::default(),
             feed: FeedConfig::default(),
             hub: HubConfig::default(),
@@ -411,6 +419,8 @@ impl fmt::Debug for Config {
             .field("rate_limit", &self.rate_limit)
             .field("cloudinary_url", &self.cloudinary_url.as_deref().map(redact_url))
             .field("cloudinary_api_base", &self.cloudinary_api_base)
+            .field("cloudinary_delivery_base", &self.cloudinary_delivery_base)
+            .field("cloudinary_auth_token_key", &self.cloudinary_auth_token_key.as_ref().map(|_| "***"))
             .field("media", &self.media)
             .field("feed", &self.feed)
             .field("hub", &self.hub)

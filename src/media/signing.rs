@@ -51,9 +51,15 @@ impl UrlSigner {
         self.ttl_secs
     }
 
+    /// The expiry of a URL made at `now` (Unix seconds): `ttl` later, rounded up to
+    /// [`BUCKET_SECS`]. Cloudinary's tokens use the same.
+    pub fn expiry(&self, now: u64) -> u64 {
+        (now + self.ttl_secs).div_ceil(BUCKET_SECS) * BUCKET_SECS
+    }
+
     /// `(exp, sig)` for `key`, signed at `now` (Unix seconds).
     pub fn sign(&self, key: &str, now: u64) -> (u64, String) {
-        let exp = (now + self.ttl_secs).div_ceil(BUCKET_SECS) * BUCKET_SECS;
+        let exp = self.expiry(now);
         (exp, hex::encode(self.mac_of(key, exp).finalize().into_bytes()))
     }
 

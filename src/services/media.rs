@@ -154,14 +154,21 @@ fn absolute(state: &AppState, url: &str) -> String {
     if url.starts_with('/') { format!("{}{url}", state.config.public_url()) } else { url.to_string() }
 }
 
-/// A variant's URL for an item seen by `audience`: as stored for public items (long-lived,
-/// cacheable), signed and expiring for local objects of anything else.
+/// A variant's URL for an item seen by `audience`. Local: as stored for public items
+/// (long-lived, cacheable), signed and expiring for anything else. Cloudinary: always
+/// signed (its objects are `authenticated`), with an expiring token for anything not public.
 fn variant_url(state: &AppState, v: &VariantRow, audience: MediaAudience) -> String {
-    let local = BackendKind::parse(&v.backend) == Some(BackendKind::Local);
-    if audience == MediaAudience::Public || !local {
-        return absolute(state, &v.url);
+    let now = crate::domain::now_ms() as u64 / 1000;
+    match (BackendKind::parse(&v.backend), state.media.storage.cloudinary()) {
+        (Some(BackendKind::Cloudinary), Some(c)) => {
+            let expires = (audience != MediaAudience::Public).then(|| state.media.signer.expiry(now));
+            c.delivery_url(&v.storage_key, &v.content_type, &v.url, expires)
+        }
+        (Some(BackendKind::Local), _) if audience != MediaAudience::Public => {
+            absolute(state, &state.media.signer.signed_url(&v.url, &v.storage_key, now))
+        }
+        _ => absolute(state, &v.url),
     }
-    absolute(state, &state.media.signer.signed_url(&v.url, &v.storage_key, crate::domain::now_ms() as u64 / 1000))
 }
 
 fn view(state: &AppState, m: &MediaRow, variants: &[VariantRow], audience: MediaAudience) -> MediaView {

@@ -798,6 +798,8 @@ async fn cloudinary_uploads_are_signed_and_deletions_survive_outages_and_restart
     let app = TestApp::spawn_with(b, |cfg| {
         cfg.cloudinary_url = Some(cdn.url());
         cfg.cloudinary_api_base = cdn.base.clone();
+        cfg.cloudinary_delivery_base = cdn.base.clone();
+        cfg.cloudinary_auth_token_key = Some(crate::support::cloudinary::AUTH_TOKEN_KEY.into());
         cfg.jobs.backoff_base_ms = 300;
     })
     .await;
@@ -810,9 +812,18 @@ async fn cloudinary_uploads_are_signed_and_deletions_survive_outages_and_restart
         assert_eq!(s.uploads.len(), 3, "thumb, feed, video: {:?}", s.uploads);
     });
     let public_ids: Vec<String> = cdn.with(|s| s.uploads.clone());
+    // Uploaded as `authenticated`: the uploader's view of an unattached item carries
+    // expiring tokens, and the CDN serves exactly what was stored.
     for v in photo["variants"].as_array().unwrap() {
         let url = v["url"].as_str().unwrap();
-        assert!(url.starts_with("https://res.cloudinary.test/chorus-test/image/upload/"), "{url}");
+        let prefix = format!("{}/chorus-test/image/authenticated/chorus/", cdn.base);
+        assert!(url.starts_with(&prefix) && url.contains("?__cld_token__=exp="), "{url}");
+        let got = app.http.get(url).send().await.unwrap();
+        assert_eq!(got.status(), StatusCode::OK, "{url}");
+        let body = got.bytes().await.unwrap();
+        assert!(cdn.with(|s| s.objects.values().any(|o| o.bytes == body.as_ref())), "{url} served its object");
+        let bare = url.split('?').next().unwrap();
+        assert_eq!(app.http.get(bare).send().await.unwrap().status(), StatusCode::UNAUTHORIZED, "{bare}");
     }
     assert_eq!(
         (variant(&photo, "feed")["width"].as_i64(), variant(&photo, "feed")["height"].as_i64()),
@@ -822,10 +833,10 @@ async fn cloudinary_uploads_are_signed_and_deletions_survive_outages_and_restart
         for o in s.objects.values().filter(|o| o.resource_type == "image") {
             assert!(!o.bytes.windows(6).any(|w| w == b"Exif\0\0"), "stripped before it leaves the server");
         }
-        assert!(s.objects.values().any(|o| o.resource_type == "video"), "videos go to video/upload");
+        assert!(s.objects.values().any(|o| o.resource_type == "video"), "videos go to video/ resources");
     });
     let original = variant(&video, "original");
-    assert!(original["url"].as_str().unwrap().contains("/video/upload/"), "{original}");
+    assert!(original["url"].as_str().unwrap().contains("/video/authenticated/"), "{original}");
     assert_eq!(
         (original["width"].as_i64(), original["height"].as_i64()),
         (Some(640), Some(360)),

@@ -30,6 +30,7 @@ both_backends!(
     one_user_cannot_hold_every_connection,
     nul_characters_are_refused_with_400_not_a_database_error,
     in_a_group_a_block_hides_each_others_messages_live_and_in_replays,
+    on_cloudinary_public_media_are_signed_and_private_media_expire,
 );
 
 async fn block(app: &TestApp, who: &TestUser, whom: &TestUser) {
@@ -600,4 +601,48 @@ async fn in_a_group_a_block_hides_each_others_messages_live_and_in_replays(b: Ba
         }
     }
     assert_eq!(bodies(got), ["from cal", "from bob", "cal again"]);
+}
+
+/// On Cloudinary (its documented delivery checked by the local double): a public post's
+/// media get a stable signed URL; a DM's get a token-only URL that expires with the local
+/// signed URLs' lifetime; changed signatures and tokens are refused.
+async fn on_cloudinary_public_media_are_signed_and_private_media_expire(b: Backend) {
+    use crate::support::cloudinary::{AUTH_TOKEN_KEY, CloudinaryDouble};
+    let cdn = CloudinaryDouble::start().await;
+    let app = TestApp::spawn_with(b, |c| {
+        c.cloudinary_url = Some(cdn.url());
+        c.cloudinary_api_base = cdn.base.clone();
+        c.cloudinary_delivery_base = cdn.base.clone();
+        c.cloudinary_auth_token_key = Some(AUTH_TOKEN_KEY.into());
+    })
+    .await;
+    let (ann, ben) = (app.register("ann").await, app.register("ben").await);
+    let (post, _) = post_with_image(&app, &ann, "public").await;
+    let (_, p) = app.get(&format!("/posts/{post}"), None).await;
+    let public = variant(&p["media"][0], "feed")["url"].as_str().unwrap().to_string();
+    assert!(public.contains("/authenticated/s--") && !public.contains("__cld_token__"), "{public}");
+    assert_eq!(app.http.get(&public).send().await.unwrap().status(), StatusCode::OK);
+    let forged = public.replacen("/s--", "/s--x", 1);
+    assert_eq!(app.http.get(&forged).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+
+    let conv = dm(&app, &ann, &ben).await;
+    let img = upload_ready(&app, &ann, small_jpeg()).await;
+    let (s, m) =
+        app.post(&format!("/conversations/{conv}/messages"), ann.bearer(), json!({"media_ids": [img["id"]]})).await;
+    assert_eq!(s, StatusCode::CREATED, "{m}");
+    let (_, seen) = media_status(&app, img["id"].as_str().unwrap(), Some(&ben)).await;
+    let private = variant(&seen, "feed")["url"].as_str().unwrap().to_string();
+    let (path, token) = private.split_once("?__cld_token__=").expect("a token");
+    assert!(!path.contains("/s--"), "no signature that would outlive the token: {private}");
+    let exp: u64 = token.strip_prefix("exp=").unwrap().split('~').next().unwrap().parse().unwrap();
+    let now = chorus::domain::now_ms() as u64 / 1000;
+    assert!((now + 3600..=now + 3600 + 300).contains(&exp), "expires with the signed-URL lifetime: {exp}");
+    assert_eq!(app.http.get(&private).send().await.unwrap().status(), StatusCode::OK);
+    assert_eq!(app.http.get(path).send().await.unwrap().status(), StatusCode::UNAUTHORIZED, "without its token");
+    let moved = format!("{path}?__cld_token__=exp={}~{}", exp + 300, token.split_once('~').unwrap().1);
+    assert_eq!(app.http.get(&moved).send().await.unwrap().status(), StatusCode::UNAUTHORIZED, "a moved expiry");
+    // The same token for the thumbnail's path fails: it is bound to its URL.
+    let thumb_path = path.replace("/feed.", "/thumb.");
+    let reused = format!("{thumb_path}?__cld_token__={token}");
+    assert_eq!(app.http.get(&reused).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
 }

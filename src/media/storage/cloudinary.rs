@@ -15,6 +15,19 @@
 //! `cloud_name`, `resource_type` and `api_key`, sorted by name, joined as `k=v&k=v`
 //! (values not URL-encoded), the API secret appended, SHA-1, lower-case hex.
 //!
+//! **Delivery.** Objects are uploaded with `type=authenticated`: Cloudinary then serves them
+//! only through URLs this server signs, `{delivery_base}/{cloud}/{image|video}/authenticated/
+//! s--{signature}--/{public_id}.{ext}`, where the signature is the first 8 characters of the
+//! URL-safe base64 of SHA-1 over `{public_id}.{ext}` and the API secret (Cloudinary's "signed
+//! delivery URLs"). Such a URL is stable, so public items stay cacheable. Items not everyone
+//! may see get, instead, an expiring token when an authentication token key is configured
+//! (Cloudinary's token-based authentication): `{delivery_base}/{cloud}/{rt}/authenticated/
+//! {public_id}.{ext}?__cld_token__=exp={unix}~hmac={hex}`, the hmac being HMAC-SHA256, keyed
+//! with the hex-decoded token key, over `exp={unix}~url={path}`. Without a token key they
+//! get a signed URL too, which does not expire.
+//! Objects uploaded before (`type=upload`, public) keep the URL the upload answered; destroy
+//! tries `authenticated` first, then `upload`.
+//!
 //! We upload the variants Chorus made itself (EXIF already stripped), not the original, so
 //! the same privacy guarantees hold on both backends.
 
@@ -34,6 +47,8 @@ pub struct CloudinaryStorage {
     api_key: String,
     api_secret: String,
     api_base: String,
+    delivery_base: String,
+    token_key: Option<Vec<u8>>,
     http: reqwest::Client,
 }
 
@@ -56,6 +71,21 @@ impl CloudinaryStorage {
     /// Parses `cloudinary://api_key:api_secret@cloud_name`; `api_base` is the API root
     /// (`https://api.cloudinary.com` in production).
     pub fn from_url(url: &str, api_base: &str) -> anyhow::Result<Self> {
+        Self::with_delivery(url, api_base, "https://res.cloudinary.com", None)
+    }
+
+    /// As [`CloudinaryStorage::from_url`], delivering from `delivery_base`, with the
+    /// account's authentication token key (hex) for expiring URLs when there is one.
+    pub fn with_delivery(
+        url: &str,
+        api_base: &str,
+        delivery_base: &str,
+        token_key: Option<&str>,
+    ) -> anyhow::Result<Self> {
+        let token_key = match token_key {
+            Some(k) => Some(hex::decode(k).context("the Cloudinary auth token key must be hex")?),
+            None => None,
+        };
         let u = url::Url::parse(url).context("CLOUDINARY_URL is not a URL")?;
         anyhow::ensure!(u.scheme() == "cloudinary", "CLOUDINARY_URL must look like cloudinary://key:secret@cloud");
         let api_key = u.username().to_string();
@@ -70,7 +100,15 @@ impl CloudinaryStorage {
             .timeout(Duration::from_secs(300))
             .build()
             .context("building the Cloudinary HTTP client")?;
-        Ok(Self { cloud, api_key, api_secret, api_base: api_base.trim_end_matches('/').to_string(), http })
+        Ok(Self {
+            cloud,
+            api_key,
+            api_secret,
+            api_base: api_base.trim_end_matches('/').to_string(),
+            delivery_base: delivery_base.trim_end_matches('/').to_string(),
+            token_key,
+            http,
+        })
     }
 
     /// `chorus/{id}-{token}/{name}` (Cloudinary adds the format to delivery URLs itself).
@@ -90,7 +128,8 @@ impl CloudinaryStorage {
     pub async fn put(&self, key: &str, src: Source<'_>, content_type: &str) -> anyhow::Result<Put> {
         let rt = Self::resource_type(content_type);
         let timestamp = chrono::Utc::now().timestamp().to_string();
-        let signature = sign(&[("public_id", key), ("timestamp", &timestamp)], &self.api_secret);
+        let signature =
+            sign(&[("public_id", key), ("timestamp", &timestamp), ("type", "authenticated")], &self.api_secret);
         let file = match src {
             Source::Bytes(b) => Part::bytes(b),
             Source::File(path) => {
@@ -105,6 +144,7 @@ impl CloudinaryStorage {
             .text("api_key", self.api_key.clone())
             .text("timestamp", timestamp)
             .text("public_id", key.to_string())
+            .text("type", "authenticated")
             .text("signature", signature);
         let resp =
             self.http.post(self.endpoint(rt, "upload")).multipart(form).send().await.context("Cloudinary upload")?;
@@ -125,15 +165,52 @@ impl CloudinaryStorage {
         })
     }
 
-    /// Destroys an object (and invalidates CDN caches). Missing counts as deleted.
+    /// The URL clients fetch an object from (see the module doc): signed, and with an
+    /// expiring token until `expires` (Unix seconds) when given and a token key is set.
+    /// `stored_url` is what the upload answered: an object uploaded as `type=upload` (before
+    /// authenticated delivery) is public and keeps it.
+    pub fn delivery_url(&self, key: &str, content_type: &str, stored_url: &str, expires: Option<u64>) -> String {
+        if stored_url.contains("/upload/") {
+            return stored_url.to_string();
+        }
+        let rt = Self::resource_type(content_type);
+        let tail = format!("{key}.{}", crate::media::detect::extension_of(content_type));
+        match (expires, &self.token_key) {
+            // A token alone: a signed URL would not expire, and the item is not everyone's.
+            (Some(exp), Some(k)) => {
+                let path = format!("/{}/{rt}/authenticated/{tail}", self.cloud);
+                format!("{}{path}?__cld_token__={}", self.delivery_base, token(k, &path, exp))
+            }
+            _ => {
+                let sig = url_signature(&tail, &self.api_secret);
+                format!("{}/{}/{rt}/authenticated/s--{sig}--/{tail}", self.delivery_base, self.cloud)
+            }
+        }
+    }
+
+    /// Destroys an object (and invalidates CDN caches). Missing counts as deleted. Tries
+    /// the `authenticated` delivery type, then `upload` (objects stored before it).
     pub async fn delete(&self, key: &str, content_type: &str) -> anyhow::Result<()> {
+        for kind in ["authenticated", "upload"] {
+            if self.destroy(key, content_type, kind).await? {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// One destroy call; `true` when the object was found and destroyed.
+    async fn destroy(&self, key: &str, content_type: &str, kind: &str) -> anyhow::Result<bool> {
         let rt = Self::resource_type(content_type);
         let timestamp = chrono::Utc::now().timestamp().to_string();
-        let signature =
-            sign(&[("invalidate", "true"), ("public_id", key), ("timestamp", &timestamp)], &self.api_secret);
+        let signature = sign(
+            &[("invalidate", "true"), ("public_id", key), ("timestamp", &timestamp), ("type", kind)],
+            &self.api_secret,
+        );
         let form = [
             ("public_id", key),
             ("invalidate", "true"),
+            ("type", kind),
             ("api_key", &self.api_key),
             ("timestamp", &timestamp),
             ("signature", &signature),
@@ -145,10 +222,27 @@ impl CloudinaryStorage {
         anyhow::ensure!(status.is_success(), "Cloudinary destroy answered {status}: {}", snippet(&body));
         let a: DestroyAnswer = serde_json::from_str(&body).context("parsing Cloudinary's destroy answer")?;
         match a.result.as_str() {
-            "ok" | "not found" => Ok(()),
+            "ok" => Ok(true),
+            "not found" => Ok(false),
             other => anyhow::bail!("Cloudinary destroy of {key} answered result {other:?}"),
         }
     }
+}
+
+/// The `s--…--` component of a signed delivery URL for `to_sign` (what follows it in the
+/// URL): the first 8 characters of the URL-safe base64 of SHA-1 over it and the API secret.
+pub fn url_signature(to_sign: &str, secret: &str) -> String {
+    use base64::Engine;
+    let digest = Sha1::digest(format!("{to_sign}{secret}").as_bytes());
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)[..8].to_string()
+}
+
+/// A token-based authentication token for `path` until `exp`: `exp={exp}~hmac={hex}`.
+pub fn token(key: &[u8], path: &str, exp: u64) -> String {
+    use hmac::Mac;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(key).expect("HMAC takes any key length");
+    mac.update(format!("exp={exp}~url={path}").as_bytes());
+    format!("exp={exp}~hmac={}", hex::encode(mac.finalize().into_bytes()))
 }
 
 /// Cloudinary's request signature over `params` (already without `file`, `cloud_name`,

@@ -98,7 +98,12 @@ impl Storage {
     pub fn from_config(cfg: &Config) -> anyhow::Result<Self> {
         let local = LocalStorage::new(cfg.data_dir.join("media"))?;
         let cloudinary = match &cfg.cloudinary_url {
-            Some(url) => Some(CloudinaryStorage::from_url(url, &cfg.cloudinary_api_base)?),
+            Some(url) => Some(CloudinaryStorage::with_delivery(
+                url,
+                &cfg.cloudinary_api_base,
+                &cfg.cloudinary_delivery_base,
+                cfg.cloudinary_auth_token_key.as_deref(),
+            )?),
             None => None,
         };
         Ok(Self { local, cloudinary })
@@ -107,6 +112,11 @@ impl Storage {
     /// Where new objects go.
     pub fn active(&self) -> BackendKind {
         if self.cloudinary.is_some() { BackendKind::Cloudinary } else { BackendKind::Local }
+    }
+
+    /// The Cloudinary backend, when configured (builds delivery URLs).
+    pub fn cloudinary(&self) -> Option<&CloudinaryStorage> {
+        self.cloudinary.as_ref()
     }
 
     /// The local backend (also serves `/files/…`).

@@ -4,7 +4,15 @@
 //! - `POST /v1_1/{cloud}/{image|video}/upload` (multipart: `file`, `api_key`, `timestamp`,
 //!   `public_id`, `signature`) → `{"public_id","secure_url","width","height","bytes",…}`
 //! - `POST /v1_1/{cloud}/{image|video}/destroy` (`public_id`, `api_key`, `timestamp`,
-//!   `signature`, …) → `{"result":"ok"}` or `{"result":"not found"}`
+//!   `signature`, `type`?, …) → `{"result":"ok"}` or `{"result":"not found"}` (an object is
+//!   found only under the delivery `type` it was uploaded with, `upload` by default)
+//! - `GET /{cloud}/{image|video}/upload/{public_id}.{ext}`: a public object;
+//!   `GET /{cloud}/{image|video}/authenticated/s--{sig}--/{public_id}.{ext}`: an
+//!   authenticated one with a signed delivery URL (the first 8 characters of the URL-safe
+//!   base64 of SHA-1 over what follows the signature and the API secret), or
+//!   `GET /{cloud}/{image|video}/authenticated/{public_id}.{ext}?__cld_token__=exp=…~hmac=…`
+//!   with a token (HMAC-SHA256 with the hex-decoded [`AUTH_TOKEN_KEY`] over
+//!   `exp=…~url={path}`, refused once `exp` is past). Anything else is 401.
 //!
 //! Signature check (written from Cloudinary's documentation, independently of the server's
 //! code): every parameter except `file`, `cloud_name`, `resource_type`, `api_key` and the
@@ -32,11 +40,15 @@ use tokio::sync::watch;
 pub const CLOUD: &str = "chorus-test";
 pub const API_KEY: &str = "123456789012345";
 pub const API_SECRET: &str = "s3cr3t-Abc_xyz";
+/// The account's authentication token key (hex), for token-based delivery.
+pub const AUTH_TOKEN_KEY: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90";
 
 /// One stored object.
 #[derive(Clone, Debug)]
 pub struct Object {
     pub resource_type: String,
+    /// Delivery type: `upload` (public) or `authenticated`.
+    pub kind: String,
     pub bytes: Vec<u8>,
 }
 
@@ -80,7 +92,7 @@ impl Shared {
 impl CloudinaryDouble {
     pub async fn start() -> CloudinaryDouble {
         let shared = Arc::new(Shared { state: Mutex::new(State::default()), changed: watch::channel(0).0 });
-        let (s1, s2) = (shared.clone(), shared.clone());
+        let (s1, s2, s3) = (shared.clone(), shared.clone(), shared.clone());
         let app = Router::new()
             .route(
                 "/v1_1/{cloud}/{resource_type}/upload",
@@ -89,6 +101,12 @@ impl CloudinaryDouble {
             .route(
                 "/v1_1/{cloud}/{resource_type}/destroy",
                 post(move |p: Path<(String, String)>, f: Form<HashMap<String, String>>| destroy(s2.clone(), p, f)),
+            )
+            .route(
+                "/{cloud}/{resource_type}/{kind}/{*rest}",
+                axum::routing::get(move |p: Path<(String, String, String, String)>, u: axum::http::Uri| {
+                    deliver(s3.clone(), p, u)
+                }),
             )
             .layer(DefaultBodyLimit::disable());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -235,11 +253,12 @@ async fn upload(shared: Arc<Shared>, Path((cloud, rt)): Path<(String, String)>, 
         (640, 360, "mp4")
     };
     let bytes = file.len();
+    let kind = params.get("type").cloned().unwrap_or_else(|| "upload".into());
     shared.update(|s| {
         s.uploads.push(public_id.clone());
-        s.objects.insert(public_id.clone(), Object { resource_type: rt.clone(), bytes: file });
+        s.objects.insert(public_id.clone(), Object { resource_type: rt.clone(), kind: kind.clone(), bytes: file });
     });
-    let url = format!("https://res.cloudinary.test/{CLOUD}/{rt}/upload/v1/{public_id}.{format}");
+    let url = format!("https://res.cloudinary.test/{CLOUD}/{rt}/{kind}/v1/{public_id}.{format}");
     Json(json!({
         "asset_id": "0123456789abcdef",
         "public_id": public_id,
@@ -251,7 +270,7 @@ async fn upload(shared: Arc<Shared>, Path((cloud, rt)): Path<(String, String)>, 
         "resource_type": rt,
         "created_at": "2026-01-01T00:00:00Z",
         "bytes": bytes,
-        "type": "upload",
+        "type": kind,
         "url": url.replace("https://", "http://"),
         "secure_url": url,
     }))
@@ -285,10 +304,11 @@ async fn destroy(
         return refuse(&shared, e);
     }
     let public_id = params["public_id"].clone();
+    let kind = params.get("type").cloned().unwrap_or_else(|| "upload".into());
     let result = shared.update(|s| {
         s.destroyed.push(public_id.clone());
         match s.objects.get(&public_id) {
-            Some(o) if o.resource_type == rt => {
+            Some(o) if o.resource_type == rt && o.kind == kind => {
                 s.objects.remove(&public_id);
                 "ok"
             }
@@ -296,4 +316,63 @@ async fn destroy(
         }
     });
     Json(json!({ "result": result })).into_response()
+}
+
+/// Serves a stored object the way Cloudinary's delivery does for its type: public objects
+/// plainly, authenticated ones only with a valid signature or an unexpired token.
+async fn deliver(
+    shared: Arc<Shared>,
+    Path((cloud, rt, kind, rest)): Path<(String, String, String, String)>,
+    uri: axum::http::Uri,
+) -> Response {
+    // Refused deliveries are answers, not API misuse: they are not listed in `rejected`.
+    let denied = |why: String| (StatusCode::UNAUTHORIZED, why).into_response();
+    if cloud != CLOUD {
+        return denied(format!("unknown cloud {cloud}"));
+    }
+    let (tail, signed) = match rest.strip_prefix("s--").and_then(|r| r.split_once("--/")) {
+        Some((sig, tail)) => (tail.to_string(), Some(sig.to_string())),
+        None => (rest.clone(), None),
+    };
+    let Some((public_id, _ext)) = tail.rsplit_once('.') else { return denied(format!("no format in {tail}")) };
+    let Some(obj) = shared.state.lock().unwrap().objects.get(public_id).cloned() else {
+        return (StatusCode::NOT_FOUND, "Resource not found").into_response();
+    };
+    if obj.resource_type != rt || obj.kind != kind {
+        return (StatusCode::NOT_FOUND, "Resource not found").into_response();
+    }
+    if kind == "authenticated" {
+        let token = uri.query().and_then(|q| q.strip_prefix("__cld_token__=")).map(str::to_string);
+        match (signed, token) {
+            (Some(sig), _) => {
+                use base64::Engine;
+                let digest = Sha1::digest(format!("{tail}{API_SECRET}").as_bytes());
+                let expected = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(digest)[..8].to_string();
+                if sig != expected {
+                    return denied(format!("bad delivery signature for {tail}"));
+                }
+            }
+            (None, Some(token)) => {
+                use hmac::Mac;
+                let Some((exp, hmac)) = token
+                    .strip_prefix("exp=")
+                    .and_then(|t| t.split_once("~hmac="))
+                    .and_then(|(e, h)| Some((e.parse::<i64>().ok()?, h.to_string())))
+                else {
+                    return denied(format!("malformed token {token}"));
+                };
+                let key = hex::decode(AUTH_TOKEN_KEY).unwrap();
+                let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(&key).unwrap();
+                mac.update(format!("exp={exp}~url={}", uri.path()).as_bytes());
+                if hex::encode(mac.finalize().into_bytes()) != hmac {
+                    return denied(format!("bad token for {}", uri.path()));
+                }
+                if exp < chrono::Utc::now().timestamp() {
+                    return denied(format!("expired token for {}", uri.path()));
+                }
+            }
+            (None, None) => return denied(format!("authenticated {tail} without signature or token")),
+        }
+    }
+    obj.bytes.into_response()
 }
