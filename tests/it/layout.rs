@@ -7,10 +7,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-fn service_imports(file: &Path, me: &str) -> BTreeSet<String> {
-    let text = std::fs::read_to_string(file).unwrap();
+/// The services `text` (a file of service `me`) imports. `super::` means `services::` in a
+/// service's own file (`x.rs` or `x/mod.rs`), and the service itself in its submodules.
+fn service_imports(text: &str, me: &str, submodule: bool) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
-    for pat in ["crate::services::", "super::"] {
+    let pats: &[&str] = if submodule { &["crate::services::"] } else { &["crate::services::", "super::"] };
+    for pat in pats {
         for (i, _) in text.match_indices(pat) {
             let rest = &text[i + pat.len()..];
             let name: String = rest.chars().take_while(|c| c.is_ascii_lowercase() || *c == '_').collect();
@@ -32,7 +34,18 @@ fn services_form_layers_without_cycles() {
         if name == "mod" {
             continue;
         }
-        let deps = service_imports(&path, &name);
+        let mut deps = BTreeSet::new();
+        if path.is_dir() {
+            // A service split into submodules: `x/mod.rs` and its children.
+            for child in std::fs::read_dir(&path).unwrap() {
+                let child = child.unwrap().path();
+                let text = std::fs::read_to_string(&child).unwrap();
+                let sub = child.file_stem().is_some_and(|s| s != "mod");
+                deps.extend(service_imports(&text, &name, sub));
+            }
+        } else {
+            deps = service_imports(&std::fs::read_to_string(&path).unwrap(), &name, false);
+        }
         graph.insert(name, deps);
     }
     assert!(graph["access"].is_empty(), "the policy module must not depend on a service: {:?}", graph["access"]);

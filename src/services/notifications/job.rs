@@ -1,0 +1,305 @@
+//! The `Notify` job: who hears of a cause, through which channels, grouped how.
+
+use super::*;
+
+/// One notification to deliver, before the recipient's checks.
+struct Planned {
+    recipient: Id,
+    kind: NotificationKind,
+    target: (TargetType, Id),
+    post_id: Option<Id>,
+    comment_id: Option<Id>,
+    conversation_id: Option<Id>,
+    preview: Option<String>,
+    /// The author of the post concerned: the recipient must still be allowed to see it.
+    post_author: Option<Id>,
+}
+
+impl Planned {
+    fn about(recipient: Id, kind: NotificationKind, target: (TargetType, Id)) -> Self {
+        Planned {
+            recipient,
+            kind,
+            target,
+            post_id: None,
+            comment_id: None,
+            conversation_id: None,
+            preview: None,
+            post_author: None,
+        }
+    }
+}
+
+/// Runs a [`Notify`] job (see the module doc).
+pub async fn run_notify(state: AppState, job: Notify) -> anyhow::Result<()> {
+    // Presence lives in Redis (or memory): asked before the write transaction, which on
+    // SQLite is the one writer and must not wait on the network.
+    let online: HashSet<Id> = match &job.0 {
+        Cause::Messaged { recipients, .. } => state.presence.online_among(recipients).await?.into_iter().collect(),
+        _ => HashSet::new(),
+    };
+    let mut tx = state.store.begin().await?;
+    let (actor, planned) = plan(&mut tx, &job.0).await?;
+    let mut events = EventBatch::new();
+    for p in planned.into_iter().filter(|p| !online.contains(&p.recipient)) {
+        deliver(&state, &mut tx, &mut events, actor, p).await?;
+    }
+    jobs::complete_within(&mut tx).await?;
+    state.commit(tx, events).await?;
+    Ok(())
+}
+
+/// Re-reads the source of `cause` and lists who should hear of it. Nothing when the source
+/// is gone.
+async fn plan(tx: &mut Tx, cause: &Cause) -> anyhow::Result<(Id, Vec<Planned>)> {
+    use NotificationKind as K;
+    Ok(match cause {
+        Cause::Followed { follower, followee } => {
+            let ok = graph_store::follow_status(tx.ex(), *follower, *followee).await? == Some(FollowStatus::Active);
+            let p = ok.then(|| Planned::about(*followee, K::Follow, (TargetType::User, *follower)));
+            (*follower, p.into_iter().collect())
+        }
+        Cause::FollowRequested { follower, followee } => {
+            let ok = graph_store::follow_status(tx.ex(), *follower, *followee).await? == Some(FollowStatus::Pending);
+            let p = ok.then(|| Planned::about(*followee, K::FollowRequest, (TargetType::User, *follower)));
+            (*follower, p.into_iter().collect())
+        }
+        Cause::FollowApproved { follower, followee } => {
+            let ok = graph_store::follow_status(tx.ex(), *follower, *followee).await? == Some(FollowStatus::Active);
+            let p = ok.then(|| Planned::about(*follower, K::FollowApproved, (TargetType::User, *followee)));
+            (*followee, p.into_iter().collect())
+        }
+        Cause::Reacted { actor, comment, id } => {
+            let target = if *comment { ReactionTarget::Comment } else { ReactionTarget::Post };
+            if reaction_store::mine_of(tx.ex(), target, &[*id], *actor).await?.is_empty() {
+                return Ok((*actor, Vec::new()));
+            }
+            let p = if *comment {
+                match comment_store::get(tx.ex(), *id).await? {
+                    Some(c) if !c.deleted => post_store::get(tx.ex(), c.post_id).await?.map(|post| {
+                        let mut p = Planned::about(c.author_id, K::Reaction, (TargetType::Comment, c.id));
+                        p.post_id = Some(c.post_id);
+                        p.comment_id = Some(c.id);
+                        // The comment's author must still be allowed to see the post.
+                        p.post_author = Some(post.author_id);
+                        p
+                    }),
+                    _ => None,
+                }
+            } else {
+                post_store::get(tx.ex(), *id).await?.map(|post| {
+                    let mut p = Planned::about(post.author_id, K::Reaction, (TargetType::Post, post.id));
+                    p.post_id = Some(post.id);
+                    p
+                })
+            };
+            (*actor, p.into_iter().collect())
+        }
+        Cause::Commented { comment } => {
+            let Some(c) = comment_store::get(tx.ex(), *comment).await?.filter(|c| !c.deleted) else {
+                return Ok((Id(0), Vec::new()));
+            };
+            let Some(post) = post_store::get(tx.ex(), c.post_id).await? else { return Ok((c.author_id, Vec::new())) };
+            let mut out: Vec<Planned> = Vec::new();
+            let mut add = |recipient: Id, kind: NotificationKind| {
+                if recipient != c.author_id && !out.iter().any(|p| p.recipient == recipient) {
+                    let mut p = Planned::about(recipient, kind, (TargetType::Comment, c.id));
+                    p.post_id = Some(post.id);
+                    p.comment_id = Some(c.id);
+                    p.preview = Some(shorten(&c.body));
+                    p.post_author = Some(post.author_id);
+                    out.push(p);
+                }
+            };
+            if let Some(parent) = c.parent_id
+                && let Some(parent) = comment_store::get(tx.ex(), parent).await?.filter(|p| !p.deleted)
+            {
+                add(parent.author_id, K::Reply);
+            }
+            add(post.author_id, K::Comment);
+            for (_, user) in comment_store::mentions_of(tx.ex(), &[c.id]).await? {
+                add(user, K::Mention);
+            }
+            (c.author_id, out)
+        }
+        Cause::Mentioned { post, comment, users } => {
+            let Some(post) = post_store::get(tx.ex(), *post).await? else { return Ok((Id(0), Vec::new())) };
+            let (actor, target, current, preview) = match comment {
+                Some(cid) => {
+                    let Some(c) = comment_store::get(tx.ex(), *cid).await?.filter(|c| !c.deleted) else {
+                        return Ok((Id(0), Vec::new()));
+                    };
+                    let current = comment_store::mentions_of(tx.ex(), &[c.id]).await?;
+                    (c.author_id, (TargetType::Comment, c.id), current, shorten(&c.body))
+                }
+                None => {
+                    let current = post_store::mentions_of(tx.ex(), &[post.id]).await?;
+                    (post.author_id, (TargetType::Post, post.id), current, shorten(&post.caption))
+                }
+            };
+            let out = users
+                .iter()
+                .filter(|u| current.iter().any(|(_, m)| m == *u))
+                .map(|u| {
+                    let mut p = Planned::about(*u, K::Mention, target);
+                    p.post_id = Some(post.id);
+                    p.comment_id = comment.as_ref().copied();
+                    p.preview = Some(preview.clone());
+                    p.post_author = Some(post.author_id);
+                    p
+                })
+                .collect();
+            (actor, out)
+        }
+        Cause::Messaged { conversation_id, message_id, sender, recipients, preview } => {
+            // A message deleted for everyone before this ran notifies no one.
+            if chat_store::get_message(tx.ex(), *message_id, None).await?.is_none_or(|m| m.deleted) {
+                return Ok((*sender, Vec::new()));
+            }
+            let out = recipients
+                .iter()
+                .map(|r| {
+                    let mut p = Planned::about(*r, K::Message, (TargetType::Conversation, *conversation_id));
+                    p.conversation_id = Some(*conversation_id);
+                    p.preview = Some(preview.clone());
+                    p
+                })
+                .collect();
+            (*sender, out)
+        }
+    })
+}
+
+/// Delivers one planned notification through every channel the recipient enabled.
+async fn deliver(state: &AppState, tx: &mut Tx, events: &mut EventBatch, actor: Id, p: Planned) -> anyhow::Result<()> {
+    if !access::may_notify(tx.ex(), p.recipient, actor, p.post_author).await? {
+        return Ok(());
+    }
+    let (ttype, tid) = (p.target.0.key(), p.target.1);
+    let kind = p.kind.key();
+    let now = Timestamp::now();
+    let key = store::group_key(kind, ttype, tid);
+    let group = store::find_group(tx.ex(), p.recipient, &key).await?;
+    if p.kind == NotificationKind::Message {
+        // Further messages from a sender already in the unread group refresh it quietly.
+        if let Some(g) = &group
+            && store::has_actor(tx.ex(), p.recipient, kind, ttype, tid, actor).await?
+        {
+            store::touch(tx.ex(), g.id, actor, p.preview.as_deref(), now).await?;
+            return Ok(());
+        }
+    } else if store::has_actor(tx.ex(), p.recipient, kind, ttype, tid, actor).await? {
+        return Ok(()); // a repeat (or a retry): counted already
+    }
+    let pref = user_store::notification_prefs(tx.ex(), p.recipient)
+        .await?
+        .into_iter()
+        .find(|x| x.kind == p.kind)
+        .expect("every kind has a preference");
+    // `fresh`: a new notification (or one the recipient will never see in the app); only
+    // those are worth an e-mail. An actor joining a group is not.
+    let mut fresh = true;
+    let mut view: Option<NotificationView> = None;
+    for channel in Channel::ALL {
+        if !channel.enabled(&pref) {
+            continue;
+        }
+        match channel {
+            Channel::InApp => {
+                let id = match &group {
+                    Some(g) => {
+                        fresh = false;
+                        g.id
+                    }
+                    None => {
+                        let id = state.ids.next();
+                        let n = NewNotification {
+                            id,
+                            user_id: p.recipient,
+                            kind,
+                            target_type: ttype,
+                            target_id: tid,
+                            post_id: p.post_id,
+                            comment_id: p.comment_id,
+                            conversation_id: p.conversation_id,
+                            preview: p.preview.as_deref(),
+                            now,
+                        };
+                        if store::insert(tx.ex(), &n).await? {
+                            id
+                        } else {
+                            // Two jobs of one group racing (PostgreSQL, two workers) both
+                            // found no group; the unique index let one insert: join it.
+                            fresh = false;
+                            store::find_group(tx.ex(), p.recipient, &key)
+                                .await?
+                                .ok_or_else(|| anyhow::anyhow!("notification group vanished"))?
+                                .id
+                        }
+                    }
+                };
+                if store::add_actor(tx.ex(), id, actor, p.preview.as_deref(), now).await? {
+                    let row = store::get(tx.ex(), id).await?.ok_or_else(|| anyhow::anyhow!("notification vanished"))?;
+                    let v = views(tx.ex(), vec![row]).await?.pop().ok_or_else(|| anyhow::anyhow!("no view"))?;
+                    events.add(tx, &[Topic::Notification(p.recipient)], EventName::NotificationCreated, &v).await?;
+                    view = Some(v);
+                }
+            }
+            Channel::Email => {
+                if !fresh {
+                    continue;
+                }
+                let users = user_store::get_many(tx.ex(), &[p.recipient, actor]).await?;
+                let (Some(to), Some(by)) =
+                    (users.iter().find(|u| u.id == p.recipient), users.iter().find(|u| u.id == actor))
+                else {
+                    continue;
+                };
+                let text = match &view {
+                    Some(v) => v.text.clone(),
+                    None => sentence(p.kind, p.target.0, &by.username, 1),
+                };
+                let mail = email(state, to, &text, p.preview.as_deref());
+                jobs::enqueue(tx, &state.ids, state.config.jobs.max_attempts, &SendEmail(mail)).await?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn email(state: &AppState, to: &UserRow, text: &str, preview: Option<&str>) -> Mail {
+    let quoted = preview.map(|p| format!("\n    \"{p}\"\n")).unwrap_or_default();
+    Mail {
+        to: to.email.clone(),
+        subject: text.to_string(),
+        text: format!(
+            "Hello {},\n\n{text}.\n{quoted}\nOpen Chorus: {}\n\n\
+             You receive this e-mail because e-mail notifications of this kind are on in your settings.\n",
+            to.username,
+            state.config.public_url()
+        ),
+    }
+}
+
+/// The sentence of a notification: "alice and 2 others reacted to your post".
+pub(super) fn sentence(kind: NotificationKind, target: TargetType, first: &str, count: i64) -> String {
+    let who = match count {
+        ..=1 => first.to_string(),
+        2 => format!("{first} and 1 other"),
+        n => format!("{first} and {} others", n - 1),
+    };
+    let what = match target {
+        TargetType::Comment => "comment",
+        _ => "post",
+    };
+    match kind {
+        NotificationKind::Follow => format!("{who} started following you"),
+        NotificationKind::FollowRequest => format!("{who} asked to follow you"),
+        NotificationKind::FollowApproved => format!("{who} approved your follow request"),
+        NotificationKind::Reaction => format!("{who} reacted to your {what}"),
+        NotificationKind::Comment => format!("{who} commented on your post"),
+        NotificationKind::Reply => format!("{who} replied to your comment"),
+        NotificationKind::Mention => format!("{who} mentioned you in a {what}"),
+        NotificationKind::Message => format!("{who} sent you a message"),
+    }
+}
