@@ -339,6 +339,10 @@ impl EventBatch {
         Self::default()
     }
 
+    fn envelope(&self, topic: Arc<str>, event: EventName, seq: Option<i64>, data: Arc<str>) -> Envelope {
+        Envelope { topic, event, seq, data, actor: self.actor }
+    }
+
     /// An empty batch whose events report `actor`'s doing (see [`Envelope::actor`]).
     pub fn by(actor: Id) -> Self {
         Self { items: Vec::new(), actor: Some(actor) }
@@ -370,23 +374,11 @@ impl EventBatch {
                 keys.iter().zip(&seqs).map(|(k, s)| (*k, *s, event.as_str(), &*data, self.actor)).collect();
             ev_store::insert(tx.ex(), &rows, Timestamp::now()).await?;
             for ((key, _), seq) in durable.iter().zip(seqs) {
-                self.items.push(Envelope {
-                    topic: key.clone(),
-                    event,
-                    seq: Some(seq),
-                    data: data.clone(),
-                    actor: self.actor,
-                });
+                self.items.push(self.envelope(key.clone(), event, Some(seq), data.clone()));
             }
         }
         for t in topics.iter().filter(|t| !t.is_durable()) {
-            self.items.push(Envelope {
-                topic: t.key().into(),
-                event,
-                seq: None,
-                data: data.clone(),
-                actor: self.actor,
-            });
+            self.items.push(self.envelope(t.key().into(), event, None, data.clone()));
         }
         Ok(())
     }
@@ -397,13 +389,7 @@ impl EventBatch {
         debug_assert!(topics.iter().all(|t| !t.is_durable()), "durable topics need EventBatch::add");
         let data: Arc<str> = serde_json::to_string(data).expect("event data serialises").into();
         for t in topics.iter().filter(|t| !t.is_durable()) {
-            self.items.push(Envelope {
-                topic: t.key().into(),
-                event,
-                seq: None,
-                data: data.clone(),
-                actor: self.actor,
-            });
+            self.items.push(self.envelope(t.key().into(), event, None, data.clone()));
         }
     }
 
@@ -411,7 +397,7 @@ impl EventBatch {
     /// `seq`, is not stored and is never replayed; sessions pass it through live only.
     pub fn transient(&mut self, topic: Topic, event: EventName, data: &impl Serialize) {
         let data: Arc<str> = serde_json::to_string(data).expect("event data serialises").into();
-        self.items.push(Envelope { topic: topic.key().into(), event, seq: None, data, actor: self.actor });
+        self.items.push(self.envelope(topic.key().into(), event, None, data));
     }
 
     /// The `seq` the last event added on durable `topic` got.
