@@ -348,12 +348,6 @@ impl EventBatch {
         Self { items: Vec::new(), actor: Some(actor) }
     }
 
-    /// Sets the actor of the events added from now on (a fan-out batch carries many
-    /// authors' posts).
-    pub fn set_actor(&mut self, actor: Option<Id>) {
-        self.actor = actor;
-    }
-
     /// Adds `event` for each of `topics`. Data is serialised once for all of them.
     /// Durable topics get their `seq` and are stored through `tx` now; the others are only
     /// kept for publishing.

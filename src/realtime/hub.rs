@@ -225,8 +225,11 @@ impl TopicSubs {
     /// user may see.
     fn recheck(&self) {
         for s in self.subs.read().expect("topic lock poisoned").values() {
-            // A full queue means the session is already behind and will be cut off anyway.
-            let _ = s.tx.try_send(Outbound::Recheck);
+            // A session that cannot take the re-check would keep what it may no longer see
+            // (a stale block set, a subscription now refused): it is behind anyway, cut it off.
+            if let Err(mpsc::error::TrySendError::Full(_)) = s.tx.try_send(Outbound::Recheck) {
+                s.kill.kill(CloseCode::SLOW_CONSUMER);
+            }
         }
     }
 }

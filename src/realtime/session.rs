@@ -196,12 +196,6 @@ impl Session {
         if state.hub.session_count() >= state.config.hub.max_connections {
             return Err(CloseCode::TOO_MANY_CONNECTIONS);
         }
-        // Without its block set the session could deliver what a block hides: refuse (the
-        // client reconnects, to this instance or another).
-        let blocks = crate::services::access::blocked_with(state, user).await.map_err(|e| {
-            tracing::warn!(error = %e, "reading blocks failed; refusing the connection");
-            CloseCode::SHUTDOWN
-        })?;
         let cap = state.config.hub.max_connections_per_user;
         let (handle, rx) = state.hub.register(user, sid, door, cap).ok_or(CloseCode::TOO_MANY_CONNECTIONS)?;
         let hub_cfg = &state.config.hub;
@@ -220,11 +214,20 @@ impl Session {
             },
             block_changes: (Vec::new(), Vec::new()),
         };
-        session.block_changes = session.handle.blocks.replace(blocks);
-        // Logout and password changes reach this session through its control topic.
+        // Logout, password changes, blocks and unblocks reach this session through its
+        // control topic: watch it first, then read the block set, so a block landing in
+        // between is either in the read or heard as `access.changed` afterwards.
         let ctl = Topic::Control(user);
         state.hub.subscribe(&session.handle, &ctl).await;
         session.subs.insert(ctl, None);
+        if let Err(e) = session.load_blocks().await {
+            // Without its block set the session could deliver what a block hides: refuse
+            // (the client reconnects, to this instance or another).
+            tracing::warn!(error = %e, "reading blocks failed; refusing the connection");
+            state.hub.unsubscribe(&session.handle, &ctl);
+            state.hub.unregister(&session.handle);
+            return Err(CloseCode::SHUTDOWN);
+        }
         match state.presence.connected(user).await {
             Ok(true) => publish_presence(state, user).await,
             Ok(false) => {}
@@ -237,8 +240,11 @@ impl Session {
     async fn load_blocks(&mut self) -> AppResult<()> {
         let ids = crate::services::access::blocked_with(&self.state, self.user()).await?;
         let (mut added, mut removed) = self.handle.blocks.replace(ids);
-        self.block_changes.0.append(&mut added);
-        self.block_changes.1.append(&mut removed);
+        // Only Socket.IO keeps rooms for them; `/ws` sessions would just accumulate them.
+        if self.handle.door == Door::Sio {
+            self.block_changes.0.append(&mut added);
+            self.block_changes.1.append(&mut removed);
+        }
         Ok(())
     }
 
@@ -468,7 +474,7 @@ impl Session {
 
     /// Resumes several topics at once.
     pub async fn resume(&mut self, positions: &HashMap<String, String>) -> AppResult<(Value, Vec<Push>)> {
-        if positions.len() > MAX_SUBSCRIPTIONS {
+        if positions.len() > MAX_SUBSCRIPTIONS + MAX_CONVERSATION_SUBSCRIPTIONS {
             return Err(AppError::field("positions", "too many topics"));
         }
         let mut results = serde_json::Map::new();
@@ -555,7 +561,11 @@ impl Session {
             Err(e) => {
                 tracing::warn!(error = %e, topic = %topic, "filling a gap failed; telling the client to resync");
                 self.subs.insert(topic, Some(seq));
-                Accept::Many(vec![Push::ResyncRequired { topic, seq: seq - 1 }, Push::Event(d.clone())])
+                let mut pushes = vec![Push::ResyncRequired { topic, seq: seq - 1 }];
+                if !blocked {
+                    pushes.push(Push::Event(d.clone()));
+                }
+                Accept::Many(pushes)
             }
         }
     }
@@ -582,7 +592,10 @@ impl Session {
     /// `namespace`) from the position their `member.added` event got.
     pub async fn recheck(&mut self, namespace: Option<&str>) -> Vec<Push> {
         if let Err(e) = self.load_blocks().await {
-            tracing::warn!(error = %e, "re-reading blocks failed");
+            // A stale block set would deliver what a new block hides: reconnect instead.
+            tracing::warn!(error = %e, "re-reading blocks failed; closing the session");
+            self.handle.kill.kill(CloseCode::SHUTDOWN);
+            return Vec::new();
         }
         let topics: Vec<Topic> = self
             .subs
@@ -601,9 +614,13 @@ impl Session {
         // Conversations are re-checked against this one read of the memberships, not one
         // query per conversation held.
         let mut members_of: Option<std::collections::HashSet<Topic>> = None;
+        let chat_door = namespace.is_none_or(|ns| ns == chat_ns);
         match joined {
             Ok(joined) => {
-                members_of = Some(joined.iter().map(|(t, _)| *t).collect());
+                // Outside `/chat` nothing was read: conversations are re-checked one by one.
+                if chat_door {
+                    members_of = Some(joined.iter().map(|(t, _)| *t).collect());
+                }
                 let mut room = MAX_CONVERSATION_SUBSCRIPTIONS
                     .saturating_sub(self.subs.keys().filter(|t| matches!(t, Topic::Chat(_))).count());
                 for (topic, from) in joined {

@@ -349,7 +349,7 @@ pub async fn create(state: &AppState, me: Id, req: CreatePost) -> AppResult<Post
         updated_at: now,
     };
     let view = views(state, Some(me), vec![row]).await?.pop().ok_or(AppError::NotFound)?;
-    let mut events = EventBatch::new();
+    let mut events = EventBatch::by(me);
     events.ephemeral(&[Topic::User(me)], EventName::PostCreated, &view.neutral());
     state.publish(events);
     Ok(view)
@@ -393,7 +393,7 @@ pub async fn update(state: &AppState, me: Id, id: Id, req: UpdatePost) -> AppRes
     row.caption = caption;
     row.updated_at = now;
     let view = views(state, Some(me), vec![row]).await?.pop().ok_or(AppError::NotFound)?;
-    let mut events = EventBatch::new();
+    let mut events = EventBatch::by(me);
     events.ephemeral(&[Topic::User(me), Topic::Post(id)], EventName::PostUpdated, &view.neutral());
     state.publish(events);
     Ok(view)
@@ -412,7 +412,7 @@ pub async fn delete(state: &AppState, me: Id, id: Id) -> AppResult<()> {
     store::delete(tx.ex(), id, me).await?;
     let job = FanOutPost { post: id, author: me, change: PostChange::Deleted };
     jobs::enqueue(&mut tx, &state.ids, state.config.jobs.max_attempts, &job).await?;
-    let mut events = EventBatch::new();
+    let mut events = EventBatch::by(me);
     events.ephemeral(&[Topic::User(me), Topic::Post(id)], EventName::PostDeleted, &PostDeleted { id });
     state.commit(tx, events).await?;
     Ok(())

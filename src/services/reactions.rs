@@ -197,6 +197,11 @@ async fn change(
                 .map(|m| m.sender_id),
         };
         let Some(author) = author else { return Err(AppError::NotFound) };
+        if let Scope::Chat(conv) = scope {
+            // Checked again in the transaction: a block may have landed since `reactable`.
+            let conv = chat_store::get_conversation(tx.ex(), conv, None).await?.ok_or(AppError::NotFound)?;
+            crate::services::access::act_in_conversation(tx.ex(), me, &conv).await?;
+        }
         // 2–3. The user's reaction row, then the change.
         let now = Timestamp::now();
         let changes: Vec<(String, i64)> = match new.as_deref() {
@@ -236,7 +241,7 @@ async fn change(
         for (_, kind, n) in store::counts_of(tx.ex(), target, &[id]).await? {
             counts.insert(kind, n);
         }
-        let mut events = EventBatch::new();
+        let mut events = EventBatch::by(me);
         if !changes.is_empty() {
             match scope {
                 Scope::Post(post) => {

@@ -585,6 +585,12 @@ async fn in_a_group_a_block_hides_each_others_messages_live_and_in_replays(b: Ba
         got.push(cal_ws.expect_event(&topic, "message.created").await);
     }
     assert_eq!(bodies(got), ["from amy", "from cal", "from bob", "cal again"]);
+    // REST history agrees with what is live.
+    let (_, page) = app.get(&format!("/conversations/{conv}/messages?after=0"), bob.bearer()).await;
+    let texts: Vec<&str> = page["items"].as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap()).collect();
+    assert_eq!(texts, ["from cal", "from bob", "cal again"], "{page}");
+    let (_, page) = app.get(&format!("/conversations/{conv}/messages?after=0"), cal.bearer()).await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 4);
 
     // A replay from the start skips amy's message for bob, and nothing else.
     let mut replay = WsClient::connect(&app.base, &bob.token).await;

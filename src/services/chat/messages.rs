@@ -18,11 +18,13 @@ pub async fn send(state: &AppState, me: Id, id: Id, req: SendMessage) -> AppResu
     {
         return Err(AppError::field("client_msg_id", format!("1–{MAX_CLIENT_MSG_ID} characters")));
     }
-    // A retry answers from what is stored, before any other check could now refuse it.
-    if let Some(c) = client_id
-        && let Some(message) = stored_retry(state, me, id, c).await?
-    {
-        return Ok(Sent { message, created: false });
+    // A retry answers from what is stored — to a member only — before any other check
+    // (a block since) could now refuse it: it is the sender's own message.
+    if let Some(c) = client_id {
+        membership(state, me, id).await?;
+        if let Some(message) = stored_retry(state, me, id, c).await? {
+            return Ok(Sent { message, created: false });
+        }
     }
     let mut tx = state.store.begin().await?;
     let conv = store::get_conversation(tx.ex(), id, Some(RowLock::NoKeyUpdate)).await?.ok_or(AppError::NotFound)?;
@@ -100,13 +102,20 @@ pub async fn history(state: &AppState, me: Id, id: Id, q: &HistoryQuery) -> AppR
     if !(1..=MAX_LIMIT).contains(&limit) {
         return Err(AppError::field("limit", format!("must be 1–{MAX_LIMIT}")));
     }
-    membership(state, me, id).await?;
+    let (conv, _) = membership(state, me, id).await?;
     let mut c = state.store.conn().await?;
     let mut rows = store::history(c.ex(), id, q.before, q.after, limit).await?;
     let more = rows.len() > limit as usize;
     rows.truncate(limit as usize);
     let next_cursor = if more { rows.last().map(|r| r.id.to_string()) } else { None };
-    Ok(Page { items: views_of_messages(state, c.ex(), rows).await?, next_cursor })
+    let items = views_of_messages(state, c.ex(), rows).await?;
+    drop(c);
+    // In a group, as live: the messages of an account blocked either way are not shown (a
+    // page may come out short; the cursor still moves past them). A direct conversation's
+    // history stays whole: it is the two members' own.
+    let items =
+        if conv.kind == GROUP { access::filter_blocked(state, Some(me), items, |m| m.sender.id).await? } else { items };
+    Ok(Page { items, next_cursor })
 }
 
 /// Edits my message's text.

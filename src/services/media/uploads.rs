@@ -117,13 +117,17 @@ pub async fn file_access(state: &AppState, key: &str, exp: Option<u64>, sig: Opt
 
 /// Deletes an unattached upload of the caller; its stored files are deleted by a job.
 pub async fn delete(state: &AppState, me: Id, id: Id) -> AppResult<()> {
-    let mut tx = state.store.begin().await?;
-    let m = store::lock(tx.ex(), id).await?.ok_or(AppError::NotFound)?;
-    if m.owner_id != me {
-        // Someone else's: `403` where the caller may see it, `404` (as if unknown) where not.
-        crate::services::access::visible_media(state, Some(me), &m).await?;
+    // Someone else's is judged before any write transaction (no lock held while the policy
+    // reads): `403` where the caller may see it, `404` (as if unknown) where not.
+    let mut c = state.store.conn().await?;
+    let seen = store::get(c.ex(), id).await?.ok_or(AppError::NotFound)?;
+    drop(c);
+    if seen.owner_id != me {
+        crate::services::access::visible_media(state, Some(me), &seen).await?;
         return Err(AppError::Forbidden("only the uploader can delete a media item"));
     }
+    let mut tx = state.store.begin().await?;
+    let m = store::lock(tx.ex(), id).await?.ok_or(AppError::NotFound)?;
     if let Some(to) = &m.attached_to {
         return Err(AppError::conflict(format!("the media item is in use ({to}); remove it from there instead")));
     }
