@@ -324,7 +324,7 @@ pub async fn visible_media(state: &AppState, viewer: Option<Id>, m: &MediaRow) -
         Holder::Post(p) => {
             drop(c);
             let (_, author) = visible_post(state, viewer, p).await?;
-            Ok(if author.is_private { MediaAudience::Restricted } else { MediaAudience::Public })
+            Ok(post_media_audience(author.is_private))
         }
         Holder::Conversation(conv) => {
             let v = viewer.ok_or(AppError::NotFound)?;
@@ -334,6 +334,15 @@ pub async fn visible_media(state: &AppState, viewer: Option<Id>, m: &MediaRow) -
         Holder::None => Err(AppError::NotFound),
     }
 }
+
+/// The audience of a post's media, for its URLs: everyone's exactly when the post is (its
+/// author is public), some people's otherwise.
+pub fn post_media_audience(author_private: bool) -> MediaAudience {
+    if author_private { MediaAudience::Restricted } else { MediaAudience::Public }
+}
+
+/// The audience of a chat message's media: the conversation's members only.
+pub const MESSAGE_MEDIA: MediaAudience = MediaAudience::Restricted;
 
 /// Who may see a media item, as far as its URLs are concerned.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

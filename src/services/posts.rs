@@ -213,7 +213,7 @@ pub async fn views(state: &AppState, viewer: Option<Id>, rows: Vec<PostRow>) -> 
     user_ids.dedup();
     let user_rows = user_store::get_many(c.ex(), &user_ids).await?;
     let private: HashSet<Id> = user_rows.iter().filter(|u| u.is_private).map(|u| u.id).collect();
-    let restricted: HashSet<Id> = rows.iter().filter(|p| private.contains(&p.author_id)).map(|p| p.id).collect();
+    let by_private: HashSet<Id> = rows.iter().filter(|p| private.contains(&p.author_id)).map(|p| p.id).collect();
     let users: HashMap<Id, UserSummary> = user_rows.iter().map(|u| (u.id, UserSummary::from(u))).collect();
     // A mention of an account blocked either way with the viewer is not shown to them.
     let mention_ids: Vec<Id> = mentions.iter().map(|m| m.1).collect();
@@ -230,7 +230,7 @@ pub async fn views(state: &AppState, viewer: Option<Id>, rows: Vec<PostRow>) -> 
         None => HashSet::new(),
     };
     drop(c);
-    let mut media = media::for_posts(state, &ids, &restricted).await?;
+    let mut media = media::for_posts(state, &ids, &by_private).await?;
     Ok(rows
         .into_iter()
         .filter_map(|p| {

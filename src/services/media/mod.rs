@@ -307,7 +307,7 @@ pub async fn message_views(state: &AppState, mut ex: Ex<'_>, ids: &[Id]) -> AppR
         .iter()
         .map(|m| {
             let mine: Vec<VariantRow> = variants.iter().filter(|v| v.media_id == m.id).cloned().collect();
-            (m.id, view(state, m, &mine, MediaAudience::Restricted))
+            (m.id, view(state, m, &mine, crate::services::access::MESSAGE_MEDIA))
         })
         .collect())
 }
@@ -322,11 +322,12 @@ pub async fn release_message_media(state: &AppState, tx: &mut Tx, message: Id) -
 }
 
 /// The media of each post, in attachment order (posts without media are absent). The
-/// posts in `restricted` (a private account's) get signed URLs.
+/// posts in `by_private` (written by a private account) get the URLs the policy gives
+/// their audience (`access::post_media_audience`).
 pub async fn for_posts(
     state: &AppState,
     posts: &[Id],
-    restricted: &HashSet<Id>,
+    by_private: &HashSet<Id>,
 ) -> AppResult<HashMap<Id, Vec<MediaView>>> {
     let mut out: HashMap<Id, Vec<MediaView>> = HashMap::new();
     if posts.is_empty() {
@@ -338,7 +339,7 @@ pub async fn for_posts(
     let variants = store::variants(c.ex(), &ids).await?;
     for r in rows {
         let mine: Vec<VariantRow> = variants.iter().filter(|v| v.media_id == r.media.id).cloned().collect();
-        let audience = if restricted.contains(&r.post_id) { MediaAudience::Restricted } else { MediaAudience::Public };
+        let audience = crate::services::access::post_media_audience(by_private.contains(&r.post_id));
         out.entry(r.post_id).or_default().push(view(state, &r.media, &mine, audience));
     }
     Ok(out)
