@@ -406,13 +406,19 @@ async fn mentions_of_blocked_accounts_are_hidden(b: Backend) {
 async fn feed_replays_skip_authors_no_longer_followed(b: Backend) {
     let app = TestApp::spawn(b).await;
     let (reader, gone, kept) = (app.register("reader").await, app.register("gone").await, app.register("kept").await);
+    let blocker = app.register("blocker").await;
     follow(&app, &reader, &gone).await;
     follow(&app, &reader, &kept).await;
+    follow(&app, &reader, &blocker).await;
     let mut live = WsClient::connect(&app.base, &reader.token).await;
     let (s, g) = app.post("/posts", gone.bearer(), json!({"caption": "soon unfollowed"})).await;
     assert_eq!(s, StatusCode::CREATED);
     let first = live.expect_event("feed", "post.created").await;
     assert_eq!(first["data"]["id"], g["id"]);
+    let (s, x) = app.post("/posts", blocker.bearer(), json!({"caption": "soon blocking"})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let second = live.expect_event("feed", "post.created").await;
+    assert_eq!(second["data"]["id"], x["id"]);
     let (s, k) = app.post("/posts", kept.bearer(), json!({"caption": "still followed"})).await;
     assert_eq!(s, StatusCode::CREATED);
     live.expect_event("feed", "post.created").await;
@@ -420,12 +426,16 @@ async fn feed_replays_skip_authors_no_longer_followed(b: Backend) {
 
     let (s, _) = app.call(Method::DELETE, &format!("/users/{}/follow", gone.id), reader.bearer(), None).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
+    block(&app, &blocker, &reader).await;
     let mut ws = WsClient::connect(&app.base, &reader.token).await;
     ws.request(json!({"op": "unsubscribe", "topic": "feed"})).await;
     let ack = ws.request(json!({"op": "subscribe", "topic": "feed", "from": "0"})).await;
     assert_eq!(ack["data"]["result"], "resumed", "{ack}");
     let replayed = ws.expect_event("feed", "post.created").await;
-    assert_eq!(replayed["data"]["id"], k["id"], "the unfollowed account's post is not replayed: {replayed}");
+    assert_eq!(
+        replayed["data"]["id"], k["id"],
+        "neither the unfollowed nor the blocking account's post is replayed: {replayed}"
+    );
 }
 
 async fn one_user_cannot_hold_every_connection(b: Backend) {
