@@ -641,10 +641,9 @@ impl Session {
         }
         for topic in topics {
             if let (Topic::Chat(_), Some(members)) = (topic, &members_of) {
-                if !members.contains(&topic) {
+                if let Err(e) = crate::services::access::conversation_allowed(members, &topic) {
                     self.unsubscribe(&topic);
-                    let error = AppError::Forbidden("not a member of this conversation").body().error;
-                    out.push(Push::Unsubscribed { topic, error });
+                    out.push(Push::Unsubscribed { topic, error: e.body().error });
                 }
                 continue;
             }

@@ -118,16 +118,6 @@ impl Audience {
     pub fn may_see_profile(&self, user: Id) -> bool {
         self.standing(user).may_see_profile()
     }
-
-    /// Accounts the viewer actively follows (loaded ones).
-    pub fn following(&self) -> impl Iterator<Item = Id> + '_ {
-        self.follows.iter().filter(|(_, f)| **f == FollowStatus::Active).map(|(id, _)| *id)
-    }
-
-    /// Whether the viewer has any follow (active or pending) towards `user`.
-    pub fn has_follow(&self, user: Id) -> bool {
-        self.follows.contains_key(&user)
-    }
 }
 
 /// The viewer's standings towards `users` (two queries; none when anonymous).
@@ -462,6 +452,18 @@ pub async fn replayable(
         .collect())
 }
 
+/// A conversation topic refused to a non-member.
+fn not_a_member() -> AppError {
+    AppError::Forbidden("not a member of this conversation")
+}
+
+/// Whether a conversation topic may still be watched by a user whose conversations are
+/// `memberships` (one read for all of a session's conversations, instead of one
+/// [`authorize_topic`] each); the same answer as [`authorize_topic`] gives.
+pub fn conversation_allowed(memberships: &HashSet<Topic>, topic: &Topic) -> AppResult<()> {
+    if memberships.contains(topic) { Ok(()) } else { Err(not_a_member()) }
+}
+
 /// May `viewer` subscribe to `topic`? The socket doors call this for every subscription,
 /// mirroring the REST reads: personal topics are the owner's only, `post:` follows the
 /// post's visibility, `user:` the account's content, `presence:` its profile. Returns the
@@ -481,11 +483,7 @@ pub async fn authorize_topic(state: &AppState, viewer: Id, topic: &Topic) -> App
         Topic::Presence(id) => visible_user(state, Some(viewer), &id.to_string()).await.map(|_| None),
         Topic::Chat(c) => {
             let mut conn = state.store.conn().await?;
-            if chat_store::member(conn.ex(), c, viewer).await?.is_some() {
-                Ok(None)
-            } else {
-                Err(AppError::Forbidden("not a member of this conversation"))
-            }
+            if chat_store::member(conn.ex(), c, viewer).await?.is_some() { Ok(None) } else { Err(not_a_member()) }
         }
         Topic::Control(_) | Topic::Audience(_) => Err(AppError::Forbidden("not a subscribable topic")),
     }

@@ -13,7 +13,7 @@ use crate::pagination::{Page, PageQuery};
 use crate::services::access;
 use crate::state::AppState;
 use crate::store::graph;
-use crate::store::graph::FollowStatus as Follow;
+use crate::store::graph::FollowStatus;
 use crate::store::users::{self as store, NotificationPref, ProfilePatch, UserRow};
 
 /// A user as shown inside other objects and in lists.
@@ -155,8 +155,8 @@ pub async fn get_profile(state: &AppState, viewer: Option<Id>, id_or_name: &str)
     let mut p = profile(&u, links);
     if let Some(v) = viewer.filter(|v| *v != u.id) {
         p.relationship = Some(Relationship {
-            following: standing.follow == Some(Follow::Active),
-            requested: standing.follow == Some(Follow::Pending),
+            following: standing.follow == Some(FollowStatus::Active),
+            requested: standing.follow == Some(FollowStatus::Pending),
             followed_by: graph::follow_status(c.ex(), u.id, v).await? == Some(graph::FollowStatus::Active),
             muting: graph::is_muted(c.ex(), v, u.id).await?,
         });

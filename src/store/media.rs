@@ -267,17 +267,17 @@ pub async fn unattached_before(ex: Ex<'_>, cutoff: Timestamp, limit: i64) -> Sto
 }
 
 /// What an item is attached to, for deciding who may see it: the post holding it, or the
-/// conversation of the message holding it (`None` when neither link exists).
-pub async fn holder(mut ex: Ex<'_>, media: Id) -> StoreResult<Holder> {
-    let post: Option<Id> = run!(ex.reborrow(), c => sqlx::query_scalar("SELECT post_id FROM post_media WHERE media_id = $1")
-        .bind(media).fetch_optional(c).await)?;
-    if let Some(p) = post {
-        return Ok(Holder::Post(p));
-    }
-    let sql = "SELECT m.conversation_id FROM message_media mm JOIN messages m ON m.id = mm.message_id \
-               WHERE mm.media_id = $1";
-    let conv: Option<Id> = run!(ex, c => sqlx::query_scalar(sql).bind(media).fetch_optional(c).await)?;
-    Ok(conv.map_or(Holder::None, Holder::Conversation))
+/// conversation of the message holding it (`None` when neither link exists). One query.
+pub async fn holder(ex: Ex<'_>, media: Id) -> StoreResult<Holder> {
+    let sql = "SELECT TRUE, post_id FROM post_media WHERE media_id = $1 \
+               UNION ALL SELECT FALSE, m.conversation_id FROM message_media mm \
+               JOIN messages m ON m.id = mm.message_id WHERE mm.media_id = $1";
+    let row: Option<(bool, Id)> = run!(ex, c => sqlx::query_as(sql).bind(media).fetch_optional(c).await)?;
+    Ok(match row {
+        Some((true, post)) => Holder::Post(post),
+        Some((false, conv)) => Holder::Conversation(conv),
+        None => Holder::None,
+    })
 }
 
 /// See [`holder`].

@@ -312,12 +312,6 @@ pub async fn memberships(state: &AppState, user: Id) -> AppResult<Vec<(Topic, i6
     Ok(store::memberships(c.ex(), user).await?.into_iter().map(|(id, seq)| (Topic::Chat(id), seq)).collect())
 }
 
-/// Whether `user` may watch conversation `id`.
-pub async fn is_member(state: &AppState, user: Id, id: Id) -> AppResult<bool> {
-    let mut c = state.store.conn().await?;
-    Ok(store::member(c.ex(), id, user).await?.is_some())
-}
-
 // ---------------------------------------------------------------------------------------
 // Helpers
 
