@@ -8,6 +8,7 @@ use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
 use crate::error::AppError;
 use crate::state::AppState;
@@ -24,20 +25,15 @@ where
     type Rejection = AppError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        if !json_content_type(req.headers()) {
-            return Err(AppError::UnsupportedMediaType("expected Content-Type: application/json".into()));
-        }
-        let bytes = axum::body::Bytes::from_request(req, state).await.map_err(|r| {
-            if r.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
-                AppError::PayloadTooLarge("request body too large".into())
-            } else {
-                AppError::BadRequest(r.body_text())
-            }
-        })?;
-        if crate::domain::json::has_nul(&bytes) {
+        // axum checks the content type, reads the body under its limit and checks the
+        // syntax; the text is then looked at for NUL before it becomes `T`.
+        let axum::Json(raw) = axum::Json::<Box<RawValue>>::from_request(req, state).await?;
+        if crate::domain::json::has_nul(raw.get().as_bytes()) {
             return Err(AppError::BadRequest("text must not contain NUL characters".into()));
         }
-        let axum::Json(v) = axum::Json::<T>::from_bytes(&bytes)?;
+        let v = serde_json::from_str(raw.get()).map_err(|e| {
+            AppError::BadRequest(format!("Failed to deserialize the JSON body into the target type: {e}"))
+        })?;
         Ok(AppJson(v))
     }
 }
@@ -46,15 +42,6 @@ impl<T: Serialize> IntoResponse for AppJson<T> {
     fn into_response(self) -> Response {
         axum::Json(self.0).into_response()
     }
-}
-
-/// `application/json`, or any `application/*+json`, as axum's `Json` accepts.
-fn json_content_type(headers: &axum::http::HeaderMap) -> bool {
-    let Some(ct) = headers.get(axum::http::header::CONTENT_TYPE).and_then(|v| v.to_str().ok()) else {
-        return false;
-    };
-    let essence = ct.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
-    essence == "application/json" || (essence.starts_with("application/") && essence.ends_with("+json"))
 }
 
 /// Query string, with our error shape on failure.
