@@ -34,7 +34,7 @@ defs = {
         "reaction.changed", "follower.added", "follower.removed", "follow.requested", "follow.approved",
         "notification.created", "notifications.read", "message.created", "message.updated", "message.deleted",
         "message.reaction", "typing", "read", "member.added", "member.removed", "media.processing", "media.ready",
-        "media.failed", "presence.changed"]},
+        "media.failed", "presence.changed", "reports.open"]},
     "error_detail": obj({
         "code": {"type": "string", "pattern": "^[a-z_]+$"},
         "message": {"type": "string"},
@@ -174,13 +174,13 @@ def nullable(s):
 event("notification.created", obj({
     "id": ref("id"),
     "kind": {"enum": ["follow", "follow_request", "follow_approved", "reaction", "comment", "reply", "mention",
-                      "message"]},
+                      "message", "report", "report_resolved"]},
     "read": {"type": "boolean"},
     "created_at": ref("timestamp"),
     "updated_at": ref("timestamp"),
     "actors": {"type": "array", "maxItems": 3, "items": ref("user_summary"), "description": "latest first"},
     "actor_count": {"type": "integer", "minimum": 1, "description": "all actors grouped in this notification"},
-    "target": obj({"type": {"enum": ["post", "comment", "user", "conversation"]}, "id": ref("id")}, ["type", "id"]),
+    "target": obj({"type": {"enum": ["post", "comment", "user", "conversation", "report"]}, "id": ref("id")}, ["type", "id"]),
     "post_id": nullable(ref("id")),
     "comment_id": nullable(ref("id")),
     "conversation_id": nullable(ref("id")),
@@ -213,3 +213,4 @@ event("media.failed", {"type": "object", "required": ["id", "kind", "status", "r
     "id": ref("id"), "kind": {"enum": ["image", "video"]}, "status": {"const": "failed"}, "reason": {"type": "string"}}})
 event("presence.changed", {"type": "object", "required": ["user_id", "online"], "additionalProperties": False, "properties": {
     "user_id": ref("id"), "online": {"type": "boolean"}, "last_seen": {"anyOf": [ref("timestamp"), {"type": "null"}]}}})
+event("reports.open", obj({"count": {"type": "integer", "minimum": 0, "description": "open reports now"}}, ["count"]))

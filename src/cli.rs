@@ -1,4 +1,4 @@
-//! The `chorus` command line: `serve` (default), `migrate`, `seed`, `reactions`.
+//! The `chorus` command line: `serve` (default), `migrate`, `seed`, `admin`, `reactions`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use crate::config::Overrides;
+use crate::domain::user::Role;
 
 const CONFIG_HELP: &str = "\
 Configuration, lowest to highest precedence: built-in defaults, chorus.toml (or --config),
@@ -73,12 +74,43 @@ pub enum Command {
         #[arg(long, default_value_t = 100)]
         users: u32,
     },
+    /// Grant or revoke moderator and admin roles (the first admin comes from here).
+    Admin {
+        /// What to do.
+        #[command(subcommand)]
+        action: AdminCommand,
+    },
     /// Manage reaction types (data, not code): list, add, disable.
     Reactions {
         /// What to do.
         #[command(subcommand)]
         action: ReactionsCommand,
     },
+}
+
+/// `chorus admin …`.
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Give an account a role: `chorus admin grant alice admin`.
+    Grant {
+        /// Username (or `@username`, or id).
+        user: String,
+        /// `moderator` or `admin` (or `user`).
+        #[arg(value_parser = parse_role)]
+        role: Role,
+    },
+    /// Take a role back (the account becomes a plain user): `chorus admin revoke alice moderator`.
+    Revoke {
+        /// Username (or `@username`, or id).
+        user: String,
+        /// The role it has.
+        #[arg(value_parser = parse_role)]
+        role: Role,
+    },
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    Role::from_key(s).ok_or_else(|| format!("`{s}` is not a role: user, moderator or admin"))
 }
 
 /// `chorus reactions …`.

@@ -120,6 +120,69 @@ pub struct RateLimitConfig {
     pub auth_per_account_per_minute: u32,
     /// Burst allowed per account.
     pub auth_account_burst: u32,
+    /// Writes per account, each kind with its own rate.
+    pub writes: WriteLimits,
+}
+
+/// One account's write rate of one kind: `per_hour` on average, `burst` at once.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteRate {
+    /// Sustained rate.
+    pub per_hour: u32,
+    /// Writes allowed at once before the rate applies.
+    pub burst: u32,
+}
+
+impl WriteRate {
+    const fn new(per_hour: u32, burst: u32) -> Self {
+        Self { per_hour, burst }
+    }
+}
+
+/// Write limits per account (GCRA; in Redis in a cluster). The defaults let a very active
+/// person post, chat and react all day, and stop a script within seconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WriteLimits {
+    /// Posts created.
+    pub posts: WriteRate,
+    /// Comments and replies.
+    pub comments: WriteRate,
+    /// Chat messages sent (REST and socket).
+    pub messages: WriteRate,
+    /// Reactions set on posts, comments and messages.
+    pub reactions: WriteRate,
+    /// Follows (and follow requests).
+    pub follows: WriteRate,
+    /// Group conversations created.
+    pub groups: WriteRate,
+    /// Media uploads.
+    pub uploads: WriteRate,
+    /// Reports filed.
+    pub reports: WriteRate,
+}
+
+impl Default for WriteLimits {
+    fn default() -> Self {
+        Self {
+            posts: WriteRate::new(60, 10),
+            comments: WriteRate::new(300, 30),
+            messages: WriteRate::new(1_800, 60),
+            reactions: WriteRate::new(1_200, 60),
+            follows: WriteRate::new(200, 30),
+            groups: WriteRate::new(20, 5),
+            uploads: WriteRate::new(200, 30),
+            reports: WriteRate::new(30, 10),
+        }
+    }
+}
+
+impl WriteLimits {
+    /// Every kind at `per_hour` with burst `burst` (tests, benchmarks).
+    pub fn all(per_hour: u32, burst: u32) -> Self {
+        let r = WriteRate::new(per_hour, burst);
+        Self { posts: r, comments: r, messages: r, reactions: r, follows: r, groups: r, uploads: r, reports: r }
+    }
 }
 
 /// Upload limits.
@@ -236,7 +299,13 @@ impl Default for Config {
 
 impl Default for RateLimitConfig {
     fn default() -> Self {
-        Self { auth_per_ip_per_minute: 30, auth_ip_burst: 10, auth_per_account_per_minute: 10, auth_account_burst: 5 }
+        Self {
+            auth_per_ip_per_minute: 30,
+            auth_ip_burst: 10,
+            auth_per_account_per_minute: 10,
+            auth_account_burst: 5,
+            writes: WriteLimits::default(),
+        }
     }
 }
 

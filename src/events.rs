@@ -226,6 +226,9 @@ pub enum EventName {
     /// A user went online or offline (presence, ephemeral).
     #[serde(rename = "presence.changed")]
     PresenceChanged,
+    /// (Moderators, on `notification`) the number of open reports changed (ephemeral).
+    #[serde(rename = "reports.open")]
+    ReportsOpen,
     /// Internal: close this user's sessions (all, or one session id). Never sent to clients.
     #[serde(rename = "session.revoked")]
     SessionRevoked,
@@ -237,7 +240,7 @@ pub enum EventName {
 
 impl EventName {
     /// Every event name.
-    pub const ALL: [EventName; 27] = [
+    pub const ALL: [EventName; 28] = [
         Self::PostCreated,
         Self::PostUpdated,
         Self::PostDeleted,
@@ -263,6 +266,7 @@ impl EventName {
         Self::MediaReady,
         Self::MediaFailed,
         Self::PresenceChanged,
+        Self::ReportsOpen,
         Self::SessionRevoked,
         Self::AccessChanged,
     ];
@@ -295,6 +299,7 @@ impl EventName {
             Self::MediaReady => "media.ready",
             Self::MediaFailed => "media.failed",
             Self::PresenceChanged => "presence.changed",
+            Self::ReportsOpen => "reports.open",
             Self::SessionRevoked => "session.revoked",
             Self::AccessChanged => "access.changed",
         }

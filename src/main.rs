@@ -4,7 +4,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use chorus::app::Chorus;
-use chorus::cli::{Cli, Command, ReactionsCommand};
+use chorus::cli::{AdminCommand, Cli, Command, ReactionsCommand};
 use chorus::config::{Config, LogFormat};
 use chorus::services::reactions as reaction_types;
 
@@ -32,6 +32,18 @@ async fn main() -> anyhow::Result<()> {
             Ok(())
         }
         Command::Seed { users } => chorus::seed::run(config, users).await,
+        Command::Admin { action } => {
+            let store = chorus::store::Store::connect(&config.effective_database_url(), 2).await?;
+            store.migrate().await?;
+            let (user, role, grant) = match action {
+                AdminCommand::Grant { user, role } => (user, role, true),
+                AdminCommand::Revoke { user, role } => (user, role, false),
+            };
+            let result =
+                chorus::services::moderation::cli_role(&store, &user, role, grant).await.map(|l| println!("{l}"));
+            store.close().await;
+            result
+        }
         Command::Reactions { action } => {
             let store = chorus::store::Store::connect(&config.effective_database_url(), 2).await?;
             store.migrate().await?;

@@ -1,5 +1,7 @@
-//! Rate limits on the auth endpoints, per client IP and per account, and the throttle of
-//! chat typing indicators (one per user and conversation every [`TYPING_INTERVAL_MS`]).
+//! Rate limits: the auth endpoints per client IP and per account, every kind of write per
+//! account (posts, comments, messages, reactions, follows, group creations, uploads,
+//! reports), and the throttle of chat typing indicators (one per user and conversation
+//! every [`TYPING_INTERVAL_MS`]).
 //!
 //! GCRA from the `governor` crate, keyed by `(bucket, key)`. On a single node the state is in
 //! memory; in a cluster the same algorithm runs in Redis (a Lua script holding the
@@ -11,7 +13,7 @@ use std::time::Duration;
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota};
 
-use crate::config::RateLimitConfig;
+use crate::config::{RateLimitConfig, WriteRate};
 use crate::error::AppError;
 
 /// Which limit.
@@ -23,12 +25,48 @@ pub enum Bucket {
     AuthAccount,
     /// `typing` indicators per user and conversation.
     Typing,
+    /// Writes of one kind per account ([`crate::config::WriteLimits`]).
+    Write(Write),
+}
+
+/// The kinds of write limited per account.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Write {
+    /// Posts.
+    Post,
+    /// Comments.
+    Comment,
+    /// Chat messages.
+    Message,
+    /// Reactions.
+    Reaction,
+    /// Follows.
+    Follow,
+    /// Group creations.
+    Group,
+    /// Uploads.
+    Upload,
+    /// Reports.
+    Report,
 }
 
 /// At most one `typing` event per user and conversation in this many milliseconds; clients
 /// show an indicator for [`crate::services::chat::TYPING_TTL_MS`], longer than this.
 pub const TYPING_INTERVAL_MS: u32 = 3_000;
-const TYPING_PER_MINUTE: u32 = 60_000 / TYPING_INTERVAL_MS;
+
+const BUCKETS: [Bucket; 11] = [
+    Bucket::AuthIp,
+    Bucket::AuthAccount,
+    Bucket::Typing,
+    Bucket::Write(Write::Post),
+    Bucket::Write(Write::Comment),
+    Bucket::Write(Write::Message),
+    Bucket::Write(Write::Reaction),
+    Bucket::Write(Write::Follow),
+    Bucket::Write(Write::Group),
+    Bucket::Write(Write::Upload),
+    Bucket::Write(Write::Report),
+];
 
 impl Bucket {
     fn name(self) -> &'static str {
@@ -36,21 +74,50 @@ impl Bucket {
             Bucket::AuthIp => "auth_ip",
             Bucket::AuthAccount => "auth_account",
             Bucket::Typing => "typing",
+            Bucket::Write(w) => match w {
+                Write::Post => "posts",
+                Write::Comment => "comments",
+                Write::Message => "messages",
+                Write::Reaction => "reactions",
+                Write::Follow => "follows",
+                Write::Group => "groups",
+                Write::Upload => "uploads",
+                Write::Report => "reports",
+            },
+        }
+    }
+
+    fn index(self) -> usize {
+        BUCKETS.iter().position(|b| *b == self).expect("every bucket is listed")
+    }
+
+    /// The emission interval (time per request on average) and the burst.
+    fn rate(self, cfg: &RateLimitConfig) -> (Duration, u32) {
+        let per_minute = |n: u32| Duration::from_millis(60_000 / n.max(1) as u64);
+        let per_hour = |r: WriteRate| (Duration::from_millis(3_600_000 / r.per_hour.max(1) as u64), r.burst);
+        let w = &cfg.writes;
+        match self {
+            Bucket::AuthIp => (per_minute(cfg.auth_per_ip_per_minute), cfg.auth_ip_burst),
+            Bucket::AuthAccount => (per_minute(cfg.auth_per_account_per_minute), cfg.auth_account_burst),
+            Bucket::Typing => (Duration::from_millis(TYPING_INTERVAL_MS as u64), 1),
+            Bucket::Write(k) => per_hour(match k {
+                Write::Post => w.posts,
+                Write::Comment => w.comments,
+                Write::Message => w.messages,
+                Write::Reaction => w.reactions,
+                Write::Follow => w.follows,
+                Write::Group => w.groups,
+                Write::Upload => w.uploads,
+                Write::Report => w.reports,
+            }),
         }
     }
 }
 
 /// The limiters.
 pub enum RateLimits {
-    /// In this process.
-    Local {
-        /// Per-IP limiter.
-        ip: DefaultKeyedRateLimiter<String>,
-        /// Per-account limiter.
-        account: DefaultKeyedRateLimiter<String>,
-        /// Typing throttle (boxed: keeps the enum's variants of similar size).
-        typing: Box<DefaultKeyedRateLimiter<String>>,
-    },
+    /// In this process: one keyed limiter per bucket, in [`BUCKETS`] order.
+    Local(Vec<DefaultKeyedRateLimiter<String>>),
     /// In Redis, shared by every instance.
     Redis {
         /// Command connection.
@@ -58,16 +125,15 @@ pub enum RateLimits {
         /// Key prefix.
         namespace: String,
         /// Limits.
-        cfg: RateLimitConfig,
+        cfg: Box<RateLimitConfig>,
         /// The GCRA script.
         script: redis::Script,
     },
 }
 
-fn quota(per_minute: u32, burst: u32) -> Quota {
-    let per_minute = NonZeroU32::new(per_minute.max(1)).expect("nonzero");
+fn quota((interval, burst): (Duration, u32)) -> Quota {
     let burst = NonZeroU32::new(burst.max(1)).expect("nonzero");
-    Quota::per_minute(per_minute).allow_burst(burst)
+    Quota::with_period(interval.max(Duration::from_millis(1))).expect("nonzero period").allow_burst(burst)
 }
 
 /// GCRA in Redis: KEYS[1] = bucket key; ARGV = emission interval in ms, burst. Uses the
@@ -89,41 +155,31 @@ return 0
 impl RateLimits {
     /// In-memory limiters.
     pub fn local(cfg: &RateLimitConfig) -> Self {
-        RateLimits::Local {
-            ip: DefaultKeyedRateLimiter::keyed(quota(cfg.auth_per_ip_per_minute, cfg.auth_ip_burst)),
-            account: DefaultKeyedRateLimiter::keyed(quota(cfg.auth_per_account_per_minute, cfg.auth_account_burst)),
-            typing: Box::new(DefaultKeyedRateLimiter::keyed(quota(TYPING_PER_MINUTE, 1))),
-        }
+        RateLimits::Local(BUCKETS.iter().map(|b| DefaultKeyedRateLimiter::keyed(quota(b.rate(cfg)))).collect())
     }
 
     /// Redis-backed limiters.
     pub fn redis(conn: redis::aio::ConnectionManager, namespace: String, cfg: &RateLimitConfig) -> Self {
-        RateLimits::Redis { conn, namespace, cfg: cfg.clone(), script: redis::Script::new(GCRA_LUA) }
+        RateLimits::Redis { conn, namespace, cfg: Box::new(cfg.clone()), script: redis::Script::new(GCRA_LUA) }
+    }
+
+    /// Counts one write of kind `w` by `user`: `Err(RateLimited)` with the wait when over.
+    pub async fn write(&self, w: Write, user: crate::domain::Id) -> Result<(), AppError> {
+        self.check(Bucket::Write(w), &user.to_string()).await
     }
 
     /// Counts one request against `bucket`/`key`; `Err(RateLimited)` with the wait when over.
     pub async fn check(&self, bucket: Bucket, key: &str) -> Result<(), AppError> {
         match self {
-            RateLimits::Local { ip, account, typing } => {
-                let lim = match bucket {
-                    Bucket::AuthIp => ip,
-                    Bucket::AuthAccount => account,
-                    Bucket::Typing => &**typing,
-                };
-                lim.check_key(&key.to_string())
-                    .map_err(|nu| AppError::RateLimited(nu.wait_time_from(DefaultClock::default().now())))
-            }
+            RateLimits::Local(limiters) => limiters[bucket.index()]
+                .check_key(&key.to_string())
+                .map_err(|nu| AppError::RateLimited(nu.wait_time_from(DefaultClock::default().now()))),
             RateLimits::Redis { conn, namespace, cfg, script } => {
-                let (per_min, burst) = match bucket {
-                    Bucket::AuthIp => (cfg.auth_per_ip_per_minute, cfg.auth_ip_burst),
-                    Bucket::AuthAccount => (cfg.auth_per_account_per_minute, cfg.auth_account_burst),
-                    Bucket::Typing => (TYPING_PER_MINUTE, 1),
-                };
-                let interval_ms = 60_000 / per_min.max(1) as i64;
+                let (interval, burst) = bucket.rate(cfg);
                 let mut conn = conn.clone();
                 let wait: i64 = script
                     .key(format!("{namespace}:rl:{}:{key}", bucket.name()))
-                    .arg(interval_ms)
+                    .arg(interval.as_millis().max(1) as i64)
                     .arg(burst.max(1))
                     .invoke_async(&mut conn)
                     .await
@@ -135,8 +191,8 @@ impl RateLimits {
 
     /// Forgets idle keys of the in-memory limiters (called periodically).
     pub fn shrink(&self) {
-        if let RateLimits::Local { ip, account, typing } = self {
-            for lim in [ip, account, &**typing] {
+        if let RateLimits::Local(limiters) = self {
+            for lim in limiters {
                 lim.retain_recent();
                 lim.shrink_to_fit();
             }

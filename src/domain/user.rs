@@ -173,6 +173,43 @@ impl SocialNetwork {
     }
 }
 
+/// What an account may do beyond using Chorus: moderators handle reports (remove content,
+/// suspend accounts); admins also grant and revoke roles.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Everyone.
+    User,
+    /// Handles reports.
+    Moderator,
+    /// Handles reports and roles.
+    Admin,
+}
+
+impl Role {
+    /// Every role.
+    pub const ALL: [Role; 3] = [Role::User, Role::Moderator, Role::Admin];
+
+    /// Stored key.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::User => "user",
+            Self::Moderator => "moderator",
+            Self::Admin => "admin",
+        }
+    }
+
+    /// Parses a stored key (or a CLI argument).
+    pub fn from_key(k: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|r| r.key() == k)
+    }
+
+    /// Whether the role handles reports.
+    pub fn moderates(self) -> bool {
+        matches!(self, Self::Moderator | Self::Admin)
+    }
+}
+
 /// The kinds of notification a user can tune.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -193,11 +230,15 @@ pub enum NotificationKind {
     Mention,
     /// A chat message arrived while I had no open socket.
     Message,
+    /// (Moderators) a new report arrived.
+    Report,
+    /// A report I made was resolved.
+    ReportResolved,
 }
 
 impl NotificationKind {
     /// Every kind.
-    pub const ALL: [NotificationKind; 8] = [
+    pub const ALL: [NotificationKind; 10] = [
         Self::Follow,
         Self::FollowRequest,
         Self::FollowApproved,
@@ -206,6 +247,8 @@ impl NotificationKind {
         Self::Reply,
         Self::Mention,
         Self::Message,
+        Self::Report,
+        Self::ReportResolved,
     ];
 
     /// Stored key.
@@ -219,6 +262,8 @@ impl NotificationKind {
             Self::Reply => "reply",
             Self::Mention => "mention",
             Self::Message => "message",
+            Self::Report => "report",
+            Self::ReportResolved => "report_resolved",
         }
     }
 

@@ -7,12 +7,13 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{AppJson, ClientIp};
+use super::extract::{AppJson, AppPath, ClientIp, Device};
 use crate::auth::AuthUser;
+use crate::domain::Id;
 use crate::error::{AppResult, ErrorBody};
 use crate::services::auth::{
     self as svc, AuthResponse, ChangePasswordRequest, ForgotPasswordRequest, LoginRequest, RegisterRequest,
-    ResetPasswordRequest,
+    ResetPasswordRequest, SessionView,
 };
 use crate::services::users::{self, Me};
 use crate::state::AppState;
@@ -28,6 +29,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(change_password))
         .routes(routes!(forgot_password))
         .routes(routes!(reset_password))
+        .routes(routes!(sessions))
+        .routes(routes!(end_session))
 }
 
 /// Create an account; answers with tokens like a login.
@@ -42,9 +45,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 async fn register(
     State(state): State<AppState>,
     ip: ClientIp,
+    device: Device,
     AppJson(req): AppJson<RegisterRequest>,
 ) -> AppResult<(StatusCode, AppJson<AuthResponse>)> {
-    Ok((StatusCode::CREATED, AppJson(svc::register(&state, &ip.0.to_string(), req).await?)))
+    let client = svc::Client { ip: ip.0.to_string(), device: device.0 };
+    Ok((StatusCode::CREATED, AppJson(svc::register(&state, &client, req).await?)))
 }
 
 /// Log in with a username or an e-mail address.
@@ -53,15 +58,18 @@ async fn register(
         (status = 200, description = "Logged in", body = AuthResponse),
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 401, description = "Wrong login or password", body = ErrorBody),
+        (status = 403, description = "`account_suspended`: a moderator suspended the account", body = ErrorBody),
         (status = 422, description = "Missing fields", body = ErrorBody),
         (status = 429, description = "Too many attempts; see Retry-After", body = ErrorBody),
     ))]
 async fn login(
     State(state): State<AppState>,
     ip: ClientIp,
+    device: Device,
     AppJson(req): AppJson<LoginRequest>,
 ) -> AppResult<AppJson<AuthResponse>> {
-    Ok(AppJson(svc::login(&state, &ip.0.to_string(), req).await?))
+    let client = svc::Client { ip: ip.0.to_string(), device: device.0 };
+    Ok(AppJson(svc::login(&state, &client, req).await?))
 }
 
 /// `POST /auth/refresh` body.
@@ -158,5 +166,29 @@ async fn reset_password(
     AppJson(req): AppJson<ResetPasswordRequest>,
 ) -> AppResult<StatusCode> {
     svc::reset_password(&state, &ip.0.to_string(), req).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// The caller's open sessions (one per login), latest used first.
+#[utoipa::path(get, path = "/auth/sessions", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 200, description = "Open sessions", body = Vec<SessionView>),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+    ))]
+async fn sessions(State(state): State<AppState>, user: AuthUser) -> AppResult<AppJson<Vec<SessionView>>> {
+    Ok(AppJson(svc::list_sessions(&state, &user).await?))
+}
+
+/// End one of the caller's sessions: its tokens stop working and its sockets close, on
+/// every instance.
+#[utoipa::path(delete, path = "/auth/sessions/{id}", tag = "auth", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Session id")),
+    responses(
+        (status = 204, description = "Ended"),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 404, description = "No such open session of the caller's", body = ErrorBody),
+    ))]
+async fn end_session(State(state): State<AppState>, user: AuthUser, AppPath(id): AppPath<Id>) -> AppResult<StatusCode> {
+    svc::end_session(&state, &user, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

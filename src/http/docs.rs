@@ -29,6 +29,8 @@ use utoipa::{Modify, OpenApi};
                                                 marking read. Live as `notification.created` on the `notification` topic."),
         (name = "feeds", description = "Home feed, explore, hashtags"),
         (name = "chat", description = "Direct and group conversations, messages, receipts (the socket carries them live)"),
+        (name = "safety", description = "Reports, the moderators' queue and actions (remove, suspend), roles and \
+                                         the append-only audit log"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
 )]

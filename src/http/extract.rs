@@ -120,6 +120,20 @@ impl FromRequestParts<AppState> for ClientIp {
     }
 }
 
+/// The client's `User-Agent`, shortened to 200 characters: the device a session is listed
+/// with (empty when absent).
+#[derive(Clone, Debug, Default)]
+pub struct Device(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for Device {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let ua = parts.headers.get(axum::http::header::USER_AGENT).and_then(|v| v.to_str().ok()).unwrap_or("");
+        Ok(Device(ua.chars().filter(|c| !c.is_control()).take(200).collect()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

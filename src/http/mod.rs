@@ -16,6 +16,7 @@ pub mod notifications;
 pub mod ops;
 pub mod posts;
 pub mod reactions;
+pub mod safety;
 pub mod users;
 
 use std::any::Any;
@@ -47,6 +48,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(notifications::router())
         .merge(media::router())
         .merge(chat::router())
+        .merge(safety::router())
 }
 
 /// The OpenAPI document of everything served.

@@ -28,9 +28,12 @@ impl CloseCode {
     pub const RATE_LIMITED: CloseCode = CloseCode(4503);
     /// A frame exceeded the size limit.
     pub const FRAME_TOO_LARGE: CloseCode = CloseCode(4504);
+    /// A moderator suspended the account: every session ended. Logging in answers
+    /// `403 account_suspended` until it is unsuspended.
+    pub const ACCOUNT_SUSPENDED: CloseCode = CloseCode(4505);
 
     /// Every code with its reason string, for `protocol/` and tests.
-    pub const ALL: [(CloseCode, &'static str); 10] = [
+    pub const ALL: [(CloseCode, &'static str); 11] = [
         (Self::SHUTDOWN, "shutdown"),
         (Self::SLOW_CONSUMER, "slow_consumer"),
         (Self::HEARTBEAT_TIMEOUT, "heartbeat_timeout"),
@@ -41,6 +44,7 @@ impl CloseCode {
         (Self::PROTOCOL_VIOLATION, "protocol_violation"),
         (Self::RATE_LIMITED, "rate_limited"),
         (Self::FRAME_TOO_LARGE, "frame_too_large"),
+        (Self::ACCOUNT_SUSPENDED, "account_suspended"),
     ];
 
     /// The reason string sent with the code.

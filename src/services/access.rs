@@ -13,6 +13,9 @@
 //!   account one may not see is a `403` ("this account is private"), since the account
 //!   itself is visible.
 //! - a **comment** is visible when its post is and its author is not blocked either way.
+//! - a **suspended** account (a moderator's decision) is, for everyone else, as if blocked:
+//!   its profile, posts, comments, messages, reactions and live topics are gone until it is
+//!   unsuspended; nothing is deleted.
 //!
 //! Rules are pure functions of a [`Standing`] (self? blocked? follow status?) and the
 //! account's privacy flag; [`Audience`] holds a viewer's standings towards many accounts at
@@ -44,19 +47,26 @@ pub struct Standing {
     pub follow: Option<FollowStatus>,
     /// The viewer muted the account (it changes what reaches them, not what they may see).
     pub muted: bool,
+    /// The account is suspended.
+    pub suspended: bool,
 }
 
 impl Standing {
     /// Whether the account's profile exists for the viewer.
     pub fn may_see_profile(&self) -> bool {
-        self.is_self || !self.blocked
+        self.is_self || !self.hidden()
+    }
+
+    /// Blocked either way, or suspended: gone for the viewer.
+    fn hidden(&self) -> bool {
+        self.blocked || self.suspended
     }
 
     /// Whether the account's posts belong in the viewer's home feed: their own, or an
     /// account they actively follow and are not blocked with (an unfollowed, blocking or
     /// blocked account's posts leave the feed, live and in replays alike).
     pub fn may_see_in_feed(&self) -> bool {
-        self.is_self || (!self.blocked && self.follow == Some(FollowStatus::Active))
+        self.is_self || (!self.hidden() && self.follow == Some(FollowStatus::Active))
     }
 
     /// Whether the account's posts belong in the viewer's home feed *as read*: as
@@ -69,12 +79,12 @@ impl Standing {
     /// Whether a public account's post is for the viewer's discovery (explore): visible,
     /// neither the viewer's own nor followed (those are the home feed's), not muted.
     pub fn may_discover(&self) -> bool {
-        !self.is_self && !self.blocked && self.follow.is_none() && !self.muted
+        !self.is_self && !self.hidden() && self.follow.is_none() && !self.muted
     }
 
     /// Whether the viewer may see the content of an account whose privacy flag is `private`.
     pub fn may_see_content(&self, private: bool) -> bool {
-        self.is_self || (!self.blocked && (!private || self.follow == Some(FollowStatus::Active)))
+        self.is_self || (!self.hidden() && (!private || self.follow == Some(FollowStatus::Active)))
     }
 }
 
@@ -85,6 +95,7 @@ pub struct Audience {
     follows: HashMap<Id, FollowStatus>,
     blocked: HashSet<Id>,
     muted: HashSet<Id>,
+    suspended: HashSet<Id>,
 }
 
 impl Audience {
@@ -106,6 +117,7 @@ impl Audience {
             blocked: self.blocked.contains(&user),
             follow: self.follows.get(&user).copied(),
             muted: self.muted.contains(&user),
+            suspended: self.suspended.contains(&user),
         }
     }
 
@@ -120,9 +132,9 @@ impl Audience {
     }
 }
 
-/// The viewer's standings towards `users` (two queries; none when anonymous).
+/// The viewer's standings towards `users` (three queries; one when anonymous).
 pub async fn audience_for(state: &AppState, viewer: Option<Id>, users: &[Id]) -> AppResult<Audience> {
-    if viewer.is_none() || users.is_empty() {
+    if users.is_empty() {
         return Ok(Audience { viewer, ..Audience::default() });
     }
     let mut c = state.store.conn().await?;
@@ -132,13 +144,14 @@ pub async fn audience_for(state: &AppState, viewer: Option<Id>, users: &[Id]) ->
 /// Like [`audience_for`], on the connection or transaction given (a view being built, a
 /// write checking inside its own transaction).
 pub async fn audience_on(mut ex: Ex<'_>, viewer: Option<Id>, users: &[Id]) -> AppResult<Audience> {
-    let Some(v) = viewer else { return Ok(Audience::anonymous()) };
-    let mut users: Vec<Id> = users.iter().copied().filter(|u| *u != v).collect();
+    let mut users: Vec<Id> = users.iter().copied().filter(|u| Some(*u) != viewer).collect();
     users.sort_unstable();
     users.dedup();
     if users.is_empty() {
         return Ok(Audience { viewer, ..Audience::default() });
     }
+    let suspended: HashSet<Id> = user_store::suspended_among(ex.reborrow(), &users).await?.into_iter().collect();
+    let Some(v) = viewer else { return Ok(Audience { suspended, ..Audience::anonymous() }) };
     let follows = graph::follow_statuses(ex.reborrow(), v, &users).await?;
     let (mut blocked, mut muted) = (HashSet::new(), HashSet::new());
     for (id, is_mute) in graph::blocked_or_muted_among(ex, v, &users).await? {
@@ -148,7 +161,7 @@ pub async fn audience_on(mut ex: Ex<'_>, viewer: Option<Id>, users: &[Id]) -> Ap
             blocked.insert(id)
         };
     }
-    Ok(Audience { viewer: Some(v), follows: follows.into_iter().collect(), blocked, muted })
+    Ok(Audience { viewer: Some(v), follows: follows.into_iter().collect(), blocked, muted, suspended })
 }
 
 /// The viewer's standings towards every account (feeds: every follow and block).
@@ -157,7 +170,9 @@ pub async fn full_audience(state: &AppState, viewer: Id) -> AppResult<Audience> 
     let follows = graph::all_follow_statuses(c.ex(), viewer).await?;
     let blocked = graph::block_set(c.ex(), viewer).await?;
     let muted = graph::muted_ids(c.ex(), viewer).await?;
+    let suspended = user_store::suspended_ids(c.ex()).await?;
     Ok(Audience {
+        suspended: suspended.into_iter().filter(|s| *s != viewer).collect(),
         viewer: Some(viewer),
         follows: follows.into_iter().collect(),
         blocked: blocked.into_iter().collect(),
@@ -276,14 +291,27 @@ pub async fn filter_visible<T>(
         .collect())
 }
 
-/// Keeps the items whose account (given by `user_of`) the viewer's block list allows.
+/// Keeps the items whose account (given by `user_of`) is not suspended (a direct
+/// conversation's history: blocks leave it readable, a suspension does not).
+pub async fn filter_suspended<T>(state: &AppState, items: Vec<T>, user_of: impl Fn(&T) -> Id) -> AppResult<Vec<T>> {
+    if items.is_empty() {
+        return Ok(items);
+    }
+    let users: Vec<Id> = items.iter().map(&user_of).collect();
+    let mut c = state.store.conn().await?;
+    let suspended: HashSet<Id> = user_store::suspended_among(c.ex(), &users).await?.into_iter().collect();
+    Ok(items.into_iter().filter(|i| !suspended.contains(&user_of(i))).collect())
+}
+
+/// Keeps the items whose account (given by `user_of`) the viewer's block list allows (and
+/// that is not suspended).
 pub async fn filter_blocked<T>(
     state: &AppState,
     viewer: Option<Id>,
     items: Vec<T>,
     user_of: impl Fn(&T) -> Id,
 ) -> AppResult<Vec<T>> {
-    if viewer.is_none() || items.is_empty() {
+    if items.is_empty() {
         return Ok(items);
     }
     let users: Vec<Id> = items.iter().map(&user_of).collect();
@@ -401,7 +429,7 @@ pub async fn may_notify(mut ex: Ex<'_>, recipient: Id, actor: Id, post_author: O
     let users: Vec<Id> = std::iter::once(actor).chain(post_author).collect();
     let audience = audience_on(ex.reborrow(), Some(recipient), &users).await?;
     let s = audience.standing(actor);
-    if s.blocked || s.muted {
+    if s.blocked || s.muted || s.suspended {
         return Ok(false);
     }
     if let Some(author) = post_author.filter(|a| *a != recipient) {

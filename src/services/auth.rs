@@ -22,7 +22,7 @@ use crate::ratelimit::Bucket;
 use crate::realtime::close::CloseCode;
 use crate::services::users::{self, Me};
 use crate::state::AppState;
-use crate::store::{Tx, tokens, users as user_store};
+use crate::store::{Tx, sessions, tokens, users as user_store};
 
 /// `POST /auth/register` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -64,11 +64,35 @@ pub async fn run_send_email(state: AppState, job: SendEmail) -> anyhow::Result<(
     state.mailer.send(&job.0).await
 }
 
-/// Opens a new session (refresh family) or continues `family`, inside `tx`.
-async fn issue_tokens(state: &AppState, tx: &mut Tx, user: Id, family: Option<Id>) -> AppResult<(String, String)> {
-    let family = family.unwrap_or_else(|| state.ids.next());
-    let refresh = random_token(32);
+/// Where a login comes from: listed with its session.
+#[derive(Clone, Debug, Default)]
+pub struct Client {
+    /// The client address.
+    pub ip: String,
+    /// Its `User-Agent`, shortened.
+    pub device: String,
+}
+
+/// Opens a new session (refresh family) for `client`, or continues `family`, inside `tx`.
+async fn issue_tokens(
+    state: &AppState,
+    tx: &mut Tx,
+    user: Id,
+    family: Result<Id, &Client>,
+) -> AppResult<(String, String)> {
     let now = Timestamp::now();
+    let family = match family {
+        Ok(f) => {
+            sessions::touch(tx.ex(), f, now).await?;
+            f
+        }
+        Err(client) => {
+            let f = state.ids.next();
+            sessions::insert(tx.ex(), f, user, &client.device, &client.ip, now).await?;
+            f
+        }
+    };
+    let refresh = random_token(32);
     let expires = Timestamp(now.0 + state.auth.refresh_ttl * 1000);
     tokens::insert_refresh(tx.ex(), state.ids.next(), user, family, &hash_token(&refresh), now, expires).await?;
     let (access, _) = state.auth.issue_access(user, family)?;
@@ -81,8 +105,8 @@ async fn respond(state: &AppState, user: Id, access: String, refresh: String) ->
 }
 
 /// Registers an account and logs it in.
-pub async fn register(state: &AppState, ip: &str, req: RegisterRequest) -> AppResult<AuthResponse> {
-    state.limits.check(Bucket::AuthIp, &format!("register:{ip}")).await?;
+pub async fn register(state: &AppState, client: &Client, req: RegisterRequest) -> AppResult<AuthResponse> {
+    state.limits.check(Bucket::AuthIp, &format!("register:{}", client.ip)).await?;
     let mut v = Validator::new();
     let username = v.check("username", Username::parse(&req.username));
     let email = v.check("email", Email::parse(&req.email));
@@ -117,15 +141,15 @@ pub async fn register(state: &AppState, ip: &str, req: RegisterRequest) -> AppRe
             e.into()
         });
     }
-    let (access, refresh) = issue_tokens(state, &mut tx, id, None).await?;
+    let (access, refresh) = issue_tokens(state, &mut tx, id, Err(client)).await?;
     state.commit(tx, EventBatch::new()).await?;
     respond(state, id, access, refresh).await
 }
 
 /// Logs in by username or e-mail.
-pub async fn login(state: &AppState, ip: &str, req: LoginRequest) -> AppResult<AuthResponse> {
+pub async fn login(state: &AppState, client: &Client, req: LoginRequest) -> AppResult<AuthResponse> {
     let login = req.login.trim().to_ascii_lowercase();
-    state.limits.check(Bucket::AuthIp, &format!("login:{ip}")).await?;
+    state.limits.check(Bucket::AuthIp, &format!("login:{}", client.ip)).await?;
     if login.is_empty() || req.password.is_empty() {
         let mut v = Validator::new();
         if login.is_empty() {
@@ -149,8 +173,12 @@ pub async fn login(state: &AppState, ip: &str, req: LoginRequest) -> AppResult<A
     let Some(user) = user.filter(|_| ok) else {
         return Err(AppError::Unauthorized("invalid login or password"));
     };
+    // Told only to whoever knows the password.
+    if user.suspended_at.is_some() {
+        return Err(AppError::AccountSuspended);
+    }
     let mut tx = state.store.begin().await?;
-    let (access, refresh) = issue_tokens(state, &mut tx, user.id, None).await?;
+    let (access, refresh) = issue_tokens(state, &mut tx, user.id, Err(client)).await?;
     state.commit(tx, EventBatch::new()).await?;
     respond(state, user.id, access, refresh).await
 }
@@ -165,7 +193,7 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> AppResult<AuthRes
     let mut tx = state.store.begin().await?;
     match tokens::use_refresh(tx.ex(), &hash, now).await? {
         Some((user, family)) => {
-            let (access, refresh) = issue_tokens(state, &mut tx, user, Some(family)).await?;
+            let (access, refresh) = issue_tokens(state, &mut tx, user, Ok(family)).await?;
             state.commit(tx, EventBatch::new()).await?;
             respond(state, user, access, refresh).await
         }
@@ -176,7 +204,7 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> AppResult<AuthRes
                 tokens::revoke_family(tx.ex(), family, now).await?;
                 revoke_sessions(state, &mut tx, &[family]).await?;
                 let mut events = EventBatch::new();
-                close_sockets(&mut events, user, Some(family), None);
+                close_sockets(&mut events, user, Some(family), None, CloseCode::TOKEN_REVOKED);
                 state.commit(tx, events).await?;
             }
             Err(AppError::Unauthorized("invalid refresh token"))
@@ -184,27 +212,46 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> AppResult<AuthRes
     }
 }
 
-/// Revokes the access tokens of whole sessions (`sid:` keys) until they would expire.
+/// Revokes the access tokens of whole sessions (`sid:` keys) until they would expire, and
+/// marks the sessions ended.
 async fn revoke_sessions(state: &AppState, tx: &mut Tx, families: &[Id]) -> AppResult<()> {
     for f in families {
         state.revocations.revoke(tx, &format!("sid:{f}"), state.auth.access_ttl).await?;
     }
+    sessions::end(tx.ex(), families, Timestamp::now()).await?;
     Ok(())
 }
 
-/// Tells every instance to close the user's sockets: of one session, of all but one, or all.
-fn close_sockets(events: &mut EventBatch, user: Id, session: Option<Id>, except: Option<Id>) {
+/// Ends every session of `user` inside `tx` (refresh families, access tokens) and adds the
+/// event that closes their sockets on every instance with `code`: a suspension, an account
+/// deletion.
+pub async fn end_every_session(
+    state: &AppState,
+    tx: &mut Tx,
+    events: &mut EventBatch,
+    user: Id,
+    code: CloseCode,
+) -> AppResult<()> {
+    let now = Timestamp::now();
+    let all = tokens::revoke_user_families(tx.ex(), user, None, now).await?;
+    revoke_sessions(state, tx, &all).await?;
+    // Sessions whose refresh tokens were all used up still have access tokens out.
+    let listed: Vec<Id> = sessions::live(tx.ex(), user, now, i64::MAX / 4).await?.into_iter().map(|s| s.id).collect();
+    revoke_sessions(state, tx, &listed).await?;
+    close_sockets(events, user, None, None, code);
+    Ok(())
+}
+
+/// Tells every instance to close the user's sockets, with `code`: of one session, of all
+/// but one, or all.
+fn close_sockets(events: &mut EventBatch, user: Id, session: Option<Id>, except: Option<Id>, code: CloseCode) {
     #[derive(Serialize)]
     struct Revoked {
         session: Option<Id>,
         except: Option<Id>,
         code: u16,
     }
-    events.ephemeral(
-        &[Topic::Control(user)],
-        EventName::SessionRevoked,
-        &Revoked { session, except, code: CloseCode::TOKEN_REVOKED.0 },
-    );
+    events.ephemeral(&[Topic::Control(user)], EventName::SessionRevoked, &Revoked { session, except, code: code.0 });
 }
 
 /// Ends the caller's session: its refresh family, this access token (at once) and its sockets.
@@ -216,7 +263,7 @@ pub async fn logout(state: &AppState, user: &AuthUser) -> AppResult<()> {
     state.revocations.revoke(&mut tx, &format!("jti:{}", user.claims.jti), remaining).await?;
     revoke_sessions(state, &mut tx, &[user.sid]).await?;
     let mut events = EventBatch::new();
-    close_sockets(&mut events, user.id, Some(user.sid), None);
+    close_sockets(&mut events, user.id, Some(user.sid), None, CloseCode::TOKEN_REVOKED);
     state.commit(tx, events).await?;
     Ok(())
 }
@@ -257,7 +304,7 @@ pub async fn change_password(state: &AppState, ip: &str, user: &AuthUser, req: C
     let others = tokens::revoke_user_families(tx.ex(), user.id, Some(user.sid), now).await?;
     revoke_sessions(state, &mut tx, &others).await?;
     let mut events = EventBatch::new();
-    close_sockets(&mut events, user.id, None, Some(user.sid));
+    close_sockets(&mut events, user.id, None, Some(user.sid), CloseCode::TOKEN_REVOKED);
     state.commit(tx, events).await?;
     Ok(())
 }
@@ -337,7 +384,54 @@ pub async fn reset_password(state: &AppState, ip: &str, req: ResetPasswordReques
     let all = tokens::revoke_user_families(tx.ex(), user, None, now).await?;
     revoke_sessions(state, &mut tx, &all).await?;
     let mut events = EventBatch::new();
-    close_sockets(&mut events, user, None, None);
+    close_sockets(&mut events, user, None, None, CloseCode::TOKEN_REVOKED);
+    state.commit(tx, events).await?;
+    Ok(())
+}
+
+/// A login session as `GET /auth/sessions` lists it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    /// Session id (for `DELETE /auth/sessions/{id}`).
+    pub id: Id,
+    /// The `User-Agent` it logged in with.
+    pub device: String,
+    /// The address it logged in from.
+    pub ip: String,
+    /// Logged in.
+    pub created_at: Timestamp,
+    /// Last login or token refresh.
+    pub last_used_at: Timestamp,
+    /// This is the session of the token asking.
+    pub current: bool,
+}
+
+/// The caller's open sessions, latest used first.
+pub async fn list_sessions(state: &AppState, user: &AuthUser) -> AppResult<Vec<SessionView>> {
+    let mut c = state.store.conn().await?;
+    let rows = sessions::live(c.ex(), user.id, Timestamp::now(), state.auth.refresh_ttl * 1000).await?;
+    Ok(rows
+        .into_iter()
+        .map(|s| SessionView {
+            current: s.id == user.sid,
+            id: s.id,
+            device: s.device,
+            ip: s.ip,
+            created_at: s.created_at,
+            last_used_at: s.last_used_at,
+        })
+        .collect())
+}
+
+/// Ends one of the caller's sessions (the current one included): its refresh tokens, its
+/// access tokens and its sockets on every instance. `404` for anyone else's.
+pub async fn end_session(state: &AppState, user: &AuthUser, id: Id) -> AppResult<()> {
+    let mut tx = state.store.begin().await?;
+    sessions::get_open(tx.ex(), user.id, id).await?.ok_or(AppError::NotFound)?;
+    tokens::revoke_family(tx.ex(), id, Timestamp::now()).await?;
+    revoke_sessions(state, &mut tx, &[id]).await?;
+    let mut events = EventBatch::new();
+    close_sockets(&mut events, user.id, Some(id), None, CloseCode::TOKEN_REVOKED);
     state.commit(tx, events).await?;
     Ok(())
 }

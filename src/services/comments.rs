@@ -23,6 +23,7 @@ use crate::domain::{Id, Timestamp};
 use crate::error::{AppError, AppResult};
 use crate::events::{EventBatch, EventName, Topic};
 use crate::pagination::{Page, PageQuery};
+use crate::ratelimit::Write;
 use crate::services::access;
 use crate::services::notifications::{self, Cause};
 use crate::services::posts::resolve_mentions;
@@ -148,6 +149,7 @@ pub async fn views(state: &AppState, viewer: Option<Id>, rows: Vec<CommentRow>) 
 
 /// Comments on a post, or replies to a comment of it.
 pub async fn create(state: &AppState, me: Id, post: Id, req: CreateComment) -> AppResult<CommentView> {
+    state.limits.write(Write::Comment, me).await?;
     access::visible_post(state, Some(me), post).await?;
     let body = validate_body(&req.body)?;
     if let Some(parent) = req.parent_id {
@@ -277,9 +279,15 @@ pub async fn delete(state: &AppState, me: Id, id: Id) -> AppResult<()> {
     if comment.deleted {
         return Err(AppError::NotFound);
     }
+    remove(state, id, post.id).await
+}
+
+/// Removes comment `id` of post `post` — by its author, the post's author or a moderator
+/// alike. `404` when it is already gone.
+pub async fn remove(state: &AppState, id: Id, post: Id) -> AppResult<()> {
     let now = Timestamp::now();
     let mut tx = state.store.begin().await?;
-    post_store::lock(tx.ex(), post.id, RowLock::NoKeyUpdate).await?.ok_or(AppError::NotFound)?;
+    post_store::lock(tx.ex(), post, RowLock::NoKeyUpdate).await?.ok_or(AppError::NotFound)?;
     let row = match store::lock(tx.ex(), id, RowLock::Update).await? {
         Some(r) if !r.deleted => r,
         _ => return Err(AppError::NotFound),
@@ -287,14 +295,14 @@ pub async fn delete(state: &AppState, me: Id, id: Id) -> AppResult<()> {
     // The removal is reported as the comment's writer's (whoever removes it): those blocked
     // with the writer never saw it appear.
     let mut events = EventBatch::by(row.author_id);
-    let topic = [Topic::Post(post.id)];
+    let topic = [Topic::Post(post)];
     if row.reply_count > 0 {
         store::tombstone(tx.ex(), id, now).await?;
         notifications::comment_removed(&mut tx, id).await?;
-        events.ephemeral(&topic, EventName::CommentDeleted, &CommentDeleted { id, post_id: post.id, tombstone: true });
+        events.ephemeral(&topic, EventName::CommentDeleted, &CommentDeleted { id, post_id: post, tombstone: true });
     } else {
         store::delete(tx.ex(), id).await?;
-        events.ephemeral(&topic, EventName::CommentDeleted, &CommentDeleted { id, post_id: post.id, tombstone: false });
+        events.ephemeral(&topic, EventName::CommentDeleted, &CommentDeleted { id, post_id: post, tombstone: false });
         // Walk up: a tombstone whose last reply went is removed too.
         let mut parent = row.parent_id;
         while let Some(pid) = parent {
@@ -305,7 +313,7 @@ pub async fn delete(state: &AppState, me: Id, id: Id) -> AppResult<()> {
                     events.ephemeral(
                         &topic,
                         EventName::CommentDeleted,
-                        &CommentDeleted { id: pid, post_id: post.id, tombstone: false },
+                        &CommentDeleted { id: pid, post_id: post, tombstone: false },
                     );
                     parent = p.parent_id;
                 }
@@ -313,7 +321,7 @@ pub async fn delete(state: &AppState, me: Id, id: Id) -> AppResult<()> {
             }
         }
     }
-    post_store::add_comment_count(tx.ex(), post.id, -1).await?;
+    post_store::add_comment_count(tx.ex(), post, -1).await?;
     state.commit(tx, events).await?;
     Ok(())
 }

@@ -24,6 +24,7 @@ use crate::error::{AppError, AppResult};
 use crate::events::{EventBatch, EventName, Topic};
 use crate::jobs;
 use crate::pagination::{Page, PageQuery};
+use crate::ratelimit::Write;
 use crate::services::access;
 use crate::services::feed::{self, SyncTimeline};
 use crate::services::notifications::{self as notify, Cause};
@@ -75,6 +76,7 @@ async fn sync(state: &AppState, tx: &mut Tx, user: Id, author: Id, follow: bool)
 pub async fn follow(state: &AppState, me: Id, target: &str) -> AppResult<FollowResult> {
     let (user, _) = access::visible_user(state, Some(me), target).await?;
     not_self(me, user.id, "follow")?;
+    state.limits.write(Write::Follow, me).await?;
     let me_summary = summary(state, me).await?;
     let status = if user.is_private { FollowStatus::Pending } else { FollowStatus::Active };
     let mut tx = state.store.begin().await?;

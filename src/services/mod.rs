@@ -9,6 +9,7 @@ pub mod comments;
 pub mod feed;
 pub mod graph;
 pub mod media;
+pub mod moderation;
 pub mod notifications;
 pub mod posts;
 pub mod reactions;

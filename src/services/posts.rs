@@ -29,6 +29,7 @@ use crate::events::{EventBatch, EventName, Topic};
 use crate::jobs;
 use crate::jobs::payloads::{FanOutPost, PostChange};
 use crate::pagination::{Page, PageQuery, encode_cursor};
+use crate::ratelimit::Write;
 use crate::services::access;
 use crate::services::media::{self, MediaView};
 use crate::services::notifications::{self, Cause};
@@ -307,6 +308,7 @@ fn validate_caption(v: &mut Validator, raw: &str) -> Option<String> {
 
 /// Creates a post.
 pub async fn create(state: &AppState, me: Id, req: CreatePost) -> AppResult<PostView> {
+    state.limits.write(Write::Post, me).await?;
     let mut v = Validator::new();
     let caption = validate_caption(&mut v, req.caption.as_deref().unwrap_or("")).unwrap_or_default();
     if req.media_ids.len() > MAX_MEDIA {
@@ -406,14 +408,21 @@ pub async fn delete(state: &AppState, me: Id, id: Id) -> AppResult<()> {
     if post.author_id != me {
         return Err(AppError::Forbidden("only the author can delete a post"));
     }
+    remove(state, id, me).await
+}
+
+/// Removes post `id` of `author` — its author's deletion or a moderator's removal alike:
+/// comments and reactions go, media are deleted durably, feeds drop it (the fan-out job)
+/// and `post.deleted` reaches its watchers. `404` when it is already gone.
+pub async fn remove(state: &AppState, id: Id, author: Id) -> AppResult<()> {
     let mut tx = state.store.begin().await?;
     store::lock(tx.ex(), id, RowLock::Update).await?.ok_or(AppError::NotFound)?;
     media::release_post_media(state, &mut tx, id).await?;
-    store::delete(tx.ex(), id, me).await?;
-    let job = FanOutPost { post: id, author: me, change: PostChange::Deleted };
+    store::delete(tx.ex(), id, author).await?;
+    let job = FanOutPost { post: id, author, change: PostChange::Deleted };
     jobs::enqueue(&mut tx, &state.ids, state.config.jobs.max_attempts, &job).await?;
-    let mut events = EventBatch::by(me);
-    events.ephemeral(&[Topic::User(me), Topic::Post(id)], EventName::PostDeleted, &PostDeleted { id });
+    let mut events = EventBatch::by(author);
+    events.ephemeral(&[Topic::User(author), Topic::Post(id)], EventName::PostDeleted, &PostDeleted { id });
     state.commit(tx, events).await?;
     Ok(())
 }

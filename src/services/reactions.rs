@@ -15,6 +15,7 @@ use crate::domain::{Id, Timestamp};
 use crate::error::{AppError, AppResult};
 use crate::events::{EventBatch, EventName, Topic};
 use crate::pagination::{Page, PageQuery};
+use crate::ratelimit::Write;
 use crate::services::access;
 use crate::services::notifications::{self, Cause};
 use crate::services::users::UserSummary;
@@ -182,6 +183,10 @@ async fn change(
     scope: Scope,
     new: Option<String>,
 ) -> AppResult<ReactionSummary> {
+    // Setting or switching a reaction is a write; taking one back is never refused.
+    if new.is_some() {
+        state.limits.write(Write::Reaction, me).await?;
+    }
     for _ in 0..3 {
         let mut tx = state.store.begin().await?;
         // 1. The target must stay while we work (and must still be there). Its author is

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::user::{NotificationKind, SocialNetwork, bounded_text, web_url};
+use crate::domain::user::{NotificationKind, Role, SocialNetwork, bounded_text, web_url};
 use crate::domain::{Id, Timestamp};
 use crate::error::{AppError, AppResult, Validator};
 use crate::events::{EventBatch, EventName, Topic};
@@ -114,6 +114,8 @@ pub struct Me {
     pub email: String,
     /// Settings.
     pub settings: Settings,
+    /// `user`, `moderator` or `admin`.
+    pub role: Role,
 }
 
 fn profile(u: &UserRow, links: Vec<(SocialNetwork, String)>) -> Profile {
@@ -144,7 +146,7 @@ pub async fn me(state: &AppState, id: Id) -> AppResult<Me> {
     let u = store::get(c.ex(), id).await?.ok_or(AppError::NotFound)?;
     let links = store::social_links(c.ex(), id).await?;
     let prefs = store::notification_prefs(c.ex(), id).await?;
-    Ok(Me { profile: profile(&u, links), email: u.email.clone(), settings: settings(prefs) })
+    Ok(Me { profile: profile(&u, links), email: u.email.clone(), settings: settings(prefs), role: u.role() })
 }
 
 /// A profile by id or `@username`, as `viewer` sees it (`404` when blocked either way).

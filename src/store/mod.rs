@@ -20,6 +20,7 @@
 //!
 //! The store never decides who may see what: that is the services' job.
 
+pub mod audit;
 pub mod chat;
 pub mod comments;
 pub mod events;
@@ -29,7 +30,9 @@ pub mod media;
 pub mod notifications;
 pub mod posts;
 pub mod reactions;
+pub mod reports;
 pub mod saves;
+pub mod sessions;
 pub mod timelines;
 pub mod tokens;
 pub mod users;

@@ -3,7 +3,7 @@
 use sqlx::FromRow;
 
 use super::{Ex, StoreResult, fetch_limit};
-use crate::domain::user::{NotificationKind, SocialNetwork};
+use crate::domain::user::{NotificationKind, Role, SocialNetwork};
 use crate::domain::{Id, Timestamp};
 use crate::{exec, run};
 
@@ -38,10 +38,22 @@ pub struct UserRow {
     pub created_at: Timestamp,
     /// Last profile change.
     pub updated_at: Timestamp,
+    /// `user`, `moderator` or `admin` (see [`crate::domain::user::Role`]).
+    pub role: String,
+    /// Set while the account is suspended.
+    pub suspended_at: Option<Timestamp>,
+}
+
+impl UserRow {
+    /// The account's role (an unknown stored value reads as a plain user).
+    pub fn role(&self) -> Role {
+        Role::from_key(&self.role).unwrap_or(Role::User)
+    }
 }
 
 const COLS: &str = "id, username, email, password_hash, display_name, bio, website, avatar_media_id, \
-                    is_private, follower_count, following_count, post_count, created_at, updated_at";
+                    is_private, follower_count, following_count, post_count, created_at, updated_at, \
+                    role, suspended_at";
 
 /// Values of a new user.
 pub struct NewUser<'a> {
@@ -326,4 +338,41 @@ pub async fn finish_unfanned(ex: Ex<'_>, author: Id, until: Id) -> StoreResult<O
         .fetch_optional(c)
         .await)?;
     Ok(row.filter(|r| r.1).map(|r| r.0))
+}
+
+/// Sets an account's role; `false` when there is no such account.
+pub async fn set_role(ex: Ex<'_>, id: Id, role: Role) -> StoreResult<bool> {
+    let sql = "UPDATE users SET role = $2 WHERE id = $1";
+    Ok(exec!(ex, c => sqlx::query(sql).bind(id).bind(role.key()).execute(c).await)? == 1)
+}
+
+/// Suspends (`Some(at)`) or unsuspends (`None`) an account; `false` when nothing changed.
+pub async fn set_suspended(ex: Ex<'_>, id: Id, at: Option<Timestamp>) -> StoreResult<bool> {
+    let sql = if at.is_some() {
+        "UPDATE users SET suspended_at = $2 WHERE id = $1 AND suspended_at IS NULL"
+    } else {
+        "UPDATE users SET suspended_at = $2 WHERE id = $1 AND suspended_at IS NOT NULL"
+    };
+    Ok(exec!(ex, c => sqlx::query(sql).bind(id).bind(at).execute(c).await)? == 1)
+}
+
+/// Of `ids`, the suspended accounts.
+pub async fn suspended_among(ex: Ex<'_>, ids: &[Id]) -> StoreResult<Vec<Id>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!("SELECT id FROM users WHERE suspended_at IS NOT NULL AND id IN ({})", super::posts::in_list(ids));
+    Ok(run!(ex, c => sqlx::query_scalar(&sql).fetch_all(c).await)?)
+}
+
+/// Every suspended account (a small set, by a partial index).
+pub async fn suspended_ids(ex: Ex<'_>) -> StoreResult<Vec<Id>> {
+    let sql = "SELECT id FROM users WHERE suspended_at IS NOT NULL";
+    Ok(run!(ex, c => sqlx::query_scalar(sql).fetch_all(c).await)?)
+}
+
+/// The accounts that moderate (moderators and admins), not suspended.
+pub async fn moderator_ids(ex: Ex<'_>) -> StoreResult<Vec<Id>> {
+    let sql = "SELECT id FROM users WHERE role <> 'user' AND suspended_at IS NULL ORDER BY id";
+    Ok(run!(ex, c => sqlx::query_scalar(sql).fetch_all(c).await)?)
 }

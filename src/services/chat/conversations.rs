@@ -34,6 +34,7 @@ pub async fn create(state: &AppState, me: Id, req: NewConversation) -> AppResult
             Ok((get(state, me, id).await?, true))
         }
         NewConversation::Group { title, member_ids } => {
+            state.limits.write(Write::Group, me).await?;
             let title = valid_title(&title)?;
             let mut ids: Vec<Id> = member_ids.into_iter().filter(|i| *i != me).collect();
             let mut seen = HashSet::new();

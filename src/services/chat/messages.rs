@@ -26,6 +26,8 @@ pub async fn send(state: &AppState, me: Id, id: Id, req: SendMessage) -> AppResu
             return Ok(Sent { message, created: false });
         }
     }
+    // Only a new message counts (a retry above is answered from what is stored).
+    state.limits.write(Write::Message, me).await?;
     let mut tx = state.store.begin().await?;
     let conv = store::get_conversation(tx.ex(), id, Some(RowLock::NoKeyUpdate)).await?.ok_or(AppError::NotFound)?;
     // One read of the members: whether I am one, and who else gets notified.
@@ -112,9 +114,12 @@ pub async fn history(state: &AppState, me: Id, id: Id, q: &HistoryQuery) -> AppR
     drop(c);
     // In a group, as live: the messages of an account blocked either way are not shown (a
     // page may come out short; the cursor still moves past them). A direct conversation's
-    // history stays whole: it is the two members' own.
-    let items =
-        if conv.kind == GROUP { access::filter_blocked(state, Some(me), items, |m| m.sender.id).await? } else { items };
+    // history stays whole (it is the two members' own), but for a suspended sender's.
+    let items = if conv.kind == GROUP {
+        access::filter_blocked(state, Some(me), items, |m| m.sender.id).await?
+    } else {
+        access::filter_suspended(state, items, |m| m.sender.id).await?
+    };
     Ok(Page { items, next_cursor })
 }
 
@@ -142,6 +147,23 @@ pub async fn edit_message(state: &AppState, me: Id, msg: Id, req: EditMessage) -
 pub async fn delete_message(state: &AppState, me: Id, msg: Id) -> AppResult<()> {
     let mut tx = state.store.begin().await?;
     let row = own_message(&mut tx, me, msg).await?;
+    tombstone(state, tx, row).await
+}
+
+/// Removes message `msg` for everyone — by its sender or a moderator alike: a tombstone
+/// stays, its media are deleted durably, `message.deleted` reaches the conversation.
+/// `404` when it is already gone.
+pub async fn remove_message(state: &AppState, msg: Id) -> AppResult<()> {
+    let mut tx = state.store.begin().await?;
+    let row = store::get_message(tx.ex(), msg, Some(RowLock::Update)).await?.ok_or(AppError::NotFound)?;
+    if row.deleted {
+        return Err(AppError::NotFound);
+    }
+    tombstone(state, tx, row).await
+}
+
+async fn tombstone(state: &AppState, mut tx: Tx, row: MessageRow) -> AppResult<()> {
+    let (msg, me) = (row.id, row.sender_id);
     media_svc::release_message_media(state, &mut tx, msg).await?;
     if let Some(body) = &row.body {
         crate::services::notifications::message_deleted(&mut tx, row.conversation_id, body).await?;
@@ -177,4 +199,13 @@ pub async fn reaction_event(
     let data = MessageReaction { message_id: message, conversation_id: conversation, reaction_counts: counts.clone() };
     events.add(tx, &[Topic::Chat(conversation)], EventName::MessageReaction, &data).await?;
     Ok(())
+}
+
+/// A message as a member reporting it sees it, with its sender: `404` unless `me` is a
+/// member of its conversation and it is not deleted.
+pub async fn reported_message(state: &AppState, me: Id, msg: Id) -> AppResult<MessageView> {
+    let mut c = state.store.conn().await?;
+    let row = store::get_message(c.ex(), msg, None).await?.filter(|m| !m.deleted).ok_or(AppError::NotFound)?;
+    store::member(c.ex(), row.conversation_id, me).await?.ok_or(AppError::NotFound)?;
+    views_of_messages(state, c.ex(), vec![row]).await?.pop().ok_or(AppError::NotFound)
 }

@@ -38,7 +38,7 @@ use crate::domain::{Id, Timestamp};
 use crate::error::{AppError, AppResult};
 use crate::events::{EventBatch, EventName, Topic};
 use crate::pagination::{DEFAULT_LIMIT, MAX_LIMIT, Page, PageQuery};
-use crate::ratelimit::Bucket;
+use crate::ratelimit::{Bucket, Write};
 use crate::services::access;
 use crate::services::media::{self as media_svc, MediaView};
 use crate::services::users::UserSummary;
@@ -55,7 +55,9 @@ mod receipts;
 mod views;
 
 pub use conversations::{add_members, create, get, list, remove_member, update};
-pub use messages::{delete_message, edit_message, history, reactable, reaction_event, send};
+pub use messages::{
+    delete_message, edit_message, history, reactable, reaction_event, remove_message, reported_message, send,
+};
 pub use receipts::{mark_read, typing, unread};
 use views::{view_conversation, view_message, views_of_conversations, views_of_messages};
 

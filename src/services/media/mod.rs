@@ -39,6 +39,7 @@ pub use crate::media::MediaKind;
 use crate::media::process::ProcessedImage;
 use crate::media::storage::{BackendKind, Source, StoredObject};
 use crate::media::upload;
+use crate::ratelimit::Write;
 use crate::services::access::MediaAudience;
 use crate::services::users::{self, Me};
 use crate::state::AppState;

@@ -22,6 +22,8 @@ pub async fn upload<S>(state: &AppState, owner: Id, chunks: S) -> AppResult<Uplo
 where
     S: Stream<Item = AppResult<Bytes>>,
 {
+    // Counted before a byte is read: refusing an upload costs nothing.
+    state.limits.write(Write::Upload, owner).await?;
     let cfg = &state.config.media;
     let spooled = upload::spool(state.media.uploads_dir(), chunks, |d| match d.kind {
         MediaKind::Image => (cfg.max_image_bytes, "images".to_string()),

@@ -13,6 +13,9 @@ struct Planned {
     preview: Option<String>,
     /// The author of the post concerned: the recipient must still be allowed to see it.
     post_author: Option<Id>,
+    /// A notice of the service's own (reports): delivered whatever stands between the
+    /// recipient and the actor.
+    notice: bool,
 }
 
 impl Planned {
@@ -26,6 +29,7 @@ impl Planned {
             conversation_id: None,
             preview: None,
             post_author: None,
+            notice: false,
         }
     }
 }
@@ -167,12 +171,39 @@ async fn plan(tx: &mut Tx, cause: &Cause) -> anyhow::Result<(Id, Vec<Planned>)> 
                 .collect();
             (*sender, out)
         }
+        Cause::Reported { report } => {
+            let Some(r) = report_store::get(tx.ex(), *report).await?.filter(|r| r.status == "open") else {
+                return Ok((Id(0), Vec::new()));
+            };
+            let out = user_store::moderator_ids(tx.ex())
+                .await?
+                .into_iter()
+                .filter(|m| *m != r.reporter_id)
+                .map(|m| {
+                    let mut p = Planned::about(m, K::Report, (TargetType::Report, r.id));
+                    p.preview = Some(format!("{} {}: {}", r.target_type, r.target_id, r.reason));
+                    p.notice = true;
+                    p
+                })
+                .collect();
+            (r.reporter_id, out)
+        }
+        Cause::ReportResolved { report } => {
+            let Some(r) = report_store::get(tx.ex(), *report).await?.filter(|r| r.status == "resolved") else {
+                return Ok((Id(0), Vec::new()));
+            };
+            // The reporter is named as the actor: who resolved it is not the reporter's to know.
+            let mut p = Planned::about(r.reporter_id, K::ReportResolved, (TargetType::Report, r.id));
+            p.preview = r.resolution.clone();
+            p.notice = true;
+            (r.reporter_id, vec![p])
+        }
     })
 }
 
 /// Delivers one planned notification through every channel the recipient enabled.
 async fn deliver(state: &AppState, tx: &mut Tx, events: &mut EventBatch, actor: Id, p: Planned) -> anyhow::Result<()> {
-    if !access::may_notify(tx.ex(), p.recipient, actor, p.post_author).await? {
+    if !p.notice && !access::may_notify(tx.ex(), p.recipient, actor, p.post_author).await? {
         return Ok(());
     }
     let (ttype, tid) = (p.target.0.key(), p.target.1);
@@ -301,5 +332,7 @@ pub(super) fn sentence(kind: NotificationKind, target: TargetType, first: &str, 
         NotificationKind::Reply => format!("{who} replied to your comment"),
         NotificationKind::Mention => format!("{who} mentioned you in a {what}"),
         NotificationKind::Message => format!("{who} sent you a message"),
+        NotificationKind::Report => format!("{who} filed a report"),
+        NotificationKind::ReportResolved => "A moderator reviewed your report. Thank you".to_string(),
     }
 }

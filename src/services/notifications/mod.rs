@@ -63,6 +63,7 @@ use crate::store::graph::{self as graph_store, FollowStatus};
 use crate::store::notifications::{self as store, NewNotification, NotificationRow};
 use crate::store::posts as post_store;
 use crate::store::reactions::{self as reaction_store, Target as ReactionTarget};
+use crate::store::reports as report_store;
 use crate::store::users::{self as user_store, UserRow};
 use crate::store::{Ex, Tx};
 
@@ -90,6 +91,8 @@ pub enum TargetType {
     User,
     /// A conversation (chat messages).
     Conversation,
+    /// A report (moderators: a new one; the reporter: it was resolved).
+    Report,
 }
 
 impl TargetType {
@@ -99,11 +102,12 @@ impl TargetType {
             Self::Comment => "comment",
             Self::User => "user",
             Self::Conversation => "conversation",
+            Self::Report => "report",
         }
     }
 
     fn from_key(k: &str) -> Option<Self> {
-        [Self::Post, Self::Comment, Self::User, Self::Conversation].into_iter().find(|t| t.key() == k)
+        [Self::Post, Self::Comment, Self::User, Self::Conversation, Self::Report].into_iter().find(|t| t.key() == k)
     }
 }
 
@@ -275,6 +279,16 @@ pub enum Cause {
         recipients: Vec<Id>,
         /// Its text, shortened.
         preview: String,
+    },
+    /// A report was filed: every moderator hears of it.
+    Reported {
+        /// The report.
+        report: Id,
+    },
+    /// A report was resolved: its reporter hears of it (not by whom).
+    ReportResolved {
+        /// The report.
+        report: Id,
     },
 }
 

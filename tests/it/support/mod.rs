@@ -151,6 +151,8 @@ pub async fn test_config(backend: Backend, dir: &std::path::Path) -> Config {
     cfg.rate_limit.auth_ip_burst = 100_000;
     cfg.rate_limit.auth_per_account_per_minute = 100_000;
     cfg.rate_limit.auth_account_burst = 100_000;
+    // Tests write fast from few accounts; the write limits have tests of their own.
+    cfg.rate_limit.writes = chorus::config::WriteLimits::all(1_000_000, 100_000);
     cfg.jobs.poll_ms = 50;
     cfg.jobs.backoff_base_ms = 50;
     cfg.shutdown_timeout_secs = 10;
