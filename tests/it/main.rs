@@ -20,6 +20,7 @@ mod posts;
 mod privacy;
 mod protocol;
 mod reactions;
+mod safety;
 mod realtime;
 mod socketio;
 mod users;

@@ -266,7 +266,7 @@ fn id_of(v: &Value) -> Id {
 }
 
 /// The file on disk behind a local `/files/…` URL.
-fn local_file(app: &TestApp, url: &str) -> PathBuf {
+pub(crate) fn local_file(app: &TestApp, url: &str) -> PathBuf {
     let rel = url.split("/files/").nth(1).unwrap_or_else(|| panic!("not a local file URL: {url}"));
     let rel = rel.split('?').next().unwrap(); // a signed URL's query
     app.dir.path().join("media").join(rel)

@@ -224,8 +224,19 @@ impl TestApp {
     /// Starts `n` instances sharing one database and Redis at `redis_url` (broker,
     /// revocations, presence, rate limits), under a namespace of their own.
     pub async fn redis_cluster_at(backend: Backend, n: usize, redis_url: &str) -> Vec<TestApp> {
+        Self::redis_cluster_at_with(backend, n, redis_url, |_| {}).await
+    }
+
+    /// [`TestApp::redis_cluster_at`], letting the test adjust the (shared) configuration.
+    pub async fn redis_cluster_at_with(
+        backend: Backend,
+        n: usize,
+        redis_url: &str,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Vec<TestApp> {
         let dir = Arc::new(tempfile::tempdir().expect("tempdir"));
         let mut cfg = test_config(backend, dir.path()).await;
+        tweak(&mut cfg);
         cfg.redis_url = Some(redis_url.to_string());
         cfg.redis_namespace = format!("test{}", rand::random::<u32>());
         cfg.jwt_secret = Some("cluster-test-secret-0123456789-0123456789".into());
@@ -238,10 +249,19 @@ impl TestApp {
 
     /// [`TestApp::redis_cluster_at`] on the test Redis; `None` (after a loud skip) without it.
     pub async fn redis_cluster(backend: Backend, n: usize) -> Option<Vec<TestApp>> {
+        Self::redis_cluster_with(backend, n, |_| {}).await
+    }
+
+    /// [`TestApp::redis_cluster`], letting the test adjust the (shared) configuration.
+    pub async fn redis_cluster_with(
+        backend: Backend,
+        n: usize,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Option<Vec<TestApp>> {
         if !redis_available().await {
             return None;
         }
-        Some(Self::redis_cluster_at(backend, n, &redis_url()).await)
+        Some(Self::redis_cluster_at_with(backend, n, &redis_url(), tweak).await)
     }
 
     /// `http://host:port/api/v1{path}`.

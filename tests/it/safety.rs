@@ -1,0 +1,531 @@
+//! Trust and safety: roles, reports and the moderators' queue, removal, suspension, the audit
+//! log, sessions, and the per-account write limits.
+
+use chorus::domain::user::Role;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::chat::{dm, say};
+use crate::media::{local_file, small_jpeg, upload_ready, variant};
+use crate::posts::{follow, ids, jobs_drained, make_private, new_post, quick_users};
+use crate::support::ws::{WAIT, WsClient};
+use crate::support::{Backend, TestApp, TestUser, eventually};
+
+crate::both_backends!(
+    roles_come_from_the_command_line_then_from_admins,
+    a_report_leads_to_removal_everywhere,
+    reports_are_checked_like_reads,
+    suspension_hides_the_account_and_unsuspension_restores_it,
+    sessions_are_listed_and_ended_one_by_one,
+    each_write_limit_answers_429_at_its_documented_rate,
+    the_audit_log_is_append_only,
+);
+
+/// Makes `u` a moderator (or admin) the way `chorus admin grant` does.
+pub(crate) async fn grant(app: &TestApp, u: &TestUser, role: Role) {
+    chorus::services::moderation::cli_role(&app.state.store, &u.username, role, true).await.unwrap();
+}
+
+async fn report(app: &TestApp, who: &TestUser, kind: &str, id: &str, reason: &str) -> (StatusCode, Value) {
+    app.post("/reports", who.bearer(), json!({"target_type": kind, "target_id": id, "reason": reason})).await
+}
+
+/// The next `reports.open` count on a moderator's socket (notifications may come between).
+async fn open_count(ws: &mut WsClient) -> i64 {
+    loop {
+        let e = ws.next_event().await;
+        if e["event"] == "reports.open" {
+            return e["data"]["count"].as_i64().unwrap();
+        }
+        assert_eq!(e["event"], "notification.created", "{e}");
+    }
+}
+
+async fn notifications_of(app: &TestApp, who: &TestUser, kind: &str) -> Vec<Value> {
+    let (_, page) = app.get("/notifications", who.bearer()).await;
+    page["items"].as_array().unwrap().iter().filter(|n| n["kind"] == kind).cloned().collect()
+}
+
+async fn roles_come_from_the_command_line_then_from_admins(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let ann = app.register("ann").await;
+    let bob = app.register("bob").await;
+    let (s, _) = app.get("/admin/reports", ann.bearer()).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "a plain user sees no queue");
+
+    // The real binary, on the instance's own database.
+    let cli = |args: &[&str]| {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chorus"));
+        cmd.env("CHORUS_DATA_DIR", app.dir.path()).env("CHORUS_LOG", "warn").env_remove("REDIS_URL");
+        match &app.config.database_url {
+            Some(url) => cmd.env("DATABASE_URL", url),
+            None => cmd.env_remove("DATABASE_URL"),
+        };
+        cmd.arg("admin").args(args).output().unwrap()
+    };
+    let out = cli(&["grant", "ann", "admin"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("is now admin"));
+    let out = cli(&["grant", "ann", "overlord"]);
+    assert!(!out.status.success(), "an unknown role is refused");
+    let out = cli(&["revoke", "bob", "moderator"]);
+    assert!(!out.status.success(), "bob has no role to revoke");
+    let (_, me) = app.get("/auth/me", ann.bearer()).await;
+    assert_eq!(me["role"], "admin");
+
+    // The admin grants over REST; the moderator may moderate but not grant.
+    let path = format!("/admin/users/{}/role", bob.id);
+    let (s, v) = app.call(Method::PUT, &path, ann.bearer(), Some(json!({"role": "moderator"}))).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["role"], "moderator");
+    let (s, _) = app.get("/admin/reports", bob.bearer()).await;
+    assert_eq!(s, StatusCode::OK);
+    let path = format!("/admin/users/{}/role", ann.id);
+    let (s, _) = app.call(Method::PUT, &path, bob.bearer(), Some(json!({"role": "user"}))).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "moderators do not grant roles");
+    let (s, _) = app.call(Method::PUT, &path, ann.bearer(), Some(json!({"role": "user"}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "nor does an admin change their own");
+
+    let out = cli(&["revoke", "bob", "moderator"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (s, _) = app.get("/admin/reports", bob.bearer()).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+
+    let (_, log) = app.get("/admin/audit", ann.bearer()).await;
+    let actions: Vec<(&str, &str)> = log["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["action"].as_str().unwrap(), e["detail"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        actions,
+        [("role.revoke", "moderator"), ("role.set", "moderator"), ("role.grant", "admin")],
+        "newest first"
+    );
+    assert!(log["items"][2]["actor_id"].is_null(), "the command line has no account");
+    assert_eq!(log["items"][1]["actor_id"], ann.id.as_str());
+}
+
+async fn a_report_leads_to_removal_everywhere(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let author = app.register("author").await;
+    let fan = app.register("fan").await;
+    let reporter = app.register("reporter").await;
+    let second = app.register("second").await;
+    let modr = app.register("modr").await;
+    grant(&app, &modr, Role::Moderator).await;
+    follow(&app, &fan, &author).await;
+
+    // The moderator watches their notification topic: the open count arrives live.
+    let mut mod_ws = WsClient::connect(&app.base, &modr.token).await;
+    let mut watcher = WsClient::connect(&app.base, &reporter.token).await;
+
+    let m = upload_ready(&app, &author, small_jpeg()).await;
+    let media_id = m["id"].as_str().unwrap().to_string();
+    let (s, p) = app.post("/posts", author.bearer(), json!({"caption": "buy pills now", "media_ids": [media_id]})).await;
+    assert_eq!(s, StatusCode::CREATED, "{p}");
+    let post = p["id"].as_str().unwrap().to_string();
+    let file = local_file(&app, variant(&p["media"][0], "feed")["url"].as_str().unwrap());
+    assert!(file.exists());
+    jobs_drained(&app).await;
+    let (_, feed) = app.get("/feed", fan.bearer()).await;
+    assert!(ids(&feed).contains(&post), "in the follower's feed before");
+    watcher.subscribe(&format!("post:{post}")).await;
+
+    let (s, r) = report(&app, &reporter, "post", &post, "spam").await;
+    assert_eq!(s, StatusCode::CREATED, "{r}");
+    assert_eq!(r["status"], "open");
+    assert_eq!(open_count(&mut mod_ws).await, 1);
+    let (s, _) = report(&app, &reporter, "post", &post, "spam").await;
+    assert_eq!(s, StatusCode::CONFLICT, "one open report per reporter and target");
+    let (s, _) = report(&app, &second, "post", &post, "misinformation").await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(open_count(&mut mod_ws).await, 2);
+    let n = eventually(WAIT, || async { notifications_of(&app, &modr, "report").await.pop() }).await;
+    assert_eq!(n["target"]["type"], "report");
+
+    // The author edits the caption: the report keeps what was reported.
+    let (s, _) = app.call(Method::PATCH, &format!("/posts/{post}"), author.bearer(), Some(json!({"caption": "hello"}))).await;
+    assert_eq!(s, StatusCode::OK);
+    watcher.expect_event(&format!("post:{post}"), "post.updated").await;
+    let (s, queue) = app.get("/admin/reports?status=open", modr.bearer()).await;
+    assert_eq!(s, StatusCode::OK, "{queue}");
+    let items = queue["items"].as_array().unwrap();
+    assert_eq!(items.len(), 2);
+    assert_eq!(items[0]["id"], r["id"], "oldest first");
+    assert_eq!(items[0]["snapshot"]["caption"], "buy pills now");
+    assert_eq!(items[0]["target_user"]["id"], author.id.as_str());
+    assert_eq!(items[0]["reporter"]["id"], reporter.id.as_str());
+    let (_, count) = app.get("/admin/reports/count", modr.bearer()).await;
+    assert_eq!(count["open"], 2);
+
+    let rid = r["id"].as_str().unwrap();
+    let (s, v) = app.post(&format!("/admin/reports/{rid}/remove"), modr.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    let e = watcher.expect_event(&format!("post:{post}"), "post.deleted").await;
+    assert_eq!(e["data"]["id"], post.as_str());
+    assert_eq!(open_count(&mut mod_ws).await, 0, "both reports on the post are resolved by its removal");
+    let (s, _) = app.get(&format!("/posts/{post}"), author.bearer()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    jobs_drained(&app).await;
+    let (_, feed) = app.get("/feed", fan.bearer()).await;
+    assert!(!ids(&feed).contains(&post), "gone from the follower's feed");
+    eventually(WAIT, || async { (!file.exists()).then_some(()) }).await;
+
+    for who in [&reporter, &second] {
+        let n = eventually(WAIT, || async { notifications_of(&app, who, "report_resolved").await.pop() }).await;
+        assert_eq!(n["preview"], "removed");
+        assert!(n["actors"].as_array().unwrap().iter().all(|a| a["id"] != modr.id.as_str()), "the moderator is not named");
+    }
+    let (s, _) = app.post(&format!("/admin/reports/{rid}/remove"), modr.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "resolved already");
+    let (_, done) = app.get("/admin/reports?status=resolved", modr.bearer()).await;
+    assert_eq!(done["items"].as_array().unwrap().len(), 2);
+    assert_eq!(done["items"][0]["resolution"], "removed");
+    assert_eq!(done["items"][0]["resolved_by"], modr.id.as_str());
+    let (_, log) = app.get("/admin/audit", modr.bearer()).await;
+    assert_eq!(log["items"][0]["action"], "post.remove");
+    assert_eq!(log["items"][0]["target"]["id"], post.as_str());
+    assert_eq!(log["items"][0]["report_id"], rid);
+
+    // A comment and a message go the same way; a dismissal leaves its target alone.
+    let other = new_post(&app, &reporter, "a place").await;
+    let (_, c) = app.post(&format!("/posts/{other}/comments"), author.bearer(), json!({"body": "rude"})).await;
+    let comment = c["id"].as_str().unwrap().to_string();
+    let (_, cr) = report(&app, &reporter, "comment", &comment, "harassment").await;
+    let (s, _) = app.post(&format!("/admin/reports/{}/remove", cr["id"].as_str().unwrap()), modr.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, list) = app.get(&format!("/posts/{other}/comments"), reporter.bearer()).await;
+    assert!(list["items"].as_array().unwrap().is_empty(), "{list}");
+
+    let conv = dm(&app, &author, &reporter).await;
+    let msg = say(&app, &author, &conv, "nasty").await;
+    let msg_id = msg["id"].as_str().unwrap().to_string();
+    let (s, _) = report(&app, &second, "message", &msg_id, "harassment").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "only a member may report a message");
+    let (s, mr) = report(&app, &reporter, "message", &msg_id, "harassment").await;
+    assert_eq!(s, StatusCode::CREATED, "{mr}");
+    assert_eq!(mr["target"]["type"], "message");
+    let (s, _) = app.post(&format!("/admin/reports/{}/dismiss", mr["id"].as_str().unwrap()), modr.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, hist) = app.get(&format!("/conversations/{conv}/messages"), reporter.bearer()).await;
+    assert_eq!(hist["items"][0]["body"], "nasty", "dismissed: the message stays");
+    let (_, mr) = report(&app, &reporter, "message", &msg_id, "harassment").await;
+    let (s, _) = app.post(&format!("/admin/reports/{}/remove", mr["id"].as_str().unwrap()), modr.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (_, hist) = app.get(&format!("/conversations/{conv}/messages"), reporter.bearer()).await;
+    assert_eq!(hist["items"][0]["deleted"], true, "a tombstone: {hist}");
+
+    let (_, ur) = report(&app, &reporter, "user", &author.id, "spam").await;
+    let (s, _) = app.post(&format!("/admin/reports/{}/remove", ur["id"].as_str().unwrap()), modr.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "an account is suspended, not removed");
+    mod_ws.close().await;
+    watcher.close().await;
+}
+
+async fn reports_are_checked_like_reads(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let users = quick_users(&app, "rc", 3).await;
+    let (owner, stranger, modr) = (&users[0], &users[1], &users[2]);
+    grant(&app, modr, Role::Moderator).await;
+    let post = new_post(&app, owner, "mine").await;
+    let (s, v) = report(&app, owner, "post", &post, "spam").await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "not one's own: {v}");
+    let (s, v) = report(&app, stranger, "post", &post, "boredom").await;
+    assert!(s == StatusCode::UNPROCESSABLE_ENTITY || s == StatusCode::BAD_REQUEST, "unknown reason: {s} {v}");
+    let (s, _) = report(&app, stranger, "post", "12345", "spam").await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let long = "x".repeat(1001);
+    let (s, _) = app
+        .post("/reports", stranger.bearer(), json!({"target_type": "post", "target_id": post, "reason": "other", "note": long}))
+        .await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    make_private(&app, owner).await;
+    let (s, _) = report(&app, stranger, "post", &post, "spam").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "a private account's post is not the stranger's to see, nor to report");
+    let (s, _) = report(&app, stranger, "user", &owner.id, "impersonation").await;
+    assert_eq!(s, StatusCode::CREATED, "the profile itself is visible");
+    let (s, _) = app.post(&format!("/users/{}/block", stranger.id), owner.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = report(&app, stranger, "user", &owner.id, "spam").await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "a blocker does not exist for the blocked");
+    let (s, _) = app.post("/reports", None, json!({"target_type": "user", "target_id": owner.id, "reason": "spam"})).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = app.get("/admin/reports?status=whatever", modr.bearer()).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = app.post("/admin/reports/999/dismiss", modr.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+}
+
+async fn suspension_hides_the_account_and_unsuspension_restores_it(b: Backend) {
+    // Two instances through Redis: the suspended account's sockets close on both.
+    let Some(apps) = TestApp::redis_cluster(b, 2).await else { return };
+    let (one, two) = (&apps[0], &apps[1]);
+    let bad = one.register("bad").await;
+    let fan = one.register("fan").await;
+    let modr = one.register("modr").await;
+    grant(one, &modr, Role::Moderator).await;
+    follow(one, &fan, &bad).await;
+    let post = new_post(one, &bad, "spam spam").await;
+    let fan_post = new_post(one, &fan, "fan's").await;
+    one.post(&format!("/posts/{fan_post}/comments"), bad.bearer(), json!({"body": "spam here too"})).await;
+    jobs_drained(one).await;
+
+    let mut on_one = WsClient::connect(&one.base, &bad.token).await;
+    let mut on_two = WsClient::connect(&two.base, &bad.token).await;
+    let (s, _) = one.post(&format!("/admin/users/{}/suspension", modr.id), modr.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "not oneself");
+    let (s, _) = one.post(&format!("/admin/users/{}/suspension", bad.id), fan.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "moderators only");
+    let (s, v) = two.post(&format!("/admin/users/{}/suspension", bad.id), modr.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    assert_eq!(on_one.expect_close().await.0, 4505);
+    assert_eq!(on_two.expect_close().await.0, 4505);
+    let (s, _) = two.post(&format!("/admin/users/{}/suspension", bad.id), modr.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "suspended already");
+
+    // Signed out everywhere, and login says why.
+    let (s, _) = one.get("/auth/me", bad.bearer()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = two.post("/auth/refresh", None, json!({"refresh_token": bad.refresh})).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, v) = two.post("/auth/login", None, json!({"login": "bad", "password": "password123"})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    assert_eq!(v["error"]["code"], "account_suspended");
+    let (s, _) = two.post("/auth/login", None, json!({"login": "bad", "password": "wrong password"})).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "the reason is told to the password's holder only");
+
+    // Gone for everyone else: profile, posts, comments, lists, feeds, topics.
+    for token in [None, fan.bearer()] {
+        let (s, _) = one.get(&format!("/users/{}", bad.id), token).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (s, _) = one.get(&format!("/posts/{post}"), token).await;
+        assert_eq!(s, StatusCode::NOT_FOUND);
+        let (_, list) = one.get(&format!("/posts/{fan_post}/comments"), token).await;
+        assert!(list["items"].as_array().unwrap().is_empty(), "{list}");
+        let (_, users) = one.get("/users/search?q=bad", token).await;
+        assert!(users["items"].as_array().unwrap().is_empty(), "{users}");
+    }
+    let (_, feed) = one.get("/feed", fan.bearer()).await;
+    assert!(!ids(&feed).contains(&post));
+    let mut ws = WsClient::connect(&two.base, &fan.token).await;
+    let r = ws.request(json!({"op": "subscribe", "topic": format!("user:{}", bad.id)})).await;
+    assert_eq!(r["error"]["code"], "not_found", "{r}");
+    ws.close().await;
+
+    // Unsuspended: all of it is back, and the account may log in again.
+    let (s, _) = one.call(Method::DELETE, &format!("/admin/users/{}/suspension", bad.id), modr.bearer(), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = one.call(Method::DELETE, &format!("/admin/users/{}/suspension", bad.id), modr.bearer(), None).await;
+    assert_eq!(s, StatusCode::CONFLICT, "not suspended");
+    let (s, _) = one.get(&format!("/posts/{post}"), fan.bearer()).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, feed) = one.get("/feed", fan.bearer()).await;
+    assert!(ids(&feed).contains(&post), "back in the feed: nothing was deleted");
+    let (_, list) = one.get(&format!("/posts/{fan_post}/comments"), fan.bearer()).await;
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    let (s, _) = two.post("/auth/login", None, json!({"login": "bad", "password": "password123"})).await;
+    assert_eq!(s, StatusCode::OK);
+    let (_, log) = one.get("/admin/audit", modr.bearer()).await;
+    let actions: Vec<&str> = log["items"].as_array().unwrap().iter().map(|e| e["action"].as_str().unwrap()).collect();
+    assert_eq!(actions, ["user.unsuspend", "user.suspend", "role.grant"]);
+}
+
+async fn sessions_are_listed_and_ended_one_by_one(b: Backend) {
+    let apps = TestApp::cluster(b, 2).await;
+    let (one, two) = (&apps[0], &apps[1]);
+    let ann = one.register("ann").await;
+    let login = |agent: &'static str| async move {
+        let resp = one
+            .http
+            .post(one.api("/auth/login"))
+            .header("user-agent", agent)
+            .json(&json!({"login": "ann", "password": "password123"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::OK);
+        TestUser::from_auth(&resp.json::<Value>().await.unwrap())
+    };
+    let phone = login("ChorusPhone/1.0").await;
+    let laptop = login("Firefox on a laptop").await;
+    let (s, list) = one.get("/auth/sessions", laptop.bearer()).await;
+    assert_eq!(s, StatusCode::OK, "{list}");
+    let list = list.as_array().unwrap().clone();
+    assert_eq!(list.len(), 3, "register, phone, laptop: {list:?}");
+    assert_eq!(list[0]["device"], "Firefox on a laptop", "latest used first");
+    assert_eq!(list[0]["current"], true);
+    assert_eq!(list[1]["device"], "ChorusPhone/1.0");
+    assert_eq!(list[1]["current"], false);
+    assert!(list.iter().all(|s| s["ip"] == "127.0.0.1"));
+    let phone_session = list[1]["id"].as_str().unwrap().to_string();
+
+    let mut phone_ws = WsClient::connect(&two.base, &phone.token).await;
+    let mut laptop_ws = WsClient::connect(&two.base, &laptop.token).await;
+    let bob = one.register("bob").await;
+    let (s, _) = one.call(Method::DELETE, &format!("/auth/sessions/{phone_session}"), bob.bearer(), None).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "not bob's session");
+    let (s, _) = one.call(Method::DELETE, &format!("/auth/sessions/{phone_session}"), laptop.bearer(), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    assert_eq!(phone_ws.expect_close().await.0, 4501, "the phone's socket closes, on the other instance");
+    let (s, _) = one.get("/auth/me", phone.bearer()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = two.post("/auth/refresh", None, json!({"refresh_token": phone.refresh})).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = one.get("/auth/me", laptop.bearer()).await;
+    assert_eq!(s, StatusCode::OK, "the other sessions go on");
+    laptop_ws.subscribe(&format!("user:{}", ann.id)).await;
+    let (_, list) = one.get("/auth/sessions", laptop.bearer()).await;
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    // A refresh keeps the session (and its place in the list).
+    let (s, v) = one.post("/auth/refresh", None, json!({"refresh_token": ann.refresh})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    let (_, list) = one.get("/auth/sessions", laptop.bearer()).await;
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list[0]["current"], false, "the refreshed register session is now the latest used");
+    laptop_ws.close().await;
+}
+
+/// The documented defaults (README), each kind counted on its own, per account: the burst
+/// passes, the next write answers 429 with `Retry-After` of about one interval.
+async fn each_write_limit_answers_429_at_its_documented_rate(b: Backend) {
+    let app = TestApp::spawn_with(b, |c| c.rate_limit.writes = chorus::config::WriteLimits::default()).await;
+    let d = chorus::config::WriteLimits::default();
+    let users = quick_users(&app, "wl", 40).await;
+    let me = &users[0];
+    let others = &users[1..];
+    let limited = |s: StatusCode, v: &Value, what: &str| {
+        assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{what}: {v}");
+        assert_eq!(v["error"]["code"], "rate_limited");
+    };
+    let retry_after = |resp: &reqwest::Response| -> u64 {
+        resp.headers()["retry-after"].to_str().unwrap().parse().unwrap()
+    };
+
+    // Posts: 10 at once, then one per 60 s.
+    for i in 0..d.posts.burst {
+        let (s, v) = app.post("/posts", me.bearer(), json!({"caption": format!("p{i}")})).await;
+        assert_eq!(s, StatusCode::CREATED, "post {i}: {v}");
+    }
+    let resp = app.http.post(app.api("/posts")).bearer_auth(&me.token).json(&json!({"caption": "one more"})).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+    let wait = retry_after(&resp);
+    let interval = 3600 / d.posts.per_hour as u64;
+    assert!(wait >= interval - 2 && wait <= interval, "Retry-After {wait}, interval {interval}");
+    let (s, _) = app.post("/posts", users[1].bearer(), json!({"caption": "someone else"})).await;
+    assert_eq!(s, StatusCode::CREATED, "per account");
+
+    let post = new_post(&app, &users[1], "target").await;
+    for i in 0..d.comments.burst {
+        let (s, v) = app.post(&format!("/posts/{post}/comments"), me.bearer(), json!({"body": format!("c{i}")})).await;
+        assert_eq!(s, StatusCode::CREATED, "comment {i}: {v}");
+    }
+    let (s, v) = app.post(&format!("/posts/{post}/comments"), me.bearer(), json!({"body": "more"})).await;
+    limited(s, &v, "comments");
+
+    for i in 0..d.reactions.burst {
+        let (s, v) = app.call(Method::PUT, &format!("/posts/{post}/reaction"), me.bearer(), Some(json!({"type": "love"}))).await;
+        assert_eq!(s, StatusCode::OK, "reaction {i}: {v}");
+    }
+    let (s, v) = app.call(Method::PUT, &format!("/posts/{post}/reaction"), me.bearer(), Some(json!({"type": "love"}))).await;
+    limited(s, &v, "reactions");
+    let (s, _) = app.call(Method::DELETE, &format!("/posts/{post}/reaction"), me.bearer(), None).await;
+    assert_eq!(s, StatusCode::OK, "taking a reaction back is never refused");
+
+    for (i, o) in others.iter().take(d.follows.burst as usize).enumerate() {
+        let (s, v) = app.post(&format!("/users/{}/follow", o.id), me.bearer(), json!({})).await;
+        assert_eq!(s, StatusCode::OK, "follow {i}: {v}");
+    }
+    let (s, v) = app.post(&format!("/users/{}/follow", others[d.follows.burst as usize].id), me.bearer(), json!({})).await;
+    limited(s, &v, "follows");
+
+    for i in 0..d.groups.burst {
+        let (s, v) = app
+            .post("/conversations", me.bearer(), json!({"kind": "group", "title": format!("g{i}"), "member_ids": [users[1].id]}))
+            .await;
+        assert_eq!(s, StatusCode::CREATED, "group {i}: {v}");
+    }
+    let (s, v) =
+        app.post("/conversations", me.bearer(), json!({"kind": "group", "title": "one more", "member_ids": [users[1].id]})).await;
+    limited(s, &v, "groups");
+
+    // Messages: REST and the socket count together; the socket answers with the same error.
+    let conv = dm(&app, me, &users[2]).await;
+    for i in 0..d.messages.burst - 1 {
+        say(&app, me, &conv, &format!("m{i}")).await;
+    }
+    let mut ws = WsClient::connect(&app.base, &me.token).await;
+    let ok = ws.request(json!({"op": "chat.send", "data": {"conversation_id": conv, "body": "last one"}})).await;
+    assert_eq!(ok["op"], "ok", "{ok}");
+    let r = ws.request(json!({"op": "chat.send", "data": {"conversation_id": conv, "body": "too many"}})).await;
+    assert_eq!(r["op"], "error", "{r}");
+    assert_eq!(r["error"]["code"], "rate_limited");
+    ws.close().await;
+    let (s, v) = app.post(&format!("/conversations/{conv}/messages"), me.bearer(), json!({"body": "rest too"})).await;
+    limited(s, &v, "messages");
+
+    for i in 0..d.uploads.burst {
+        let part = reqwest::multipart::Part::bytes(small_jpeg()).file_name("a.jpg").mime_str("image/jpeg").unwrap();
+        let resp = app
+            .http
+            .post(app.api("/media"))
+            .bearer_auth(&me.token)
+            .multipart(reqwest::multipart::Form::new().part("file", part))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::CREATED, "upload {i}");
+    }
+    let part = reqwest::multipart::Part::bytes(small_jpeg()).file_name("a.jpg").mime_str("image/jpeg").unwrap();
+    let resp = app
+        .http
+        .post(app.api("/media"))
+        .bearer_auth(&me.token)
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS, "uploads");
+
+    for (i, o) in others.iter().take(d.reports.burst as usize).enumerate() {
+        let (s, v) = report(&app, me, "user", &o.id, "spam").await;
+        assert_eq!(s, StatusCode::CREATED, "report {i}: {v}");
+    }
+    let (s, v) = report(&app, me, "user", &others[d.reports.burst as usize].id, "spam").await;
+    limited(s, &v, "reports");
+}
+
+/// In a cluster the counters are in Redis: writes on either instance count together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn write_limits_are_shared_by_every_instance() {
+    let Some(apps) =
+        TestApp::redis_cluster_with(Backend::Sqlite, 2, |c| c.rate_limit.writes = chorus::config::WriteLimits::all(60, 3))
+            .await
+    else {
+        return;
+    };
+    let ann = apps[0].register("ann").await;
+    for (i, app) in [&apps[0], &apps[1], &apps[0]].into_iter().enumerate() {
+        let (s, v) = app.post("/posts", ann.bearer(), json!({"caption": format!("p{i}")})).await;
+        assert_eq!(s, StatusCode::CREATED, "{v}");
+    }
+    let (s, v) = apps[1].post("/posts", ann.bearer(), json!({"caption": "fourth"})).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+}
+
+async fn the_audit_log_is_append_only(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let users = quick_users(&app, "al", 2).await;
+    grant(&app, &users[0], Role::Moderator).await;
+    let mut tx = app.state.store.begin().await.unwrap();
+    let update = chorus::exec!(tx.ex(), c => sqlx::query("UPDATE audit_log SET action = 'nothing'").execute(c).await);
+    assert!(update.is_err(), "an update is refused");
+    drop(tx);
+    let mut tx = app.state.store.begin().await.unwrap();
+    let delete = chorus::exec!(tx.ex(), c => sqlx::query("DELETE FROM audit_log").execute(c).await);
+    assert!(delete.is_err(), "a deletion is refused");
+    drop(tx);
+    let (_, log) = app.get("/admin/audit", users[0].bearer()).await;
+    assert_eq!(log["items"].as_array().unwrap().len(), 1);
+}
