@@ -16,10 +16,13 @@
 //! row.
 //!
 //! # Expectations
-//! Ten entries, in the order of [`ACTORS`]: anonymous, owner, follower (approved),
+//! Twelve entries, in the order of [`ACTORS`]: anonymous, owner, follower (approved),
 //! pending (requested, a private owner's only; towards a public owner a stranger),
 //! stranger, blocked (by the owner), blocker (blocked the owner), muted (an approved
-//! follower the owner muted), member and former member (of the owner's conversation). Each
+//! follower the owner muted), member and former member (of the owner's conversation),
+//! suspended (a stranger a moderator suspended: its token was revoked with it) and
+//! moderator (a stranger with the moderator role; last, since some of its actions suspend
+//! the owner). Each
 //! entry is an HTTP status; `200+` and `200-` also say whether the target is in the list
 //! answered, and for sockets `ok` means the subscription or action succeeded (errors map
 //! to the status REST would answer).
@@ -37,8 +40,20 @@ use crate::support::ws::{WsClient, ws_url};
 use crate::support::{Backend, TestApp, TestUser, eventually};
 
 /// The kinds of actor, in the order of every row's expectations.
-const ACTORS: [&str; 10] =
-    ["anonymous", "owner", "follower", "pending", "stranger", "blocked", "blocker", "muted", "member", "former"];
+const ACTORS: [&str; 12] = [
+    "anonymous",
+    "owner",
+    "follower",
+    "pending",
+    "stranger",
+    "blocked",
+    "blocker",
+    "muted",
+    "member",
+    "former",
+    "suspended",
+    "moderator",
+];
 
 /// What a row acts on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -84,172 +99,196 @@ use Target::*;
 
 #[rustfmt::skip]
 const ROWS: &[Row] = &[
-    //                                                              anon owner fol  pend str  blkd blkr mute mem  form
+    //                                                              anon owner fol  pend str  blkd blkr mute mem  form susp mod
     // ---- auth
     row("POST /auth/register", None, Some(r#"{"username":"{unique}","email":"{unique}@example.com","password":"password123"}"#),
-                                                                  "201  201  201  201  201  201  201  201  201  201"),
+                                                                  "201  201  201  201  201  201  201  201  201  201  201  201"),
     row("POST /auth/login", Public, Some(r#"{"login":"{owner_name}","password":"not the password"}"#),
-                                                                  "401  401  401  401  401  401  401  401  401  401"),
+                                                                  "401  401  401  401  401  401  401  401  401  401  401  401"),
     row("POST /auth/refresh", None, Some(r#"{"refresh_token":"not a token"}"#),
-                                                                  "401  401  401  401  401  401  401  401  401  401"),
-    row("POST /auth/logout", None, Some("{}"),                    "401  204  204  204  204  204  204  204  204  204"),
-    row("GET /auth/me", None, Option::None,                       "401  200  200  200  200  200  200  200  200  200"),
+                                                                  "401  401  401  401  401  401  401  401  401  401  401  401"),
+    row("POST /auth/logout", None, Some("{}"),                    "401  204  204  204  204  204  204  204  204  204  401  204"),
+    row("GET /auth/me", None, Option::None,                       "401  200  200  200  200  200  200  200  200  200  401  200"),
     row("PUT /auth/password", None, Some(r#"{"current_password":"wrong one","new_password":"new password 1"}"#),
-                                                                  "401  422  422  422  422  422  422  422  422  422"),
+                                                                  "401  422  422  422  422  422  422  422  422  422  401  422"),
     row("POST /auth/password/forgot", None, Some(r#"{"email":"nobody@example.com"}"#),
-                                                                  "202  202  202  202  202  202  202  202  202  202"),
+                                                                  "202  202  202  202  202  202  202  202  202  202  202  202"),
     row("POST /auth/password/reset", None, Some(r#"{"token":"not a token","new_password":"new password 1"}"#),
-                                                                  "422  422  422  422  422  422  422  422  422  422"),
+                                                                  "422  422  422  422  422  422  422  422  422  422  422  422"),
     // ---- users
-    row("GET /users?limit=100", Public, Option::None,                       "200+ 200+ 200+ 200+ 200+ 200- 200- 200+ 200+ 200+"),
-    row("GET /users?limit=100", Private, Option::None,                      "200+ 200+ 200+ 200+ 200+ 200- 200- 200+ 200+ 200+"),
-    row("GET /users/search?q={owner_name}", Public, Option::None,                "200+ 200+ 200+ 200+ 200+ 200- 200- 200+ 200+ 200+"),
-    row("GET /users/suggestions", None, Option::None,             "401  200  200  200  200  200  200  200  200  200"),
+    row("GET /users?limit=100", Public, Option::None,                       "200+ 200+ 200+ 200+ 200+ 200- 200- 200+ 200+ 200+  401  200+"),
+    row("GET /users?limit=100", Private, Option::None,                      "200+ 200+ 200+ 200+ 200+ 200- 200- 200+ 200+ 200+  401  200+"),
+    row("GET /users/search?q={owner_name}", Public, Option::None,                "200+ 200+ 200+ 200+ 200+ 200- 200- 200+ 200+ 200+  401  200+"),
+    row("GET /users/suggestions", None, Option::None,             "401  200  200  200  200  200  200  200  200  200  401  200"),
     row("PATCH /users/me", None, Some(r#"{"display_name":"Renamed"}"#),
-                                                                  "401  200  200  200  200  200  200  200  200  200"),
-    row("PUT /users/me/settings", None, Some("{}"),               "401  200  200  200  200  200  200  200  200  200"),
+                                                                  "401  200  200  200  200  200  200  200  200  200  401  200"),
+    row("PUT /users/me/settings", None, Some("{}"),               "401  200  200  200  200  200  200  200  200  200  401  200"),
     row("PUT /users/me/avatar", None, Some(r#"{"media_id":null}"#),
-                                                                  "401  200  200  200  200  200  200  200  200  200"),
-    row("GET /users/me/saved", None, Option::None,                "401  200  200  200  200  200  200  200  200  200"),
-    row("GET /users/me/follow-requests", None, Option::None,      "401  200  200  200  200  200  200  200  200  200"),
+                                                                  "401  200  200  200  200  200  200  200  200  200  401  200"),
+    row("GET /users/me/saved", None, Option::None,                "401  200  200  200  200  200  200  200  200  200  401  200"),
+    row("GET /users/me/follow-requests", None, Option::None,      "401  200  200  200  200  200  200  200  200  200  401  200"),
     row("POST /users/me/follow-requests/{pending}/approve", Private, Some("{}"),
-                                                                  "401  204  404  404  404  404  404  404  404  404"),
+                                                                  "401  204  404  404  404  404  404  404  404  404  401  404"),
     row("DELETE /users/me/follow-requests/{pending}", Private, Option::None,
-                                                                  "401  204  404  404  404  404  404  404  404  404"),
-    row("GET /users/{owner}", Public, Option::None,               "200  200  200  200  200  404  404  200  200  200"),
-    row("GET /users/{owner}", Private, Option::None,              "200  200  200  200  200  404  404  200  200  200"),
-    row("GET /users/{owner}/followers", Public, Option::None,     "200  200  200  200  200  404  404  200  200  200"),
-    row("GET /users/{owner}/followers", Private, Option::None,    "403  200  200  403  403  404  404  200  403  403"),
-    row("GET /users/{owner}/following", Public, Option::None,     "200  200  200  200  200  404  404  200  200  200"),
-    row("GET /users/{owner}/following", Private, Option::None,    "403  200  200  403  403  404  404  200  403  403"),
-    row("GET /users/{owner}/posts", Public, Option::None,         "200+ 200+ 200+ 200+ 200+ 404  404  200+ 200+ 200+"),
-    row("GET /users/{owner}/posts", Private, Option::None,        "403  200+ 200+ 403  403  404  404  200+ 403  403"),
+                                                                  "401  204  404  404  404  404  404  404  404  404  401  404"),
+    row("GET /users/{owner}", Public, Option::None,               "200  200  200  200  200  404  404  200  200  200  401  200"),
+    row("GET /users/{owner}", Private, Option::None,              "200  200  200  200  200  404  404  200  200  200  401  200"),
+    row("GET /users/{owner}/followers", Public, Option::None,     "200  200  200  200  200  404  404  200  200  200  401  200"),
+    row("GET /users/{owner}/followers", Private, Option::None,    "403  200  200  403  403  404  404  200  403  403  401  403"),
+    row("GET /users/{owner}/following", Public, Option::None,     "200  200  200  200  200  404  404  200  200  200  401  200"),
+    row("GET /users/{owner}/following", Private, Option::None,    "403  200  200  403  403  404  404  200  403  403  401  403"),
+    row("GET /users/{owner}/posts", Public, Option::None,         "200+ 200+ 200+ 200+ 200+ 404  404  200+ 200+ 200+  401  200+"),
+    row("GET /users/{owner}/posts", Private, Option::None,        "403  200+ 200+ 403  403  404  404  200+ 403  403  401  403"),
     // ---- graph
     // Following again is a conflict (409), a pending request included.
-    row("POST /users/{owner}/follow", Public, Some("{}"),         "401  422  409  200  200  404  404  409  200  200"),
-    row("POST /users/{owner}/follow", Private, Some("{}"),        "401  422  409  409  200  404  404  409  200  200"),
-    row("DELETE /users/{owner}/follow", Private, Option::None,    "401  422  204  204  204  404  404  204  204  204"),
-    row("POST /users/{owner}/block", Public, Some("{}"),          "401  422  204  204  204  204  204  204  204  204"),
-    row("DELETE /users/{owner}/block", Public, Option::None,      "401  422  204  204  204  204  204  204  204  204"),
-    row("POST /users/{owner}/mute", Public, Some("{}"),           "401  422  204  204  204  404  404  204  204  204"),
-    row("DELETE /users/{owner}/mute", Public, Option::None,       "401  422  204  204  204  404  404  204  204  204"),
+    row("POST /users/{owner}/follow", Public, Some("{}"),         "401  422  409  200  200  404  404  409  200  200  401  200"),
+    row("POST /users/{owner}/follow", Private, Some("{}"),        "401  422  409  409  200  404  404  409  200  200  401  200"),
+    row("DELETE /users/{owner}/follow", Private, Option::None,    "401  422  204  204  204  404  404  204  204  204  401  204"),
+    row("POST /users/{owner}/block", Public, Some("{}"),          "401  422  204  204  204  204  204  204  204  204  401  204"),
+    row("DELETE /users/{owner}/block", Public, Option::None,      "401  422  204  204  204  204  204  204  204  204  401  204"),
+    row("POST /users/{owner}/mute", Public, Some("{}"),           "401  422  204  204  204  404  404  204  204  204  401  204"),
+    row("DELETE /users/{owner}/mute", Public, Option::None,       "401  422  204  204  204  404  404  204  204  204  401  204"),
     // ---- posts
-    row("POST /posts", None, Some(r#"{"caption":"hello"}"#),     "401  201  201  201  201  201  201  201  201  201"),
-    row("GET /posts?limit=100", Public, Option::None,                       "200+ 200+ 200+ 200+ 200+ 200- 200- 200+ 200+ 200+"),
-    row("GET /posts?limit=100", Private, Option::None,                      "200- 200+ 200+ 200- 200- 200- 200- 200+ 200- 200-"),
-    row("GET /posts/{post}", Public, Option::None,                "200  200  200  200  200  404  404  200  200  200"),
-    row("GET /posts/{post}", Private, Option::None,               "404  200  200  404  404  404  404  200  404  404"),
+    row("POST /posts", None, Some(r#"{"caption":"hello"}"#),     "401  201  201  201  201  201  201  201  201  201  401  201"),
+    row("GET /posts?limit=100", Public, Option::None,                       "200+ 200+ 200+ 200+ 200+ 200- 200- 200+ 200+ 200+  401  200+"),
+    row("GET /posts?limit=100", Private, Option::None,                      "200- 200+ 200+ 200- 200- 200- 200- 200+ 200- 200-  401  200-"),
+    row("GET /posts/{post}", Public, Option::None,                "200  200  200  200  200  404  404  200  200  200  401  200"),
+    row("GET /posts/{post}", Private, Option::None,               "404  200  200  404  404  404  404  200  404  404  401  404"),
     row("PATCH /posts/{post}", Public, Some(r#"{"caption":"changed"}"#),
-                                                                  "401  200  403  403  403  404  404  403  403  403"),
+                                                                  "401  200  403  403  403  404  404  403  403  403  401  403"),
     row("PATCH /posts/{post}", Private, Some(r#"{"caption":"changed"}"#),
-                                                                  "401  200  403  404  404  404  404  403  404  404"),
-    row("DELETE /posts/{post}", Public, Option::None,             "401  204  403  403  403  404  404  403  403  403"),
-    row("DELETE /posts/{post}", Private, Option::None,            "401  204  403  404  404  404  404  403  404  404"),
-    row("GET /posts/{post}/comments", Public, Option::None,       "200+ 200+ 200+ 200+ 200+ 404  404  200+ 200+ 200+"),
-    row("GET /posts/{post}/comments", Private, Option::None,      "404  200+ 200+ 404  404  404  404  200+ 404  404"),
+                                                                  "401  200  403  404  404  404  404  403  404  404  401  404"),
+    row("DELETE /posts/{post}", Public, Option::None,             "401  204  403  403  403  404  404  403  403  403  401  403"),
+    row("DELETE /posts/{post}", Private, Option::None,            "401  204  403  404  404  404  404  403  404  404  401  404"),
+    row("GET /posts/{post}/comments", Public, Option::None,       "200+ 200+ 200+ 200+ 200+ 404  404  200+ 200+ 200+  401  200+"),
+    row("GET /posts/{post}/comments", Private, Option::None,      "404  200+ 200+ 404  404  404  404  200+ 404  404  401  404"),
     row("POST /posts/{post}/comments", Public, Some(r#"{"body":"nice"}"#),
-                                                                  "401  201  201  201  201  404  404  201  201  201"),
+                                                                  "401  201  201  201  201  404  404  201  201  201  401  201"),
     row("POST /posts/{post}/comments", Private, Some(r#"{"body":"nice"}"#),
-                                                                  "401  201  201  404  404  404  404  201  404  404"),
+                                                                  "401  201  201  404  404  404  404  201  404  404  401  404"),
     row("PUT /posts/{post}/reaction", Private, Some(r#"{"type":"love"}"#),
-                                                                  "401  200  200  404  404  404  404  200  404  404"),
-    row("DELETE /posts/{post}/reaction", Private, Option::None,   "401  200  200  404  404  404  404  200  404  404"),
-    row("GET /posts/{post}/reactions", Private, Option::None,     "404  200  200  404  404  404  404  200  404  404"),
-    row("POST /posts/{post}/save", Private, Some("{}"),           "401  204  204  404  404  404  404  204  404  404"),
-    row("DELETE /posts/{post}/save", Private, Option::None,       "401  204  204  404  404  404  404  204  404  404"),
-    row("GET /reaction-types", None, Option::None,                "200  200  200  200  200  200  200  200  200  200"),
+                                                                  "401  200  200  404  404  404  404  200  404  404  401  404"),
+    row("DELETE /posts/{post}/reaction", Private, Option::None,   "401  200  200  404  404  404  404  200  404  404  401  404"),
+    row("GET /posts/{post}/reactions", Private, Option::None,     "404  200  200  404  404  404  404  200  404  404  401  404"),
+    row("POST /posts/{post}/save", Private, Some("{}"),           "401  204  204  404  404  404  404  204  404  404  401  404"),
+    row("DELETE /posts/{post}/save", Private, Option::None,       "401  204  204  404  404  404  404  204  404  404  401  404"),
+    row("GET /reaction-types", None, Option::None,                "200  200  200  200  200  200  200  200  200  200  401  200"),
     // ---- feeds
-    row("GET /feed", None, Option::None,                          "401  200  200  200  200  200  200  200  200  200"),
+    row("GET /feed", None, Option::None,                          "401  200  200  200  200  200  200  200  200  200  401  200"),
     // Explore is for discovery: neither one's own posts nor those of accounts one follows.
-    row("GET /explore?limit=100", Public, Option::None,           "200+ 200- 200- 200+ 200+ 200- 200- 200- 200+ 200+"),
-    row("GET /tags/{tag}/posts", Public, Option::None,            "200+ 200+ 200+ 200+ 200+ 200- 200- 200+ 200+ 200+"),
-    row("GET /tags/{tag}/posts", Private, Option::None,           "200- 200+ 200+ 200- 200- 200- 200- 200+ 200- 200-"),
+    row("GET /explore?limit=100", Public, Option::None,           "200+ 200- 200- 200+ 200+ 200- 200- 200- 200+ 200+  401  200+"),
+    row("GET /tags/{tag}/posts", Public, Option::None,            "200+ 200+ 200+ 200+ 200+ 200- 200- 200+ 200+ 200+  401  200+"),
+    row("GET /tags/{tag}/posts", Private, Option::None,           "200- 200+ 200+ 200- 200- 200- 200- 200+ 200- 200-  401  200-"),
     // ---- comments
     row("PATCH /comments/{comment}", Public, Some(r#"{"body":"changed"}"#),
-                                                                  "401  200  403  403  403  404  404  403  403  403"),
+                                                                  "401  200  403  403  403  404  404  403  403  403  401  403"),
     row("PATCH /comments/{comment}", Private, Some(r#"{"body":"changed"}"#),
-                                                                  "401  200  403  404  404  404  404  403  404  404"),
-    row("DELETE /comments/{comment}", Private, Option::None,      "401  204  403  404  404  404  404  403  404  404"),
-    row("GET /comments/{comment}/replies", Private, Option::None, "404  200  200  404  404  404  404  200  404  404"),
+                                                                  "401  200  403  404  404  404  404  403  404  404  401  404"),
+    row("DELETE /comments/{comment}", Private, Option::None,      "401  204  403  404  404  404  404  403  404  404  401  404"),
+    row("GET /comments/{comment}/replies", Private, Option::None, "404  200  200  404  404  404  404  200  404  404  401  404"),
     row("GET /comments/{comment}/reactions", Private, Option::None,
-                                                                  "404  200  200  404  404  404  404  200  404  404"),
+                                                                  "404  200  200  404  404  404  404  200  404  404  401  404"),
     row("PUT /comments/{comment}/reaction", Private, Some(r#"{"type":"love"}"#),
-                                                                  "401  200  200  404  404  404  404  200  404  404"),
+                                                                  "401  200  200  404  404  404  404  200  404  404  401  404"),
     row("DELETE /comments/{comment}/reaction", Private, Option::None,
-                                                                  "401  200  200  404  404  404  404  200  404  404"),
+                                                                  "401  200  200  404  404  404  404  200  404  404  401  404"),
     // ---- media
-    row("POST /media", None, Option::None,                        "401  201  201  201  201  201  201  201  201  201"),
-    row("GET /media/{media}", Unattached, Option::None,           "404  200  404  404  404  404  404  404  404  404"),
-    row("GET /media/{media}", PublicPostMedia, Option::None,      "200  200  200  200  200  404  404  200  200  200"),
-    row("GET /media/{media}", PrivatePostMedia, Option::None,     "404  200  200  404  404  404  404  200  404  404"),
-    row("GET /media/{media}", DmMedia, Option::None,              "404  200  404  404  404  404  404  404  200  404"),
-    row("DELETE /media/{media}", Unattached, Option::None,        "401  204  404  404  404  404  404  404  404  404"),
-    row("DELETE /media/{media}", PrivatePostMedia, Option::None,  "401  409  403  404  404  404  404  403  404  404"),
-    row("DELETE /media/{media}", DmMedia, Option::None,           "401  409  404  404  404  404  404  404  403  404"),
-    row("FILE unsigned", Unattached, Option::None,                "404  404  404  404  404  404  404  404  404  404"),
-    row("FILE unsigned", PublicPostMedia, Option::None,           "200  200  200  200  200  200  200  200  200  200"),
-    row("FILE unsigned", PrivatePostMedia, Option::None,          "404  404  404  404  404  404  404  404  404  404"),
-    row("FILE unsigned", DmMedia, Option::None,                   "404  404  404  404  404  404  404  404  404  404"),
+    row("POST /media", None, Option::None,                        "401  201  201  201  201  201  201  201  201  201  401  201"),
+    row("GET /media/{media}", Unattached, Option::None,           "404  200  404  404  404  404  404  404  404  404  401  404"),
+    row("GET /media/{media}", PublicPostMedia, Option::None,      "200  200  200  200  200  404  404  200  200  200  401  200"),
+    row("GET /media/{media}", PrivatePostMedia, Option::None,     "404  200  200  404  404  404  404  200  404  404  401  404"),
+    row("GET /media/{media}", DmMedia, Option::None,              "404  200  404  404  404  404  404  404  200  404  401  404"),
+    row("DELETE /media/{media}", Unattached, Option::None,        "401  204  404  404  404  404  404  404  404  404  401  404"),
+    row("DELETE /media/{media}", PrivatePostMedia, Option::None,  "401  409  403  404  404  404  404  403  404  404  401  404"),
+    row("DELETE /media/{media}", DmMedia, Option::None,           "401  409  404  404  404  404  404  404  403  404  401  404"),
+    row("FILE unsigned", Unattached, Option::None,                "404  404  404  404  404  404  404  404  404  404  404  404"),
+    row("FILE unsigned", PublicPostMedia, Option::None,           "200  200  200  200  200  200  200  200  200  200  200  200"),
+    row("FILE unsigned", PrivatePostMedia, Option::None,          "404  404  404  404  404  404  404  404  404  404  404  404"),
+    row("FILE unsigned", DmMedia, Option::None,                   "404  404  404  404  404  404  404  404  404  404  404  404"),
     // A signed URL is a capability until it expires: whoever holds it may fetch the file.
-    row("FILE signed", PrivatePostMedia, Option::None,            "200  200  200  200  200  200  200  200  200  200"),
-    row("FILE signed", DmMedia, Option::None,                     "200  200  200  200  200  200  200  200  200  200"),
-    row("FILE tampered", DmMedia, Option::None,                   "403  403  403  403  403  403  403  403  403  403"),
+    row("FILE signed", PrivatePostMedia, Option::None,            "200  200  200  200  200  200  200  200  200  200  200  200"),
+    row("FILE signed", DmMedia, Option::None,                     "200  200  200  200  200  200  200  200  200  200  200  200"),
+    row("FILE tampered", DmMedia, Option::None,                   "403  403  403  403  403  403  403  403  403  403  403  403"),
     // ---- notifications
-    row("GET /notifications", None, Option::None,                 "401  200  200  200  200  200  200  200  200  200"),
-    row("GET /notifications/unread-count", None, Option::None,    "401  200  200  200  200  200  200  200  200  200"),
-    row("POST /notifications/read-all", None, Some("{}"),         "401  204  204  204  204  204  204  204  204  204"),
+    row("GET /notifications", None, Option::None,                 "401  200  200  200  200  200  200  200  200  200  401  200"),
+    row("GET /notifications/unread-count", None, Option::None,    "401  200  200  200  200  200  200  200  200  200  401  200"),
+    row("POST /notifications/read-all", None, Some("{}"),         "401  204  204  204  204  204  204  204  204  204  401  204"),
     row("POST /notifications/{notification}/read", Public, Some("{}"),
-                                                                  "401  204  404  404  404  404  404  404  404  404"),
+                                                                  "401  204  404  404  404  404  404  404  404  404  401  404"),
     // ---- chat
-    row("GET /conversations", None, Option::None,                 "401  200  200  200  200  200  200  200  200  200"),
-    row("GET /conversations/unread-count", None, Option::None,    "401  200  200  200  200  200  200  200  200  200"),
+    row("GET /conversations", None, Option::None,                 "401  200  200  200  200  200  200  200  200  200  401  200"),
+    row("GET /conversations/unread-count", None, Option::None,    "401  200  200  200  200  200  200  200  200  200  401  200"),
     row("POST /conversations", Public, Some(r#"{"kind":"direct","user_id":"{owner}"}"#),
-                                                                  "401  422  201  201  201  404  404  201  201  201"),
-    row("GET /conversations/{conv}", Group, Option::None,         "401  200  404  404  404  404  404  404  200  404"),
-    row("GET /conversations/{conv}", Dm, Option::None,            "401  200  404  404  404  404  404  404  200  404"),
+                                                                  "401  422  201  201  201  404  404  201  201  201  401  201"),
+    row("GET /conversations/{conv}", Group, Option::None,         "401  200  404  404  404  404  404  404  200  404  401  404"),
+    row("GET /conversations/{conv}", Dm, Option::None,            "401  200  404  404  404  404  404  404  200  404  401  404"),
     row("PATCH /conversations/{conv}", Group, Some(r#"{"title":"renamed"}"#),
-                                                                  "401  200  404  404  404  404  404  404  403  404"),
+                                                                  "401  200  404  404  404  404  404  404  403  404  401  404"),
     row("POST /conversations/{conv}/members", Group, Some(r#"{"user_ids":["{stranger}"]}"#),
-                                                                  "401  200  404  404  404  404  404  404  403  404"),
+                                                                  "401  200  404  404  404  404  404  404  403  404  401  404"),
     row("DELETE /conversations/{conv}/members/{member}", Group, Option::None,
-                                                                  "401  204  404  404  404  404  404  404  204  404"),
-    row("GET /conversations/{conv}/messages", Dm, Option::None,   "401  200  404  404  404  404  404  404  200  404"),
-    row("GET /conversations/{conv}/messages", Group, Option::None,"401  200  404  404  404  404  404  404  200  404"),
+                                                                  "401  204  404  404  404  404  404  404  204  404  401  404"),
+    row("GET /conversations/{conv}/messages", Dm, Option::None,   "401  200  404  404  404  404  404  404  200  404  401  404"),
+    row("GET /conversations/{conv}/messages", Group, Option::None,"401  200  404  404  404  404  404  404  200  404  401  404"),
     row("POST /conversations/{conv}/messages", Group, Some(r#"{"body":"hi all"}"#),
-                                                                  "401  201  404  404  404  404  404  404  201  404"),
+                                                                  "401  201  404  404  404  404  404  404  201  404  401  404"),
     row("POST /conversations/{conv}/read", Group, Some(r#"{"message_id":"{message}"}"#),
-                                                                  "401  200  404  404  404  404  404  404  200  404"),
+                                                                  "401  200  404  404  404  404  404  404  200  404  401  404"),
     row("PATCH /messages/{message}", Dm, Some(r#"{"body":"edited"}"#),
-                                                                  "401  200  404  404  404  404  404  404  403  404"),
-    row("DELETE /messages/{message}", Group, Option::None,        "401  204  404  404  404  404  404  404  403  404"),
+                                                                  "401  200  404  404  404  404  404  404  403  404  401  404"),
+    row("DELETE /messages/{message}", Group, Option::None,        "401  204  404  404  404  404  404  404  403  404  401  404"),
     row("PUT /messages/{message}/reaction", Group, Some(r#"{"type":"love"}"#),
-                                                                  "401  200  404  404  404  404  404  404  200  404"),
-    row("DELETE /messages/{message}/reaction", Dm, Option::None,  "401  200  404  404  404  404  404  404  200  404"),
+                                                                  "401  200  404  404  404  404  404  404  200  404  401  404"),
+    row("DELETE /messages/{message}/reaction", Dm, Option::None,  "401  200  404  404  404  404  404  404  200  404  401  404"),
+    // ---- sessions
+    row("GET /auth/sessions", None, Option::None,                 "401  200  200  200  200  200  200  200  200  200  401  200"),
+    row("DELETE /auth/sessions/{session}", None, Option::None,    "401  204  404  404  404  404  404  404  404  404  401  404"),
+    // ---- reports: anyone may report what they may see, not their own
+    row("POST /reports", Public, Some(r#"{"target_type":"post","target_id":"{post}","reason":"spam"}"#),
+                                                                  "401  422  201  201  201  404  404  201  201  201  401  201"),
+    row("POST /reports", Private, Some(r#"{"target_type":"comment","target_id":"{comment}","reason":"hate"}"#),
+                                                                  "401  422  201  404  404  404  404  201  404  404  401  404"),
+    row("POST /reports", Dm, Some(r#"{"target_type":"message","target_id":"{message}","reason":"harassment"}"#),
+                                                                  "401  422  404  404  404  404  404  404  201  404  401  404"),
+    row("POST /reports", Private, Some(r#"{"target_type":"user","target_id":"{owner}","reason":"impersonation"}"#),
+                                                                  "401  422  201  201  201  404  404  201  201  201  401  201"),
+    // ---- moderation: moderators only (and roles: admins only)
+    row("GET /admin/reports", None, Option::None,                 "401  403  403  403  403  403  403  403  403  403  401  200"),
+    row("GET /admin/reports/count", None, Option::None,           "401  403  403  403  403  403  403  403  403  403  401  200"),
+    row("GET /admin/audit", None, Option::None,                   "401  403  403  403  403  403  403  403  403  403  401  200"),
+    row("POST /admin/reports/{report}/dismiss", Public, Some("{}"),"401  403  403  403  403  403  403  403  403  403  401  204"),
+    row("POST /admin/reports/{report}/remove", Public, Some("{}"), "401  403  403  403  403  403  403  403  403  403  401  204"),
+    row("POST /admin/reports/{report}/suspend", Public, Some("{}"),"401  403  403  403  403  403  403  403  403  403  401  204"),
+    row("POST /admin/users/{owner}/suspension", Public, Some("{}"),"401  403  403  403  403  403  403  403  403  403  401  204"),
+    row("DELETE /admin/users/{suspended}/suspension", None, Option::None,
+                                                                  "401  403  403  403  403  403  403  403  403  403  401  204"),
+    row("PUT /admin/users/{stranger}/role", None, Some(r#"{"role":"moderator"}"#),
+                                                                  "401  403  403  403  403  403  403  403  403  403  401  403"),
     // ---- ops
-    row("GET /health", None, Option::None,                        "200  200  200  200  200  200  200  200  200  200"),
-    row("GET /ready", None, Option::None,                         "200  200  200  200  200  200  200  200  200  200"),
-    row("GET /metrics", None, Option::None,                       "200  200  200  200  200  200  200  200  200  200"),
+    row("GET /health", None, Option::None,                        "200  200  200  200  200  200  200  200  200  200  200  200"),
+    row("GET /ready", None, Option::None,                         "200  200  200  200  200  200  200  200  200  200  200  200"),
+    row("GET /metrics", None, Option::None,                       "200  200  200  200  200  200  200  200  200  200  200  200"),
     // ---- sockets: topics (anonymous connections are refused before any topic)
-    row("WS subscribe post:{post}", Public, Option::None,         "401  ok   ok   ok   ok   404  404  ok   ok   ok"),
-    row("WS subscribe post:{post}", Private, Option::None,        "401  ok   ok   404  404  404  404  ok   404  404"),
-    row("WS subscribe user:{owner}", Public, Option::None,        "401  ok   ok   ok   ok   404  404  ok   ok   ok"),
-    row("WS subscribe user:{owner}", Private, Option::None,       "401  ok   ok   403  403  404  404  ok   403  403"),
-    row("WS subscribe presence:{owner}", Private, Option::None,   "401  ok   ok   ok   ok   404  404  ok   ok   ok"),
-    row("WS subscribe chat:{conv}", Group, Option::None,          "401  ok   403  403  403  403  403  403  ok   403"),
-    row("WS subscribe feed", None, Option::None,                  "401  ok   ok   ok   ok   ok   ok   ok   ok   ok"),
-    row("WS subscribe follower", None, Option::None,              "401  ok   ok   ok   ok   ok   ok   ok   ok   ok"),
-    row("WS subscribe notification", None, Option::None,          "401  ok   ok   ok   ok   ok   ok   ok   ok   ok"),
-    row("WS subscribe image", None, Option::None,                 "401  ok   ok   ok   ok   ok   ok   ok   ok   ok"),
+    row("WS subscribe post:{post}", Public, Option::None,         "401  ok   ok   ok   ok   404  404  ok   ok   ok  401  ok"),
+    row("WS subscribe post:{post}", Private, Option::None,        "401  ok   ok   404  404  404  404  ok   404  404  401  404"),
+    row("WS subscribe user:{owner}", Public, Option::None,        "401  ok   ok   ok   ok   404  404  ok   ok   ok  401  ok"),
+    row("WS subscribe user:{owner}", Private, Option::None,       "401  ok   ok   403  403  404  404  ok   403  403  401  403"),
+    row("WS subscribe presence:{owner}", Private, Option::None,   "401  ok   ok   ok   ok   404  404  ok   ok   ok  401  ok"),
+    row("WS subscribe chat:{conv}", Group, Option::None,          "401  ok   403  403  403  403  403  403  ok   403  401  403"),
+    row("WS subscribe feed", None, Option::None,                  "401  ok   ok   ok   ok   ok   ok   ok   ok   ok  401  ok"),
+    row("WS subscribe follower", None, Option::None,              "401  ok   ok   ok   ok   ok   ok   ok   ok   ok  401  ok"),
+    row("WS subscribe notification", None, Option::None,          "401  ok   ok   ok   ok   ok   ok   ok   ok   ok  401  ok"),
+    row("WS subscribe image", None, Option::None,                 "401  ok   ok   ok   ok   ok   ok   ok   ok   ok  401  ok"),
     // ---- sockets: actions
     row("WS chat.send", Group, Some(r#"{"conversation_id":"{conv}","body":"live"}"#),
-                                                                  "401  ok   404  404  404  404  404  404  ok   404"),
+                                                                  "401  ok   404  404  404  404  404  404  ok   404  401  404"),
     row("WS chat.typing", Dm, Some(r#"{"conversation_id":"{conv}"}"#),
-                                                                  "401  ok   404  404  404  404  404  404  ok   404"),
+                                                                  "401  ok   404  404  404  404  404  404  ok   404  401  404"),
     row("WS chat.read", Group, Some(r#"{"conversation_id":"{conv}","message_id":"{message}"}"#),
-                                                                  "401  ok   404  404  404  404  404  404  ok   404"),
+                                                                  "401  ok   404  404  404  404  404  404  ok   404  401  404"),
     // ---- live events, across instances: everyone may watch a third account's public post;
     // the owner's comment on it reaches them all but those blocked either way with the owner.
-    row("LIVE post:{host_post}", HostPost, Option::None,          "401  seen seen seen seen -    -    seen seen seen"),
+    row("LIVE post:{host_post}", HostPost, Option::None,          "401  seen seen seen seen -    -    seen seen seen  401  seen"),
 ];
 
 crate::both_backends!(authorization_matrix);
@@ -353,6 +392,9 @@ async fn world(app: &TestApp, n: usize, private: bool) -> World {
     ok(app, Method::POST, &format!("/users/{}/block", w.user("blocked").id), &w.owner, json!({})).await;
     ok(app, Method::POST, &format!("/users/{}/block", w.owner.id), w.user("blocker"), json!({})).await;
     ok(app, Method::POST, &format!("/users/{}/mute", w.user("muted").id), &w.owner, json!({})).await;
+    crate::safety::grant(app, w.user("moderator"), chorus::domain::user::Role::Moderator).await;
+    let (m, s) = (w.user("moderator").id.parse().unwrap(), w.user("suspended").id.parse().unwrap());
+    chorus::services::moderation::suspend(&app.state, m, s, Option::None).await.unwrap();
     w
 }
 
@@ -386,13 +428,30 @@ async fn fixture(app: &TestApp, w: &World, r: &Row) -> Fixture {
     f.set("pending", w.user("pending").id.clone());
     f.set("stranger", w.user("stranger").id.clone());
     f.set("member", w.user("member").id.clone());
+    f.set("suspended", w.user("suspended").id.clone());
     f.set("tag", "matrixtag");
+    if r.op.contains("{session}") {
+        // The owner's session, from the store (once ended, the owner can no longer ask).
+        let mut c = app.state.store.conn().await.unwrap();
+        let owner: chorus::domain::Id = w.owner.id.parse().unwrap();
+        let sid: chorus::domain::Id =
+            chorus::run!(c.ex(), c => sqlx::query_scalar("SELECT id FROM sessions WHERE user_id = $1")
+            .bind(owner).fetch_one(c).await)
+            .unwrap();
+        f.set("session", sid.to_string());
+    }
     match target {
         None => {}
         Public | Private => {
             let p = ok(app, Method::POST, "/posts", &w.owner, json!({"caption": "matrix #matrixtag"})).await;
             let post = p["id"].as_str().unwrap().to_string();
             let c = ok(app, Method::POST, &format!("/posts/{post}/comments"), &w.owner, json!({"body": "first"})).await;
+            if r.op.contains("{report}") {
+                // The follower's report on the post, for the moderators to act on.
+                let body = json!({"target_type": "post", "target_id": post, "reason": "spam"});
+                let rep = ok(app, Method::POST, "/reports", w.user("follower"), body).await;
+                f.set("report", rep["id"].as_str().unwrap());
+            }
             f.set("post", post);
             f.set("comment", c["id"].as_str().unwrap());
             if r.op.contains("{notification}") {
@@ -479,7 +538,7 @@ async fn outcome(
         "LIVE" => {
             let Some(who) = who else { return "401".into() };
             let topic = f.fill(rest, unique);
-            let mut ws = WsClient::connect(&watch.base, &who.token).await;
+            let Ok(mut ws) = connect(watch, who).await else { return "401".into() };
             let r = ws.request(json!({"op": "subscribe", "topic": topic})).await;
             if r["op"] != "ok" {
                 return format!("sub:{}", r["error"]["code"].as_str().unwrap_or_default());
@@ -520,7 +579,7 @@ async fn outcome(
                 let refused = WsClient::try_connect_url(&url).await.is_err();
                 return if refused { "401".into() } else { "connected".into() };
             };
-            let mut ws = WsClient::connect(&watch.base, &who.token).await;
+            let Ok(mut ws) = connect(watch, who).await else { return "401".into() };
             let frame = match rest.strip_prefix("subscribe ") {
                 Some(topic) => {
                     let topic = f.fill(topic, unique);
@@ -577,6 +636,11 @@ async fn outcome(
             out
         }
     }
+}
+
+/// A socket of `who`: refused (a revoked token: the suspended actor's) before any command.
+async fn connect(app: &TestApp, who: &TestUser) -> Result<WsClient, String> {
+    WsClient::try_connect_url(&format!("{}?access_token={}", ws_url(&app.base), who.token)).await
 }
 
 /// What a list row looks for: the owner's account in user lists, its post in post lists,

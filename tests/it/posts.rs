@@ -60,8 +60,8 @@ pub(crate) async fn make_private(app: &TestApp, u: &TestUser) {
     assert_eq!(s, StatusCode::OK);
 }
 
-/// Creates `n` accounts straight in the store with access tokens (no password hashing:
-/// fast enough for a hundred concurrent reactors).
+/// Creates `n` accounts straight in the store with access tokens and sessions (no password
+/// hashing: fast enough for a hundred concurrent reactors).
 pub(crate) async fn quick_users(app: &TestApp, prefix: &str, n: usize) -> Vec<TestUser> {
     let mut tx = app.state.store.begin().await.unwrap();
     let mut out = Vec::new();
@@ -72,7 +72,11 @@ pub(crate) async fn quick_users(app: &TestApp, prefix: &str, n: usize) -> Vec<Te
         let now = chorus::domain::Timestamp::now();
         let new = NewUser { id, username: &username, email: &email, password_hash: "x", display_name: &username, now };
         user_store::insert(tx.ex(), &new).await.unwrap();
-        let (token, _) = app.state.auth.issue_access(id, app.state.ids.next()).unwrap();
+        // A session of its own, as a login opens: what ending every session (a suspension)
+        // finds and revokes.
+        let sid = app.state.ids.next();
+        chorus::store::sessions::insert(tx.ex(), sid, id, "quick", "127.0.0.1", now).await.unwrap();
+        let (token, _) = app.state.auth.issue_access(id, sid).unwrap();
         out.push(TestUser { id: id.to_string(), username, token, refresh: String::new() });
     }
     tx.commit().await.unwrap();

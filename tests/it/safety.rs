@@ -123,7 +123,8 @@ async fn a_report_leads_to_removal_everywhere(b: Backend) {
 
     let m = upload_ready(&app, &author, small_jpeg()).await;
     let media_id = m["id"].as_str().unwrap().to_string();
-    let (s, p) = app.post("/posts", author.bearer(), json!({"caption": "buy pills now", "media_ids": [media_id]})).await;
+    let (s, p) =
+        app.post("/posts", author.bearer(), json!({"caption": "buy pills now", "media_ids": [media_id]})).await;
     assert_eq!(s, StatusCode::CREATED, "{p}");
     let post = p["id"].as_str().unwrap().to_string();
     let file = local_file(&app, variant(&p["media"][0], "feed")["url"].as_str().unwrap());
@@ -146,7 +147,8 @@ async fn a_report_leads_to_removal_everywhere(b: Backend) {
     assert_eq!(n["target"]["type"], "report");
 
     // The author edits the caption: the report keeps what was reported.
-    let (s, _) = app.call(Method::PATCH, &format!("/posts/{post}"), author.bearer(), Some(json!({"caption": "hello"}))).await;
+    let (s, _) =
+        app.call(Method::PATCH, &format!("/posts/{post}"), author.bearer(), Some(json!({"caption": "hello"}))).await;
     assert_eq!(s, StatusCode::OK);
     watcher.expect_event(&format!("post:{post}"), "post.updated").await;
     let (s, queue) = app.get("/admin/reports?status=open", modr.bearer()).await;
@@ -176,7 +178,10 @@ async fn a_report_leads_to_removal_everywhere(b: Backend) {
     for who in [&reporter, &second] {
         let n = eventually(WAIT, || async { notifications_of(&app, who, "report_resolved").await.pop() }).await;
         assert_eq!(n["preview"], "removed");
-        assert!(n["actors"].as_array().unwrap().iter().all(|a| a["id"] != modr.id.as_str()), "the moderator is not named");
+        assert!(
+            n["actors"].as_array().unwrap().iter().all(|a| a["id"] != modr.id.as_str()),
+            "the moderator is not named"
+        );
     }
     let (s, _) = app.post(&format!("/admin/reports/{rid}/remove"), modr.bearer(), json!({})).await;
     assert_eq!(s, StatusCode::CONFLICT, "resolved already");
@@ -194,7 +199,8 @@ async fn a_report_leads_to_removal_everywhere(b: Backend) {
     let (_, c) = app.post(&format!("/posts/{other}/comments"), author.bearer(), json!({"body": "rude"})).await;
     let comment = c["id"].as_str().unwrap().to_string();
     let (_, cr) = report(&app, &reporter, "comment", &comment, "harassment").await;
-    let (s, _) = app.post(&format!("/admin/reports/{}/remove", cr["id"].as_str().unwrap()), modr.bearer(), json!({})).await;
+    let (s, _) =
+        app.post(&format!("/admin/reports/{}/remove", cr["id"].as_str().unwrap()), modr.bearer(), json!({})).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (_, list) = app.get(&format!("/posts/{other}/comments"), reporter.bearer()).await;
     assert!(list["items"].as_array().unwrap().is_empty(), "{list}");
@@ -207,18 +213,21 @@ async fn a_report_leads_to_removal_everywhere(b: Backend) {
     let (s, mr) = report(&app, &reporter, "message", &msg_id, "harassment").await;
     assert_eq!(s, StatusCode::CREATED, "{mr}");
     assert_eq!(mr["target"]["type"], "message");
-    let (s, _) = app.post(&format!("/admin/reports/{}/dismiss", mr["id"].as_str().unwrap()), modr.bearer(), json!({})).await;
+    let (s, _) =
+        app.post(&format!("/admin/reports/{}/dismiss", mr["id"].as_str().unwrap()), modr.bearer(), json!({})).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (_, hist) = app.get(&format!("/conversations/{conv}/messages"), reporter.bearer()).await;
     assert_eq!(hist["items"][0]["body"], "nasty", "dismissed: the message stays");
     let (_, mr) = report(&app, &reporter, "message", &msg_id, "harassment").await;
-    let (s, _) = app.post(&format!("/admin/reports/{}/remove", mr["id"].as_str().unwrap()), modr.bearer(), json!({})).await;
+    let (s, _) =
+        app.post(&format!("/admin/reports/{}/remove", mr["id"].as_str().unwrap()), modr.bearer(), json!({})).await;
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (_, hist) = app.get(&format!("/conversations/{conv}/messages"), reporter.bearer()).await;
     assert_eq!(hist["items"][0]["deleted"], true, "a tombstone: {hist}");
 
     let (_, ur) = report(&app, &reporter, "user", &author.id, "spam").await;
-    let (s, _) = app.post(&format!("/admin/reports/{}/remove", ur["id"].as_str().unwrap()), modr.bearer(), json!({})).await;
+    let (s, _) =
+        app.post(&format!("/admin/reports/{}/remove", ur["id"].as_str().unwrap()), modr.bearer(), json!({})).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "an account is suspended, not removed");
     mod_ws.close().await;
     watcher.close().await;
@@ -238,7 +247,11 @@ async fn reports_are_checked_like_reads(b: Backend) {
     assert_eq!(s, StatusCode::NOT_FOUND);
     let long = "x".repeat(1001);
     let (s, _) = app
-        .post("/reports", stranger.bearer(), json!({"target_type": "post", "target_id": post, "reason": "other", "note": long}))
+        .post(
+            "/reports",
+            stranger.bearer(),
+            json!({"target_type": "post", "target_id": post, "reason": "other", "note": long}),
+        )
         .await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     make_private(&app, owner).await;
@@ -250,7 +263,8 @@ async fn reports_are_checked_like_reads(b: Backend) {
     assert_eq!(s, StatusCode::NO_CONTENT);
     let (s, _) = report(&app, stranger, "user", &owner.id, "spam").await;
     assert_eq!(s, StatusCode::NOT_FOUND, "a blocker does not exist for the blocked");
-    let (s, _) = app.post("/reports", None, json!({"target_type": "user", "target_id": owner.id, "reason": "spam"})).await;
+    let (s, _) =
+        app.post("/reports", None, json!({"target_type": "user", "target_id": owner.id, "reason": "spam"})).await;
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     let (s, _) = app.get("/admin/reports?status=whatever", modr.bearer()).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
@@ -399,16 +413,22 @@ async fn each_write_limit_answers_429_at_its_documented_rate(b: Backend) {
         assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{what}: {v}");
         assert_eq!(v["error"]["code"], "rate_limited");
     };
-    let retry_after = |resp: &reqwest::Response| -> u64 {
-        resp.headers()["retry-after"].to_str().unwrap().parse().unwrap()
-    };
+    let retry_after =
+        |resp: &reqwest::Response| -> u64 { resp.headers()["retry-after"].to_str().unwrap().parse().unwrap() };
 
     // Posts: 10 at once, then one per 60 s.
     for i in 0..d.posts.burst {
         let (s, v) = app.post("/posts", me.bearer(), json!({"caption": format!("p{i}")})).await;
         assert_eq!(s, StatusCode::CREATED, "post {i}: {v}");
     }
-    let resp = app.http.post(app.api("/posts")).bearer_auth(&me.token).json(&json!({"caption": "one more"})).send().await.unwrap();
+    let resp = app
+        .http
+        .post(app.api("/posts"))
+        .bearer_auth(&me.token)
+        .json(&json!({"caption": "one more"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     let wait = retry_after(&resp);
     let interval = 3600 / d.posts.per_hour as u64;
@@ -425,10 +445,12 @@ async fn each_write_limit_answers_429_at_its_documented_rate(b: Backend) {
     limited(s, &v, "comments");
 
     for i in 0..d.reactions.burst {
-        let (s, v) = app.call(Method::PUT, &format!("/posts/{post}/reaction"), me.bearer(), Some(json!({"type": "love"}))).await;
+        let (s, v) =
+            app.call(Method::PUT, &format!("/posts/{post}/reaction"), me.bearer(), Some(json!({"type": "love"}))).await;
         assert_eq!(s, StatusCode::OK, "reaction {i}: {v}");
     }
-    let (s, v) = app.call(Method::PUT, &format!("/posts/{post}/reaction"), me.bearer(), Some(json!({"type": "love"}))).await;
+    let (s, v) =
+        app.call(Method::PUT, &format!("/posts/{post}/reaction"), me.bearer(), Some(json!({"type": "love"}))).await;
     limited(s, &v, "reactions");
     let (s, _) = app.call(Method::DELETE, &format!("/posts/{post}/reaction"), me.bearer(), None).await;
     assert_eq!(s, StatusCode::OK, "taking a reaction back is never refused");
@@ -437,17 +459,23 @@ async fn each_write_limit_answers_429_at_its_documented_rate(b: Backend) {
         let (s, v) = app.post(&format!("/users/{}/follow", o.id), me.bearer(), json!({})).await;
         assert_eq!(s, StatusCode::OK, "follow {i}: {v}");
     }
-    let (s, v) = app.post(&format!("/users/{}/follow", others[d.follows.burst as usize].id), me.bearer(), json!({})).await;
+    let (s, v) =
+        app.post(&format!("/users/{}/follow", others[d.follows.burst as usize].id), me.bearer(), json!({})).await;
     limited(s, &v, "follows");
 
     for i in 0..d.groups.burst {
         let (s, v) = app
-            .post("/conversations", me.bearer(), json!({"kind": "group", "title": format!("g{i}"), "member_ids": [users[1].id]}))
+            .post(
+                "/conversations",
+                me.bearer(),
+                json!({"kind": "group", "title": format!("g{i}"), "member_ids": [users[1].id]}),
+            )
             .await;
         assert_eq!(s, StatusCode::CREATED, "group {i}: {v}");
     }
-    let (s, v) =
-        app.post("/conversations", me.bearer(), json!({"kind": "group", "title": "one more", "member_ids": [users[1].id]})).await;
+    let (s, v) = app
+        .post("/conversations", me.bearer(), json!({"kind": "group", "title": "one more", "member_ids": [users[1].id]}))
+        .await;
     limited(s, &v, "groups");
 
     // Messages: REST and the socket count together; the socket answers with the same error.
@@ -499,9 +527,10 @@ async fn each_write_limit_answers_429_at_its_documented_rate(b: Backend) {
 /// In a cluster the counters are in Redis: writes on either instance count together.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_limits_are_shared_by_every_instance() {
-    let Some(apps) =
-        TestApp::redis_cluster_with(Backend::Sqlite, 2, |c| c.rate_limit.writes = chorus::config::WriteLimits::all(60, 3))
-            .await
+    let Some(apps) = TestApp::redis_cluster_with(Backend::Sqlite, 2, |c| {
+        c.rate_limit.writes = chorus::config::WriteLimits::all(60, 3)
+    })
+    .await
     else {
         return;
     };
