@@ -234,6 +234,13 @@ async fn start_servers(o: &Opts, data: &std::path::Path) -> Vec<Server> {
             .env("CHORUS_HUB__HEARTBEAT_MS", "60000")
             .env("CHORUS_RATE_LIMIT__AUTH_PER_IP_PER_MINUTE", "100000")
             .env("CHORUS_RATE_LIMIT__AUTH_IP_BURST", "100000")
+            // A benchmark writes faster than any person: lift the per-account write limits.
+            .env("CHORUS_RATE_LIMIT__WRITES__POSTS__PER_HOUR", "100000000")
+            .env("CHORUS_RATE_LIMIT__WRITES__POSTS__BURST", "100000")
+            .env("CHORUS_RATE_LIMIT__WRITES__MESSAGES__PER_HOUR", "100000000")
+            .env("CHORUS_RATE_LIMIT__WRITES__MESSAGES__BURST", "100000")
+            .env("CHORUS_RATE_LIMIT__WRITES__REACTIONS__PER_HOUR", "100000000")
+            .env("CHORUS_RATE_LIMIT__WRITES__REACTIONS__BURST", "100000")
             .env("CHORUS_TRUSTED_PROXIES", "[\"127.0.0.1\"]")
             .env_remove("REDIS_URL")
             .stdout(Stdio::null())

@@ -130,6 +130,12 @@ impl Cluster {
             .env("CHORUS_JOBS__BACKOFF_BASE_MS", "100")
             // A job whose instance was killed is taken over after this long.
             .env("CHORUS_JOBS__LEASE_MS", "3000")
+            // One author writes every post and message of the run: past the default write
+            // limits (their own test checks those).
+            .env("CHORUS_RATE_LIMIT__WRITES__POSTS__PER_HOUR", "100000")
+            .env("CHORUS_RATE_LIMIT__WRITES__POSTS__BURST", "1000")
+            .env("CHORUS_RATE_LIMIT__WRITES__MESSAGES__PER_HOUR", "100000")
+            .env("CHORUS_RATE_LIMIT__WRITES__MESSAGES__BURST", "1000")
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().unwrap())
             .stderr(log)
