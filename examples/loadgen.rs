@@ -241,6 +241,8 @@ async fn start_servers(o: &Opts, data: &std::path::Path) -> Vec<Server> {
             .env("CHORUS_RATE_LIMIT__WRITES__MESSAGES__BURST", "100000")
             .env("CHORUS_RATE_LIMIT__WRITES__REACTIONS__PER_HOUR", "100000000")
             .env("CHORUS_RATE_LIMIT__WRITES__REACTIONS__BURST", "100000")
+            // Conversations between generated strangers open without requests.
+            .env("CHORUS_DEFAULT_WHO_CAN_MESSAGE", "everyone")
             .env("CHORUS_TRUSTED_PROXIES", "[\"127.0.0.1\"]")
             .env_remove("REDIS_URL")
             .stdout(Stdio::null())

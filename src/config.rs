@@ -14,6 +14,8 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::domain::user::WhoCanMessage;
+
 /// The whole server configuration. Field names are the `chorus.toml` keys; the environment
 /// variable of a field is `CHORUS_` + its upper-cased name (`CHORUS_HUB__QUEUE_FRAMES` for
 /// nested fields).
@@ -43,6 +45,8 @@ pub struct Config {
     pub refresh_token_ttl_secs: u64,
     /// Password-reset token lifetime in seconds.
     pub reset_token_ttl_secs: u64,
+    /// Who may message an account that has not chosen (`who_can_message`).
+    pub default_who_can_message: WhoCanMessage,
     /// `smtp://user:pass@host:port` or `smtps://…`; unset means e-mails are only logged.
     pub smtp_url: Option<String>,
     /// The `From:` of every e-mail.
@@ -276,6 +280,7 @@ impl Default for Config {
             access_token_ttl_secs: 15 * 60,
             refresh_token_ttl_secs: 30 * 24 * 3600,
             reset_token_ttl_secs: 3600,
+            default_who_can_message: WhoCanMessage::Following,
             smtp_url: None,
             mail_from: "Chorus <no-reply@chorus.local>".into(),
             public_url: None,

@@ -63,3 +63,20 @@ CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
 BEGIN
     SELECT RAISE(ABORT, 'audit_log is append-only');
 END;
+
+-- Who may message an account: everyone | following (accounts it follows) | nobody;
+-- NULL follows the server's default (`default_who_can_message`).
+ALTER TABLE users ADD COLUMN who_can_message TEXT;
+
+-- Consent not given yet: a message request (a direct conversation someone outside the
+-- recipient's `who_can_message` opened) or a group invitation. The recipient is not a
+-- member until they accept; a declined request stays, hidden, so it does not come back.
+CREATE TABLE conversation_requests (
+    conversation_id BIGINT NOT NULL REFERENCES conversations (id) ON DELETE CASCADE,
+    user_id         BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    invited_by      BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    created_at      BIGINT NOT NULL,
+    declined_at     BIGINT,
+    PRIMARY KEY (conversation_id, user_id)
+);
+CREATE INDEX conversation_requests_user_idx ON conversation_requests (user_id, created_at);

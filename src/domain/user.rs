@@ -210,6 +210,34 @@ impl Role {
     }
 }
 
+/// Who may start a conversation with an account (or add it to a group) without asking.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum WhoCanMessage {
+    /// Anyone not blocked.
+    Everyone,
+    /// Accounts the account follows; anyone else sends a message request.
+    Following,
+    /// Nobody: every conversation starts as a request.
+    Nobody,
+}
+
+impl WhoCanMessage {
+    /// Stored key.
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Everyone => "everyone",
+            Self::Following => "following",
+            Self::Nobody => "nobody",
+        }
+    }
+
+    /// Parses a stored key.
+    pub fn from_key(k: &str) -> Option<Self> {
+        [Self::Everyone, Self::Following, Self::Nobody].into_iter().find(|w| w.key() == k)
+    }
+}
+
 /// The kinds of notification a user can tune.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]

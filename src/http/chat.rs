@@ -12,8 +12,8 @@ use crate::domain::Id;
 use crate::error::{AppResult, ErrorBody};
 use crate::pagination::{Page, PageQuery};
 use crate::services::chat::{
-    self as svc, AddMembers, ConversationPatch, ConversationView, EditMessage, HistoryQuery, MarkRead, MessageView,
-    NewConversation, Receipt, SendMessage, UnreadCounts,
+    self as svc, AddMembers, ConversationPatch, ConversationRequest, ConversationView, EditMessage, HistoryQuery,
+    MarkRead, MessageView, NewConversation, Receipt, SendMessage, UnreadCounts,
 };
 use crate::services::reactions::{self as reactions, ReactionSummary, SetReaction};
 use crate::state::AppState;
@@ -23,6 +23,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_conversation, list_conversations))
         .routes(routes!(unread_counts))
+        .routes(routes!(conversation_requests))
+        .routes(routes!(accept_request))
+        .routes(routes!(decline_request))
         .routes(routes!(get_conversation, update_conversation))
         .routes(routes!(add_members))
         .routes(routes!(remove_member))
@@ -284,4 +287,56 @@ async fn unreact_to_message(
     AppPath(id): AppPath<Id>,
 ) -> AppResult<AppJson<ReactionSummary>> {
     Ok(AppJson(reactions::react_to_message(&state, me.id, id, None).await?))
+}
+
+/// My message requests (direct conversations opened by someone outside my
+/// `who_can_message`) and group invitations, newest first. They are not in my inbox, and I
+/// hear nothing of them, until I accept.
+#[utoipa::path(get, path = "/conversations/requests", tag = "chat", security(("bearer" = [])), params(PageQuery),
+    responses(
+        (status = 200, description = "A page of requests", body = Page<ConversationRequest>),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 422, description = "Bad cursor or limit", body = ErrorBody),
+    ))]
+async fn conversation_requests(
+    State(state): State<AppState>,
+    me: AuthUser,
+    AppQuery(q): AppQuery<PageQuery>,
+) -> AppResult<AppJson<Page<ConversationRequest>>> {
+    Ok(AppJson(svc::requests(&state, me.id, &q).await?))
+}
+
+/// Accept a message request or a group invitation: the conversation moves to my inbox.
+#[utoipa::path(post, path = "/conversations/{id}/accept", tag = "chat", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Conversation id")),
+    responses(
+        (status = 200, description = "I am a member now", body = ConversationView),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 404, description = "No request of mine there (or its sender is blocked)", body = ErrorBody),
+        (status = 409, description = "The group is full", body = ErrorBody),
+    ))]
+async fn accept_request(
+    State(state): State<AppState>,
+    me: AuthUser,
+    AppPath(id): AppPath<Id>,
+) -> AppResult<AppJson<ConversationView>> {
+    Ok(AppJson(svc::accept(&state, me.id, id).await?))
+}
+
+/// Decline a message request or a group invitation: it is hidden for good; nobody is
+/// blocked or told.
+#[utoipa::path(post, path = "/conversations/{id}/decline", tag = "chat", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Conversation id")),
+    responses(
+        (status = 204, description = "Declined"),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 404, description = "No open request of mine there", body = ErrorBody),
+    ))]
+async fn decline_request(
+    State(state): State<AppState>,
+    me: AuthUser,
+    AppPath(id): AppPath<Id>,
+) -> AppResult<StatusCode> {
+    svc::decline(&state, me.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -60,22 +60,37 @@ pub fn add_common_responses(openapi: &mut utoipa::openapi::OpenApi) {
     for (path, item) in openapi.paths.paths.iter_mut() {
         // Liveness and the metrics text touch no dependency.
         let standalone = matches!(path.as_str(), "/health" | "/metrics");
+        // Writes limited per account (`rate_limit.writes`).
+        let limited = match path.as_str() {
+            "/api/v1/posts"
+            | "/api/v1/posts/{id}/comments"
+            | "/api/v1/conversations"
+            | "/api/v1/media"
+            | "/api/v1/users/{id}/follow"
+            | "/api/v1/conversations/{id}/messages" => "post",
+            "/api/v1/posts/{id}/reaction" | "/api/v1/comments/{id}/reaction" | "/api/v1/messages/{id}/reaction" => {
+                "put"
+            }
+            _ => "",
+        };
         let ops = [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-            &mut item.head,
-            &mut item.options,
+            ("get", &mut item.get),
+            ("put", &mut item.put),
+            ("post", &mut item.post),
+            ("delete", &mut item.delete),
+            ("patch", &mut item.patch),
+            ("head", &mut item.head),
+            ("options", &mut item.options),
         ];
-        for op in ops.into_iter().flatten() {
-            add_common(op, !standalone);
+        for (method, op) in ops {
+            if let Some(op) = op {
+                add_common(op, !standalone, method == limited);
+            }
         }
     }
 }
 
-fn add_common(op: &mut Operation, uses_dependencies: bool) {
+fn add_common(op: &mut Operation, uses_dependencies: bool, write_limited: bool) {
     let json_body = op.request_body.as_ref().is_some_and(|b| b.content.contains_key("application/json"));
     let params = op.parameters.as_deref().unwrap_or_default();
     let query = params.iter().any(|p| matches!(p.parameter_in, ParameterIn::Query));
@@ -104,6 +119,9 @@ fn add_common(op: &mut Operation, uses_dependencies: bool) {
     }
     if bearer {
         add("401", "Missing, bad, expired or revoked token");
+    }
+    if write_limited {
+        add("429", "The account's write limit of this kind is reached; see Retry-After");
     }
     if uses_dependencies {
         add("503", "A dependency (database, Redis) is unavailable; retry later");

@@ -24,6 +24,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::domain::Id;
+use crate::domain::user::WhoCanMessage;
 use crate::error::{AppError, AppResult};
 use crate::events::Topic;
 use crate::state::AppState;
@@ -381,12 +382,14 @@ pub enum MediaAudience {
 pub async fn act_in_conversation(mut ex: Ex<'_>, me: Id, conv: &ConversationRow) -> AppResult<MemberRow> {
     let m = chat_store::member(ex.reborrow(), conv.id, me).await?.ok_or(AppError::NotFound)?;
     if conv.kind == DIRECT {
-        let others: Vec<Id> = chat_store::members_of(ex.reborrow(), &[conv.id])
+        // The other party may be a member, or asked and not a member yet (a request).
+        let mut others: Vec<Id> = chat_store::members_of(ex.reborrow(), &[conv.id])
             .await?
             .into_iter()
             .map(|m| m.user_id)
             .filter(|u| *u != me)
             .collect();
+        others.extend(chat_store::requested_in(ex.reborrow(), &[conv.id]).await?.into_iter().map(|(_, u)| u));
         direct_open(ex, me, conv, &others).await?;
     }
     Ok(m)
@@ -406,6 +409,24 @@ pub async fn first_unaddable(mut ex: Ex<'_>, me: Id, ids: &[Id]) -> AppResult<Op
     let found: HashSet<Id> = user_store::get_many(ex.reborrow(), ids).await?.iter().map(|u| u.id).collect();
     let blocked: HashSet<Id> = graph::blocked_among(ex, me, ids).await?.into_iter().collect();
     Ok(ids.iter().copied().find(|i| !found.contains(i) || blocked.contains(i)))
+}
+
+/// Of `users`, those who let `from` message them (or add them to a group) without asking:
+/// their `who_can_message` is `everyone`, or `following` and they follow `from`. The rest
+/// get a message request or a group invitation instead. Two queries, in the caller's
+/// transaction.
+pub async fn consenting(mut ex: Ex<'_>, default: WhoCanMessage, from: Id, users: &[Id]) -> AppResult<HashSet<Id>> {
+    let rows = user_store::get_many(ex.reborrow(), users).await?;
+    let following: HashSet<Id> = graph::followers_among(ex, from, users).await?.into_iter().collect();
+    Ok(rows
+        .iter()
+        .filter(|u| match u.who_can_message(default) {
+            WhoCanMessage::Everyone => true,
+            WhoCanMessage::Following => following.contains(&u.id),
+            WhoCanMessage::Nobody => false,
+        })
+        .map(|u| u.id)
+        .collect())
 }
 
 /// In a direct conversation whose other member is among `others`, a block either way

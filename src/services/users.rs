@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 
-use crate::domain::user::{NotificationKind, Role, SocialNetwork, bounded_text, web_url};
+use crate::domain::user::{NotificationKind, Role, SocialNetwork, WhoCanMessage, bounded_text, web_url};
 use crate::domain::{Id, Timestamp};
 use crate::error::{AppError, AppResult, Validator};
 use crate::events::{EventBatch, EventName, Topic};
@@ -102,6 +102,9 @@ pub struct Pref {
 pub struct Settings {
     /// Preferences per notification kind.
     pub notifications: BTreeMap<NotificationKind, Pref>,
+    /// Who may message me (or add me to a group) without asking; anyone else sends a
+    /// message request or an invitation (`GET /conversations/requests`).
+    pub who_can_message: WhoCanMessage,
 }
 
 /// The caller's own account: the profile plus private fields.
@@ -136,8 +139,11 @@ fn profile(u: &UserRow, links: Vec<(SocialNetwork, String)>) -> Profile {
     }
 }
 
-fn settings(prefs: Vec<NotificationPref>) -> Settings {
-    Settings { notifications: prefs.into_iter().map(|p| (p.kind, Pref { in_app: p.in_app, email: p.email })).collect() }
+fn settings(prefs: Vec<NotificationPref>, who_can_message: WhoCanMessage) -> Settings {
+    Settings {
+        notifications: prefs.into_iter().map(|p| (p.kind, Pref { in_app: p.in_app, email: p.email })).collect(),
+        who_can_message,
+    }
 }
 
 /// The caller's own account.
@@ -146,7 +152,12 @@ pub async fn me(state: &AppState, id: Id) -> AppResult<Me> {
     let u = store::get(c.ex(), id).await?.ok_or(AppError::NotFound)?;
     let links = store::social_links(c.ex(), id).await?;
     let prefs = store::notification_prefs(c.ex(), id).await?;
-    Ok(Me { profile: profile(&u, links), email: u.email.clone(), settings: settings(prefs), role: u.role() })
+    Ok(Me {
+        profile: profile(&u, links),
+        email: u.email.clone(),
+        settings: settings(prefs, u.who_can_message(state.config.default_who_can_message)),
+        role: u.role(),
+    })
 }
 
 /// A profile by id or `@username`, as `viewer` sees it (`404` when blocked either way).
@@ -248,6 +259,10 @@ pub struct UpdateSettings {
     /// Per notification kind.
     #[serde(default)]
     pub notifications: BTreeMap<NotificationKind, PrefPatch>,
+    /// Who may message me (or add me to a group) without asking: `everyone`,
+    /// `following` (accounts I follow) or `nobody`.
+    #[serde(default)]
+    pub who_can_message: Option<WhoCanMessage>,
 }
 
 /// A partial preference.
@@ -273,9 +288,13 @@ pub async fn update_settings(state: &AppState, id: Id, req: UpdateSettings) -> A
         };
         store::set_notification_pref(tx.ex(), id, next).await?;
     }
+    if let Some(who) = req.who_can_message {
+        store::set_who_can_message(tx.ex(), id, who).await?;
+    }
     let prefs = store::notification_prefs(tx.ex(), id).await?;
+    let u = store::get(tx.ex(), id).await?.ok_or(AppError::NotFound)?;
     state.commit(tx, EventBatch::new()).await?;
-    Ok(settings(prefs))
+    Ok(settings(prefs, u.who_can_message(state.config.default_who_can_message)))
 }
 
 /// All users, newest first (minus those blocked either way with the viewer).

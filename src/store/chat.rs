@@ -345,3 +345,70 @@ pub async fn media_of(ex: Ex<'_>, messages: &[Id]) -> StoreResult<Vec<(Id, Id)>>
     );
     Ok(run!(ex, x => sqlx::query_as(&sql).fetch_all(x).await)?)
 }
+
+/// A `conversation_requests` row: consent not given yet.
+#[derive(Clone, Debug, FromRow)]
+pub struct RequestRow {
+    /// The conversation.
+    pub conversation_id: Id,
+    /// Who is asked.
+    pub user_id: Id,
+    /// Who asked (opened the direct conversation, or added them to the group).
+    pub invited_by: Id,
+    /// Asked.
+    pub created_at: Timestamp,
+    /// Declined (hidden), if so.
+    pub declined_at: Option<Timestamp>,
+}
+
+const REQ_COLS: &str = "conversation_id, user_id, invited_by, created_at, declined_at";
+
+/// Records a request; `false` when there is one already (declined ones included).
+pub async fn insert_request(ex: Ex<'_>, conv: Id, user: Id, by: Id, now: Timestamp) -> StoreResult<bool> {
+    let sql = "INSERT INTO conversation_requests (conversation_id, user_id, invited_by, created_at) \
+               VALUES ($1, $2, $3, $4) ON CONFLICT (conversation_id, user_id) DO NOTHING";
+    Ok(exec!(ex, c => sqlx::query(sql).bind(conv).bind(user).bind(by).bind(now).execute(c).await)? == 1)
+}
+
+/// `user`'s request in `conv`, declined or not.
+pub async fn request(ex: Ex<'_>, conv: Id, user: Id) -> StoreResult<Option<RequestRow>> {
+    let sql = format!("SELECT {REQ_COLS} FROM conversation_requests WHERE conversation_id = $1 AND user_id = $2");
+    Ok(run!(ex, c => sqlx::query_as::<_, RequestRow>(&sql).bind(conv).bind(user).fetch_optional(c).await)?)
+}
+
+/// `user`'s open (not declined) requests, newest first, before the cursor conversation.
+pub async fn open_requests(ex: Ex<'_>, user: Id, before: Option<Id>, limit: i64) -> StoreResult<Vec<RequestRow>> {
+    let sql = format!(
+        "SELECT {REQ_COLS} FROM conversation_requests \
+         WHERE user_id = $1 AND declined_at IS NULL AND ($2 IS NULL OR conversation_id < $2) \
+         ORDER BY conversation_id DESC LIMIT $3"
+    );
+    let before = before.map(|b| b.0);
+    Ok(run!(ex, c => sqlx::query_as::<_, RequestRow>(&sql).bind(user).bind(before).bind(limit).fetch_all(c).await)?)
+}
+
+/// The users asked (not declined) in `convs`: `(conversation, user)`.
+pub async fn requested_in(ex: Ex<'_>, convs: &[Id]) -> StoreResult<Vec<(Id, Id)>> {
+    if convs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT conversation_id, user_id FROM conversation_requests \
+         WHERE declined_at IS NULL AND conversation_id IN ({})",
+        in_list(convs)
+    );
+    Ok(run!(ex, c => sqlx::query_as(&sql).fetch_all(c).await)?)
+}
+
+/// Removes a request (accepted).
+pub async fn delete_request(ex: Ex<'_>, conv: Id, user: Id) -> StoreResult<bool> {
+    let sql = "DELETE FROM conversation_requests WHERE conversation_id = $1 AND user_id = $2";
+    Ok(exec!(ex, c => sqlx::query(sql).bind(conv).bind(user).execute(c).await)? == 1)
+}
+
+/// Declines a request: it stays, hidden.
+pub async fn decline_request(ex: Ex<'_>, conv: Id, user: Id, now: Timestamp) -> StoreResult<bool> {
+    let sql = "UPDATE conversation_requests SET declined_at = $3 \
+               WHERE conversation_id = $1 AND user_id = $2 AND declined_at IS NULL";
+    Ok(exec!(ex, c => sqlx::query(sql).bind(conv).bind(user).bind(now).execute(c).await)? == 1)
+}

@@ -256,3 +256,15 @@ pub async fn recount_follows(ex: Ex<'_>) -> StoreResult<()> {
     exec!(ex, c => sqlx::query(sql).execute(c).await)?;
     Ok(())
 }
+
+/// Of `users`, those who actively follow `followee`.
+pub async fn followers_among(ex: Ex<'_>, followee: Id, users: &[Id]) -> StoreResult<Vec<Id>> {
+    if users.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT follower_id FROM follows WHERE followee_id = $1 AND status = 'active' AND follower_id IN ({})",
+        in_list(users)
+    );
+    Ok(run!(ex, c => sqlx::query_scalar(&sql).bind(followee).fetch_all(c).await)?)
+}

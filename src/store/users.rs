@@ -3,7 +3,7 @@
 use sqlx::FromRow;
 
 use super::{Ex, StoreResult, fetch_limit};
-use crate::domain::user::{NotificationKind, Role, SocialNetwork};
+use crate::domain::user::{NotificationKind, Role, SocialNetwork, WhoCanMessage};
 use crate::domain::{Id, Timestamp};
 use crate::{exec, run};
 
@@ -42,9 +42,16 @@ pub struct UserRow {
     pub role: String,
     /// Set while the account is suspended.
     pub suspended_at: Option<Timestamp>,
+    /// `everyone`, `following`, `nobody`, or `None` for the server's default.
+    pub who_can_message: Option<String>,
 }
 
 impl UserRow {
+    /// Who may message the account, `default` when it has not chosen.
+    pub fn who_can_message(&self, default: WhoCanMessage) -> WhoCanMessage {
+        self.who_can_message.as_deref().and_then(WhoCanMessage::from_key).unwrap_or(default)
+    }
+
     /// The account's role (an unknown stored value reads as a plain user).
     pub fn role(&self) -> Role {
         Role::from_key(&self.role).unwrap_or(Role::User)
@@ -53,7 +60,7 @@ impl UserRow {
 
 const COLS: &str = "id, username, email, password_hash, display_name, bio, website, avatar_media_id, \
                     is_private, follower_count, following_count, post_count, created_at, updated_at, \
-                    role, suspended_at";
+                    role, suspended_at, who_can_message";
 
 /// Values of a new user.
 pub struct NewUser<'a> {
@@ -375,4 +382,11 @@ pub async fn suspended_ids(ex: Ex<'_>) -> StoreResult<Vec<Id>> {
 pub async fn moderator_ids(ex: Ex<'_>) -> StoreResult<Vec<Id>> {
     let sql = "SELECT id FROM users WHERE role <> 'user' AND suspended_at IS NULL ORDER BY id";
     Ok(run!(ex, c => sqlx::query_scalar(sql).fetch_all(c).await)?)
+}
+
+/// Sets who may message the account.
+pub async fn set_who_can_message(ex: Ex<'_>, id: Id, who: WhoCanMessage) -> StoreResult<()> {
+    let sql = "UPDATE users SET who_can_message = $2 WHERE id = $1";
+    exec!(ex, c => sqlx::query(sql).bind(id).bind(who.key()).execute(c).await)?;
+    Ok(())
 }

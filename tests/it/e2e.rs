@@ -136,6 +136,8 @@ impl Cluster {
             .env("CHORUS_RATE_LIMIT__WRITES__POSTS__BURST", "1000")
             .env("CHORUS_RATE_LIMIT__WRITES__MESSAGES__PER_HOUR", "100000")
             .env("CHORUS_RATE_LIMIT__WRITES__MESSAGES__BURST", "1000")
+            // The fans are put in the author's group without following the author.
+            .env("CHORUS_DEFAULT_WHO_CAN_MESSAGE", "everyone")
             .env("RUST_LOG", "info")
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -78,6 +78,9 @@ enum Target {
     Group,
     /// A public post of a third account (`host`) that the owner comments on.
     HostPost,
+    /// A direct conversation the host opened with the owner, who does not follow the host:
+    /// a message request of the owner's, with the host's message.
+    Request,
 }
 
 struct Row {
@@ -240,6 +243,10 @@ const ROWS: &[Row] = &[
     row("PUT /messages/{message}/reaction", Group, Some(r#"{"type":"love"}"#),
                                                                   "401  200  404  404  404  404  404  404  200  404  401  404"),
     row("DELETE /messages/{message}/reaction", Dm, Option::None,  "401  200  404  404  404  404  404  404  200  404  401  404"),
+    // ---- consent: message requests and invitations are the asked one's alone
+    row("GET /conversations/requests", Request, Option::None,    "401  200+ 200- 200- 200- 200- 200- 200- 200- 200- 401  200-"),
+    row("POST /conversations/{conv}/accept", Request, Some("{}"), "401  200  404  404  404  404  404  404  404  404  401  404"),
+    row("POST /conversations/{conv}/decline", Request, Some("{}"),"401  204  404  404  404  404  404  404  404  404  401  404"),
     // ---- sessions
     row("GET /auth/sessions", None, Option::None,                 "401  200  200  200  200  200  200  200  200  200  401  200"),
     row("DELETE /auth/sessions/{session}", None, Option::None,    "401  204  404  404  404  404  404  404  404  404  401  404"),
@@ -392,6 +399,10 @@ async fn world(app: &TestApp, n: usize, private: bool) -> World {
     ok(app, Method::POST, &format!("/users/{}/block", w.user("blocked").id), &w.owner, json!({})).await;
     ok(app, Method::POST, &format!("/users/{}/block", w.owner.id), w.user("blocker"), json!({})).await;
     ok(app, Method::POST, &format!("/users/{}/mute", w.user("muted").id), &w.owner, json!({})).await;
+    // The owner's conversations have these two in them without a request.
+    for a in ["member", "former"] {
+        ok(app, Method::PUT, "/users/me/settings", w.user(a), json!({"who_can_message": "everyone"})).await;
+    }
     crate::safety::grant(app, w.user("moderator"), chorus::domain::user::Role::Moderator).await;
     let (m, s) = (w.user("moderator").id.parse().unwrap(), w.user("suspended").id.parse().unwrap());
     chorus::services::moderation::suspend(&app.state, m, s, Option::None).await.unwrap();
@@ -498,6 +509,11 @@ async fn fixture(app: &TestApp, w: &World, r: &Row) -> Fixture {
         HostPost => {
             let p = ok(app, Method::POST, "/posts", &w.host, json!({"caption": "a public place"})).await;
             f.set("host_post", p["id"].as_str().unwrap());
+        }
+        Request => {
+            let conv = dm(app, &w.host, &w.owner).await;
+            ok(app, Method::POST, &format!("/conversations/{conv}/messages"), &w.host, json!({"body": "hi?"})).await;
+            f.set("conv", conv);
         }
         Group => {
             let members = json!([w.user("member").id, w.user("former").id]);
@@ -628,9 +644,12 @@ async fn outcome(
             if list_row && status == StatusCode::OK {
                 let target = list_target(r, f);
                 let body: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
-                let listed = body["items"]
-                    .as_array()
-                    .is_some_and(|items| items.iter().any(|i| i["id"].as_str() == Some(target.as_str())));
+                let listed = body["items"].as_array().is_some_and(|items| {
+                    items.iter().any(|i| {
+                        let t = Some(target.as_str());
+                        i["id"].as_str() == t || i["conversation"]["id"].as_str() == t
+                    })
+                });
                 out.push(if listed { '+' } else { '-' });
             }
             out
@@ -646,7 +665,9 @@ async fn connect(app: &TestApp, who: &TestUser) -> Result<WsClient, String> {
 /// What a list row looks for: the owner's account in user lists, its post in post lists,
 /// its comment in comment lists.
 fn list_target(r: &Row, f: &Fixture) -> String {
-    let key = if r.op.contains("/comments") {
+    let key = if r.op.contains("/conversations") {
+        "conv"
+    } else if r.op.contains("/comments") {
         "comment"
     } else if r.op.starts_with("GET /users") && !r.op.ends_with("/posts") {
         "owner"
@@ -663,6 +684,8 @@ async fn authorization_matrix(b: Backend) {
         c.rate_limit.auth_ip_burst = 100_000;
         c.rate_limit.auth_per_account_per_minute = 100_000;
         c.rate_limit.auth_account_burst = 100_000;
+        // The real default: a stranger's conversation is a request.
+        c.default_who_can_message = chorus::domain::user::WhoCanMessage::Following;
     })
     .await;
     let (app, watch) = (&apps[0], &apps[1]);

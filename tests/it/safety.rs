@@ -19,6 +19,7 @@ crate::both_backends!(
     sessions_are_listed_and_ended_one_by_one,
     each_write_limit_answers_429_at_its_documented_rate,
     the_audit_log_is_append_only,
+    messages_from_outside_who_can_message_are_requests,
 );
 
 /// Makes `u` a moderator (or admin) the way `chorus admin grant` does.
@@ -557,4 +558,114 @@ async fn the_audit_log_is_append_only(b: Backend) {
     drop(tx);
     let (_, log) = app.get("/admin/audit", users[0].bearer()).await;
     assert_eq!(log["items"].as_array().unwrap().len(), 1);
+}
+
+async fn inbox(app: &TestApp, who: &TestUser) -> Vec<String> {
+    let (_, page) = app.get("/conversations", who.bearer()).await;
+    page["items"].as_array().unwrap().iter().map(|c| c["id"].as_str().unwrap().to_string()).collect()
+}
+
+async fn requests_of(app: &TestApp, who: &TestUser) -> Vec<Value> {
+    let (s, page) = app.get("/conversations/requests", who.bearer()).await;
+    assert_eq!(s, StatusCode::OK, "{page}");
+    page["items"].as_array().unwrap().clone()
+}
+
+async fn settings(app: &TestApp, who: &TestUser, who_can_message: &str) {
+    let (s, v) = app
+        .call(Method::PUT, "/users/me/settings", who.bearer(), Some(json!({"who_can_message": who_can_message})))
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["who_can_message"], who_can_message);
+}
+
+/// With the default `following`, a stranger's first message is a request: outside the
+/// inbox, unheard (no event, no notification) until accepted; declining hides it and blocks
+/// nobody. Groups invite instead of adding.
+async fn messages_from_outside_who_can_message_are_requests(b: Backend) {
+    let app =
+        TestApp::spawn_with(b, |c| c.default_who_can_message = chorus::domain::user::WhoCanMessage::Following).await;
+    let users = quick_users(&app, "dc", 6).await;
+    let (bea, ann, cal, dee, eve) = (&users[0], &users[1], &users[2], &users[3], &users[4]);
+    let (_, me) = app.get("/auth/me", bea.bearer()).await;
+    assert_eq!(me["settings"]["who_can_message"], "following", "the default");
+    let mut bea_ws = WsClient::connect(&app.base, &bea.token).await;
+
+    let conv = dm(&app, ann, bea).await;
+    let (_, view) = app.get(&format!("/conversations/{conv}"), ann.bearer()).await;
+    assert_eq!(view["requested"][0]["id"], bea.id.as_str(), "{view}");
+    assert_eq!(view["members"].as_array().unwrap().len(), 1);
+    say(&app, ann, &conv, "hi, remember me?").await;
+    jobs_drained(&app).await;
+    assert!(!inbox(&app, bea).await.contains(&conv), "not in the inbox");
+    assert!(notifications_of(&app, bea, "message").await.is_empty(), "no notification (nor its e-mail)");
+    let reqs = requests_of(&app, bea).await;
+    assert_eq!(reqs.len(), 1);
+    assert_eq!(reqs[0]["kind"], "message");
+    assert_eq!(reqs[0]["from"]["id"], ann.id.as_str());
+    assert_eq!(reqs[0]["conversation"]["last_message"]["body"], "hi, remember me?");
+    let (s, _) = app.get(&format!("/conversations/{conv}/messages"), bea.bearer()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "not a member yet");
+    let r = bea_ws.request(json!({"op": "subscribe", "topic": format!("chat:{conv}")})).await;
+    assert_eq!(r["error"]["code"], "forbidden", "{r}");
+    let (s, _) = app.post(&format!("/conversations/{conv}/accept"), ann.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "only the asked one accepts");
+
+    // Accepted: the inbox, the history, and live messages from now on.
+    let (s, v) = app.post(&format!("/conversations/{conv}/accept"), bea.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["members"].as_array().unwrap().len(), 2);
+    bea_ws.expect_event(&format!("chat:{conv}"), "member.added").await;
+    assert!(inbox(&app, bea).await.contains(&conv));
+    assert!(requests_of(&app, bea).await.is_empty());
+    say(&app, ann, &conv, "great").await;
+    let e = bea_ws.expect_event(&format!("chat:{conv}"), "message.created").await;
+    assert_eq!(e["data"]["body"], "great");
+    let (_, hist) = app.get(&format!("/conversations/{conv}/messages"), bea.bearer()).await;
+    assert_eq!(hist["items"].as_array().unwrap().len(), 2, "the request's message too");
+
+    // Declined: hidden for good, nobody blocked.
+    let conv2 = dm(&app, cal, bea).await;
+    say(&app, cal, &conv2, "buy my course").await;
+    let (s, _) = app.post(&format!("/conversations/{conv2}/decline"), bea.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    say(&app, cal, &conv2, "hello??").await;
+    assert!(requests_of(&app, bea).await.is_empty());
+    assert!(!inbox(&app, bea).await.contains(&conv2));
+    let (s, _) = app.get(&format!("/users/{}", bea.id), cal.bearer()).await;
+    assert_eq!(s, StatusCode::OK, "declining blocks nothing");
+    let (s, _) = app.post(&format!("/conversations/{conv2}/decline"), bea.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::NOT_FOUND);
+
+    // Someone bea follows writes straight in; `everyone` lets anyone in.
+    follow(&app, bea, dee).await;
+    let conv3 = dm(&app, dee, bea).await;
+    assert!(inbox(&app, bea).await.contains(&conv3), "bea follows dee");
+    settings(&app, bea, "everyone").await;
+    let conv4 = dm(&app, eve, bea).await;
+    assert!(inbox(&app, bea).await.contains(&conv4));
+
+    // Groups: `nobody` turns every addition into an invitation.
+    settings(&app, bea, "nobody").await;
+    let (s, g) = app
+        .post("/conversations", dee.bearer(), json!({"kind": "group", "title": "club", "member_ids": [bea.id, eve.id]}))
+        .await;
+    assert_eq!(s, StatusCode::CREATED, "{g}");
+    let group = g["id"].as_str().unwrap().to_string();
+    assert_eq!(g["members"].as_array().unwrap().len(), 1, "only dee: neither bea nor eve follows dee");
+    assert_eq!(g["requested"].as_array().unwrap().len(), 2);
+    assert!(!inbox(&app, bea).await.contains(&group));
+    let reqs = requests_of(&app, bea).await;
+    assert_eq!(reqs[0]["kind"], "invitation");
+    assert_eq!(reqs[0]["conversation"]["id"], group.as_str());
+    let (s, _) = app.post(&format!("/conversations/{group}/accept"), bea.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::OK);
+    assert!(inbox(&app, bea).await.contains(&group));
+
+    // Opening the conversation one was asked into accepts it.
+    let conv5 = dm(&app, &users[5], dee).await;
+    let again = dm(&app, dee, &users[5]).await;
+    assert_eq!(conv5, again);
+    assert!(inbox(&app, dee).await.contains(&conv5));
+    bea_ws.close().await;
 }

@@ -22,14 +22,27 @@ pub async fn create(state: &AppState, me: Id, req: NewConversation) -> AppResult
                 drop(tx);
                 let mut c = state.store.conn().await?;
                 let existing = store::direct_by_key(c.ex(), &key).await?.ok_or(AppError::NotFound)?;
+                let asked = store::request(c.ex(), existing.id, me).await?;
                 drop(c);
+                // Opening the conversation someone asked me into is accepting it.
+                if asked.is_some() {
+                    return Ok((accept(state, me, existing.id).await?, false));
+                }
                 return Ok((view_conversation(state, me, existing).await?, false));
             }
+            // Outside the other's `who_can_message`, it opens as a request: they are asked,
+            // not made a member, and hear nothing until they accept.
+            let default = state.config.default_who_can_message;
+            let consents = access::consenting(tx.ex(), default, me, &[other.id]).await?.contains(&other.id);
             let mut events = EventBatch::new();
-            for u in [me, other.id] {
-                store::insert_member(tx.ex(), id, u, MEMBER, now).await?;
+            store::insert_member(tx.ex(), id, me, MEMBER, now).await?;
+            if consents {
+                store::insert_member(tx.ex(), id, other.id, MEMBER, now).await?;
+                announce_members(&mut tx, &mut events, id, &[me, other.id]).await?;
+            } else {
+                store::insert_request(tx.ex(), id, other.id, me, now).await?;
+                announce_members(&mut tx, &mut events, id, &[me]).await?;
             }
-            announce_members(&mut tx, &mut events, id, &[me, other.id]).await?;
             state.commit(tx, events).await?;
             Ok((get(state, me, id).await?, true))
         }
@@ -50,11 +63,15 @@ pub async fn create(state: &AppState, me: Id, req: NewConversation) -> AppResult
                 store::NewConversation { id, kind: GROUP, title: Some(&title), direct_key: None, created_by: me, now };
             store::insert_conversation(tx.ex(), &new).await?;
             store::insert_member(tx.ex(), id, me, ADMIN, now).await?;
-            for u in &ids {
+            let (joined, invited) = split_by_consent(state, &mut tx, me, &ids).await?;
+            for u in &joined {
                 store::insert_member(tx.ex(), id, *u, MEMBER, now).await?;
             }
+            for u in &invited {
+                store::insert_request(tx.ex(), id, *u, me, now).await?;
+            }
             let mut everyone = vec![me];
-            everyone.extend(&ids);
+            everyone.extend(&joined);
             let mut events = EventBatch::new();
             announce_members(&mut tx, &mut events, id, &everyone).await?;
             state.commit(tx, events).await?;
@@ -105,9 +122,15 @@ pub async fn add_members(state: &AppState, me: Id, id: Id, req: AddMembers) -> A
     check_addable(&mut tx, me, &ids, "user_ids").await?;
     let now = Timestamp::now();
     let mut added = Vec::new();
-    for u in &ids {
+    let (joined, invited) = split_by_consent(state, &mut tx, me, &ids).await?;
+    for u in &joined {
         if store::insert_member(tx.ex(), id, *u, MEMBER, now).await? {
             added.push(*u);
+        }
+    }
+    for u in &invited {
+        if store::member(tx.ex(), id, *u).await?.is_none() {
+            store::insert_request(tx.ex(), id, *u, me, now).await?;
         }
     }
     if store::members_of(tx.ex(), &[id]).await?.len() > MAX_GROUP_MEMBERS {
@@ -150,6 +173,13 @@ pub async fn remove_member(state: &AppState, me: Id, id: Id, user: Id) -> AppRes
 
 /// `member.added` for each new member, and their sessions told to pick the conversation up
 /// from that event on.
+/// Splits people being added to a group by `me` into those who let `me` (they join) and
+/// those who must accept an invitation first.
+async fn split_by_consent(state: &AppState, tx: &mut Tx, me: Id, ids: &[Id]) -> AppResult<(Vec<Id>, Vec<Id>)> {
+    let ok = access::consenting(tx.ex(), state.config.default_who_can_message, me, ids).await?;
+    Ok(ids.iter().partition(|u| ok.contains(u)))
+}
+
 pub(super) async fn announce_members(tx: &mut Tx, events: &mut EventBatch, id: Id, users: &[Id]) -> AppResult<()> {
     let rows = user_store::get_many(tx.ex(), users).await?;
     for u in &rows {
@@ -159,5 +189,89 @@ pub(super) async fn announce_members(tx: &mut Tx, events: &mut EventBatch, id: I
         store::set_joined_seq(tx.ex(), id, u.id, seq - 1).await?;
         events.ephemeral(&[Topic::Control(u.id)], EventName::AccessChanged, &serde_json::Value::Null);
     }
+    Ok(())
+}
+
+// ---- requests and invitations -------------------------------------------------------------
+
+/// A conversation someone asked me into.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct ConversationRequest {
+    /// `message` (a direct conversation) or `invitation` (a group).
+    pub kind: &'static str,
+    /// Who asked.
+    pub from: UserSummary,
+    /// Asked.
+    pub created_at: Timestamp,
+    /// The conversation, with its latest message: what the request says.
+    pub conversation: ConversationView,
+}
+
+/// My open message requests and group invitations, newest first (declined ones are gone).
+pub async fn requests(state: &AppState, me: Id, q: &PageQuery) -> AppResult<Page<ConversationRequest>> {
+    let page = q.parse::<Id>()?;
+    let mut c = state.store.conn().await?;
+    let rows = store::open_requests(c.ex(), me, page.after, crate::store::fetch_limit(page.limit)).await?;
+    drop(c);
+    let page = Page::from_rows(rows, page.limit, |r| r.conversation_id);
+    // Someone blocked either way since asking is not shown (nor may be accepted).
+    let rows = access::filter_blocked(state, Some(me), page.items, |r| r.invited_by).await?;
+    let mut c = state.store.conn().await?;
+    let mut convs = Vec::new();
+    for r in &rows {
+        if let Some(conv) = store::get_conversation(c.ex(), r.conversation_id, None).await? {
+            convs.push(conv);
+        }
+    }
+    let from: HashMap<Id, UserSummary> =
+        user_store::get_many(c.ex(), &rows.iter().map(|r| r.invited_by).collect::<Vec<_>>())
+            .await?
+            .iter()
+            .map(|u| (u.id, UserSummary::from(u)))
+            .collect();
+    drop(c);
+    let views = views_of_conversations(state, me, convs).await?;
+    let items = rows
+        .into_iter()
+        .zip(views)
+        .filter_map(|(r, v)| {
+            Some(ConversationRequest {
+                kind: if v.kind == DIRECT { "message" } else { "invitation" },
+                from: from.get(&r.invited_by)?.clone(),
+                created_at: r.created_at,
+                conversation: v,
+            })
+        })
+        .collect();
+    Ok(Page { items, next_cursor: page.next_cursor })
+}
+
+/// Accepts a message request or a group invitation: I become a member (`member.added`, my
+/// sockets join the topic) and from now on hear of its messages. `404` when I was not asked,
+/// or whoever asked is blocked either way with me.
+pub async fn accept(state: &AppState, me: Id, id: Id) -> AppResult<ConversationView> {
+    let mut tx = state.store.begin().await?;
+    let conv = store::get_conversation(tx.ex(), id, Some(RowLock::NoKeyUpdate)).await?.ok_or(AppError::NotFound)?;
+    let asked = store::request(tx.ex(), id, me).await?.ok_or(AppError::NotFound)?;
+    access::not_blocked(tx.ex(), me, asked.invited_by).await?;
+    if conv.kind == GROUP && store::members_of(tx.ex(), &[id]).await?.len() >= MAX_GROUP_MEMBERS {
+        return Err(AppError::conflict(format!("the group is full ({MAX_GROUP_MEMBERS} members)")));
+    }
+    store::delete_request(tx.ex(), id, me).await?;
+    store::insert_member(tx.ex(), id, me, MEMBER, Timestamp::now()).await?;
+    let mut events = EventBatch::new();
+    announce_members(&mut tx, &mut events, id, &[me]).await?;
+    state.commit(tx, events).await?;
+    get(state, me, id).await
+}
+
+/// Declines a message request or a group invitation: it is hidden and does not come back;
+/// nobody is blocked and nobody is told. `404` when there is none open.
+pub async fn decline(state: &AppState, me: Id, id: Id) -> AppResult<()> {
+    let mut tx = state.store.begin().await?;
+    if !store::decline_request(tx.ex(), id, me, Timestamp::now()).await? {
+        return Err(AppError::NotFound);
+    }
+    state.commit(tx, EventBatch::new()).await?;
     Ok(())
 }

@@ -54,7 +54,9 @@ mod messages;
 mod receipts;
 mod views;
 
-pub use conversations::{add_members, create, get, list, remove_member, update};
+pub use conversations::{
+    ConversationRequest, accept, add_members, create, decline, get, list, remove_member, requests, update,
+};
 pub use messages::{
     delete_message, edit_message, history, reactable, reaction_event, remove_message, reported_message, send,
 };
@@ -133,6 +135,9 @@ pub struct ConversationView {
     pub title: Option<String>,
     /// Members, oldest first.
     pub members: Vec<MemberView>,
+    /// Asked and not members yet: the recipient of a message request, the invited of a
+    /// group (see `GET /conversations/requests`).
+    pub requested: Vec<UserSummary>,
     /// The newest message (a tombstone if it was deleted).
     pub last_message: Option<MessageView>,
     /// Messages of others after my read receipt.

@@ -14,10 +14,11 @@ pub(super) async fn views_of_conversations(
     let ids: Vec<Id> = convs.iter().map(|c| c.id).collect();
     let mut c = state.store.conn().await?;
     let members = store::members_of(c.ex(), &ids).await?;
+    let requested = store::requested_in(c.ex(), &ids).await?;
     let unread: HashMap<Id, i64> = store::unread_counts(c.ex(), me, Some(&ids)).await?.into_iter().collect();
     let last_ids: Vec<Id> = convs.iter().filter_map(|c| c.last_message_id).collect();
     let last_rows = store::get_messages(c.ex(), &last_ids).await?;
-    let mut user_ids: Vec<Id> = members.iter().map(|m| m.user_id).collect();
+    let mut user_ids: Vec<Id> = members.iter().map(|m| m.user_id).chain(requested.iter().map(|r| r.1)).collect();
     user_ids.sort_unstable();
     user_ids.dedup();
     let users: HashMap<Id, UserSummary> =
@@ -25,6 +26,12 @@ pub(super) async fn views_of_conversations(
     let last: HashMap<Id, MessageView> =
         views_of_messages(state, c.ex(), last_rows).await?.into_iter().map(|m| (m.conversation_id, m)).collect();
     drop(c);
+    let mut asked: HashMap<Id, Vec<UserSummary>> = HashMap::new();
+    for (conv, user) in requested {
+        if let Some(u) = users.get(&user) {
+            asked.entry(conv).or_default().push(u.clone());
+        }
+    }
     let mut by_conv: HashMap<Id, Vec<MemberView>> = HashMap::new();
     for m in members {
         let Some(user) = users.get(&m.user_id) else { continue };
@@ -44,6 +51,7 @@ pub(super) async fn views_of_conversations(
             kind: c.kind,
             title: c.title,
             members: by_conv.remove(&c.id).unwrap_or_default(),
+            requested: asked.remove(&c.id).unwrap_or_default(),
             last_message: last.get(&c.id).cloned(),
             unread_count: unread.get(&c.id).copied().unwrap_or(0),
             created_at: c.created_at,

@@ -153,6 +153,9 @@ pub async fn test_config(backend: Backend, dir: &std::path::Path) -> Config {
     cfg.rate_limit.auth_account_burst = 100_000;
     // Tests write fast from few accounts; the write limits have tests of their own.
     cfg.rate_limit.writes = chorus::config::WriteLimits::all(1_000_000, 100_000);
+    // Tests open conversations between strangers; consent has tests of its own (with the
+    // real default, `following`).
+    cfg.default_who_can_message = chorus::domain::user::WhoCanMessage::Everyone;
     cfg.jobs.poll_ms = 50;
     cfg.jobs.backoff_base_ms = 50;
     cfg.shutdown_timeout_secs = 10;
