@@ -47,6 +47,8 @@ pub struct Config {
     pub reset_token_ttl_secs: u64,
     /// Who may message an account that has not chosen (`who_can_message`).
     pub default_who_can_message: WhoCanMessage,
+    /// E-mail verification.
+    pub auth: AuthConfig,
     /// `smtp://user:pass@host:port` or `smtps://…`; unset means e-mails are only logged.
     pub smtp_url: Option<String>,
     /// The `From:` of every e-mail.
@@ -126,6 +128,29 @@ pub struct RateLimitConfig {
     pub auth_account_burst: u32,
     /// Writes per account, each kind with its own rate.
     pub writes: WriteLimits,
+}
+
+/// E-mail verification settings.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AuthConfig {
+    /// Whether an unverified account may only read (not post, comment, message or follow).
+    /// Unset: on exactly when SMTP is configured (there is no way to verify without mail).
+    pub require_verified_email: Option<bool>,
+    /// How long a verification code and link work; unset: one hour.
+    pub verification_ttl_secs: Option<u64>,
+}
+
+impl AuthConfig {
+    /// Whether verification is required, given whether SMTP is configured.
+    pub fn verification_required(&self, smtp: bool) -> bool {
+        self.require_verified_email.unwrap_or(smtp)
+    }
+
+    /// Lifetime of a code and link in seconds.
+    pub fn verification_ttl(&self) -> u64 {
+        self.verification_ttl_secs.unwrap_or(3600)
+    }
 }
 
 /// One account's write rate of one kind: `per_hour` on average, `burst` at once.
@@ -281,6 +306,7 @@ impl Default for Config {
             refresh_token_ttl_secs: 30 * 24 * 3600,
             reset_token_ttl_secs: 3600,
             default_who_can_message: WhoCanMessage::Following,
+            auth: AuthConfig::default(),
             smtp_url: None,
             mail_from: "Chorus <no-reply@chorus.local>".into(),
             public_url: None,

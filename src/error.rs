@@ -36,6 +36,9 @@ pub enum AppError {
     /// Authenticated, but not allowed to do this.
     #[error("{0}")]
     Forbidden(&'static str),
+    /// The account's e-mail address is not verified, and writing requires it.
+    #[error("verify your e-mail address first (POST /api/v1/auth/email/verify)")]
+    EmailUnverified,
     /// The account is suspended (login refused).
     #[error("this account is suspended")]
     AccountSuspended,
@@ -109,7 +112,7 @@ impl AppError {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
             Self::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-            Self::Forbidden(_) | Self::AccountSuspended => StatusCode::FORBIDDEN,
+            Self::Forbidden(_) | Self::AccountSuspended | Self::EmailUnverified => StatusCode::FORBIDDEN,
             Self::NotFound => StatusCode::NOT_FOUND,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
@@ -128,6 +131,7 @@ impl AppError {
             Self::Unauthorized(_) => "unauthorized",
             Self::Forbidden(_) => "forbidden",
             Self::AccountSuspended => "account_suspended",
+            Self::EmailUnverified => "email_unverified",
             Self::NotFound => "not_found",
             Self::Conflict { .. } => "conflict",
             Self::PayloadTooLarge(_) => "payload_too_large",

@@ -79,3 +79,22 @@ CREATE TABLE conversation_requests (
     PRIMARY KEY (conversation_id, user_id)
 );
 CREATE INDEX conversation_requests_user_idx ON conversation_requests (user_id, created_at);
+
+-- E-mail verification: a 6-digit code (keyed hash: a database alone cannot tell it) and a
+-- link token (SHA-256), single use, expiring. Accounts from before this migration count as
+-- verified: turning verification on must not lock anyone out.
+ALTER TABLE users ADD COLUMN email_verified_at BIGINT;
+UPDATE users SET email_verified_at = created_at;
+CREATE TABLE email_verifications (
+    id          BIGINT PRIMARY KEY,
+    user_id     BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    email       TEXT NOT NULL,
+    code_hash   TEXT NOT NULL,
+    token_hash  TEXT NOT NULL,
+    attempts    BIGINT NOT NULL DEFAULT 0,
+    created_at  BIGINT NOT NULL,
+    expires_at  BIGINT NOT NULL,
+    used_at     BIGINT
+);
+CREATE INDEX email_verifications_user_idx ON email_verifications (user_id);
+CREATE UNIQUE INDEX email_verifications_token_key ON email_verifications (token_hash);

@@ -5,6 +5,7 @@ use std::path::Path;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation, errors::ErrorKind};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
@@ -66,6 +67,8 @@ pub struct Auth {
     pub access_ttl: i64,
     /// Refresh token lifetime in seconds.
     pub refresh_ttl: i64,
+    /// Keyed hash of short codes (e-mail verification), derived from the secret.
+    codes: Hmac<Sha256>,
 }
 
 impl Auth {
@@ -80,7 +83,16 @@ impl Auth {
             validation,
             access_ttl,
             refresh_ttl,
+            codes: derive_mac(secret, b"chorus email codes v1"),
         }
+    }
+
+    /// The stored form of a short code sent to `user`: HMAC-SHA256 under a key derived from
+    /// the server's secret, so a copy of the database alone cannot try the million codes.
+    pub fn hash_code(&self, user: Id, code: &str) -> String {
+        let mut mac = self.codes.clone();
+        mac.update(format!("{user}:{code}").as_bytes());
+        hex::encode(mac.finalize().into_bytes())
     }
 
     /// Issues an access token for `user` in session `sid`.
@@ -120,6 +132,19 @@ impl Auth {
             }
         }
     }
+}
+
+/// An HMAC key derived from `secret` for one purpose.
+fn derive_mac(secret: &[u8], purpose: &[u8]) -> Hmac<Sha256> {
+    let mut derive = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes any key length");
+    derive.update(purpose);
+    Hmac::<Sha256>::new_from_slice(&derive.finalize().into_bytes()).expect("HMAC takes any key length")
+}
+
+/// A random 6-digit code, zero-padded.
+pub fn random_code() -> String {
+    use rand::Rng;
+    format!("{:06}", rand::rngs::OsRng.gen_range(0..1_000_000u32))
 }
 
 /// `n` random bytes, base64url: for opaque tokens and `jti`s.

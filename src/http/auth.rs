@@ -8,12 +8,12 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use super::extract::{AppJson, AppPath, ClientIp, Device};
-use crate::auth::AuthUser;
+use crate::auth::{AuthUser, MaybeAuthUser};
 use crate::domain::Id;
 use crate::error::{AppResult, ErrorBody};
 use crate::services::auth::{
-    self as svc, AuthResponse, ChangePasswordRequest, ForgotPasswordRequest, LoginRequest, RegisterRequest,
-    ResetPasswordRequest, SessionView,
+    self as svc, AuthResponse, ChangeEmailRequest, ChangePasswordRequest, ForgotPasswordRequest, LoginRequest,
+    RegisterRequest, ResetPasswordRequest, SessionView, VerifyEmailRequest,
 };
 use crate::services::users::{self, Me};
 use crate::state::AppState;
@@ -30,6 +30,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(forgot_password))
         .routes(routes!(reset_password))
         .routes(routes!(sessions))
+        .routes(routes!(verify_email))
+        .routes(routes!(resend_verification))
+        .routes(routes!(change_email))
         .routes(routes!(end_session))
 }
 
@@ -191,4 +194,55 @@ async fn sessions(State(state): State<AppState>, user: AuthUser) -> AppResult<Ap
 async fn end_session(State(state): State<AppState>, user: AuthUser, AppPath(id): AppPath<Id>) -> AppResult<StatusCode> {
     svc::end_session(&state, &user, id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Verify the account's e-mail address: the 6-digit code (with the account's token) or the
+/// token of the e-mail's link (from anywhere). Each works once, until it expires.
+#[utoipa::path(post, path = "/auth/email/verify", tag = "auth", security((), ("bearer" = [])), request_body = VerifyEmailRequest,
+    responses(
+        (status = 204, description = "Verified"),
+        (status = 401, description = "A code without the account's token", body = ErrorBody),
+        (status = 422, description = "Wrong, used or expired code or token", body = ErrorBody),
+        (status = 429, description = "Too many attempts from this address; see Retry-After", body = ErrorBody),
+    ))]
+async fn verify_email(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    me: MaybeAuthUser,
+    AppJson(req): AppJson<VerifyEmailRequest>,
+) -> AppResult<StatusCode> {
+    svc::verify_email(&state, &ip.0.to_string(), me.0.as_ref(), req).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Send a new verification code and link (the earlier ones stop working).
+#[utoipa::path(post, path = "/auth/email/resend", tag = "auth", security(("bearer" = [])),
+    responses(
+        (status = 202, description = "On its way"),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 409, description = "Verified already", body = ErrorBody),
+        (status = 429, description = "Too many resends; see Retry-After", body = ErrorBody),
+    ))]
+async fn resend_verification(State(state): State<AppState>, me: AuthUser) -> AppResult<StatusCode> {
+    svc::resend_verification(&state, &me).await?;
+    Ok(StatusCode::ACCEPTED)
+}
+
+/// Change the account's e-mail address (with the password); the new one is unverified until
+/// its code is used.
+#[utoipa::path(put, path = "/auth/email", tag = "auth", security(("bearer" = [])), request_body = ChangeEmailRequest,
+    responses(
+        (status = 200, description = "Changed; a code is on its way to the new address", body = Me),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 409, description = "The address belongs to another account", body = ErrorBody),
+        (status = 422, description = "Wrong password or not an e-mail address", body = ErrorBody),
+        (status = 429, description = "Too many attempts; see Retry-After", body = ErrorBody),
+    ))]
+async fn change_email(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    me: AuthUser,
+    AppJson(req): AppJson<ChangeEmailRequest>,
+) -> AppResult<AppJson<Me>> {
+    Ok(AppJson(svc::change_email(&state, &ip.0.to_string(), &me, req).await?))
 }

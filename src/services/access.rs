@@ -411,6 +411,21 @@ pub async fn first_unaddable(mut ex: Ex<'_>, me: Id, ids: &[Id]) -> AppResult<Op
     Ok(ids.iter().copied().find(|i| !found.contains(i) || blocked.contains(i)))
 }
 
+/// Whether `me` may write (post, comment, message, follow): when the server requires
+/// verified e-mail (`auth.require_verified_email`), an unverified account may only read
+/// (`403 email_unverified`).
+pub async fn may_write(state: &AppState, me: Id) -> AppResult<()> {
+    if !state.config.auth.verification_required(state.config.smtp_url.is_some()) {
+        return Ok(());
+    }
+    let mut c = state.store.conn().await?;
+    let u = user_store::get(c.ex(), me).await?.ok_or(AppError::NotFound)?;
+    if u.email_verified_at.is_none() {
+        return Err(AppError::EmailUnverified);
+    }
+    Ok(())
+}
+
 /// Of `users`, those who let `from` message them (or add them to a group) without asking:
 /// their `who_can_message` is `everyone`, or `following` and they follow `from`. The rest
 /// get a message request or a group invitation instead. Two queries, in the caller's

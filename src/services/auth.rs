@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
-use crate::auth::tokens::{hash_token, random_token};
+use crate::auth::tokens::{hash_token, random_code, random_token};
 use crate::auth::{AuthUser, password};
 use crate::domain::user::{Email, NewPassword, Username};
 use crate::domain::{Id, Timestamp, now_ms};
@@ -22,7 +22,7 @@ use crate::ratelimit::Bucket;
 use crate::realtime::close::CloseCode;
 use crate::services::users::{self, Me};
 use crate::state::AppState;
-use crate::store::{Tx, sessions, tokens, users as user_store};
+use crate::store::{Tx, sessions, tokens, users as user_store, verifications};
 
 /// `POST /auth/register` body.
 #[derive(Debug, Deserialize, ToSchema)]
@@ -142,6 +142,9 @@ pub async fn register(state: &AppState, client: &Client, req: RegisterRequest) -
         });
     }
     let (access, refresh) = issue_tokens(state, &mut tx, id, Err(client)).await?;
+    if verification_required(state) {
+        send_verification(state, &mut tx, id, username.as_str(), email.as_str()).await?;
+    }
     state.commit(tx, EventBatch::new()).await?;
     respond(state, id, access, refresh).await
 }
@@ -434,4 +437,138 @@ pub async fn end_session(state: &AppState, user: &AuthUser, id: Id) -> AppResult
     close_sockets(&mut events, user.id, Some(id), None, CloseCode::TOKEN_REVOKED);
     state.commit(tx, events).await?;
     Ok(())
+}
+
+// ---- e-mail verification --------------------------------------------------------------------
+
+/// Whether writing needs a verified address: then register and an address change send a
+/// code by themselves (otherwise `POST /auth/email/resend` sends one on request).
+fn verification_required(state: &AppState) -> bool {
+    state.config.auth.verification_required(state.config.smtp_url.is_some())
+}
+
+/// Sends `email` a fresh 6-digit code and a link (ending any earlier ones), in `tx`.
+async fn send_verification(state: &AppState, tx: &mut Tx, user: Id, username: &str, email: &str) -> AppResult<()> {
+    let code = random_code();
+    let token = random_token(32);
+    let now = Timestamp::now();
+    let ttl = state.config.auth.verification_ttl();
+    let expires = Timestamp(now.0 + ttl as i64 * 1000);
+    let (code_hash, token_hash) = (state.auth.hash_code(user, &code), hash_token(&token));
+    verifications::insert(tx.ex(), state.ids.next(), user, email, &code_hash, &token_hash, now, expires).await?;
+    let link = format!("{}/verify-email?token={token}", state.config.public_url());
+    let mail = Mail {
+        to: email.to_string(),
+        subject: format!("Your Chorus code: {code}"),
+        text: format!(
+            "Hello {username},\n\nYour code to verify this e-mail address on Chorus is:\n\n    {code}\n\n\
+             Or open: {link}\n\nBoth work once, within {} minutes. If you did not sign up, ignore this message.\n",
+            ttl.div_ceil(60)
+        ),
+    };
+    jobs::enqueue(tx, &state.ids, state.config.jobs.max_attempts, &SendEmail(mail)).await?;
+    Ok(())
+}
+
+/// `POST /auth/email/verify` body: the code (signed in) or the link's token (from anywhere).
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct VerifyEmailRequest {
+    /// The 6-digit code from the e-mail (needs the account's bearer token).
+    #[serde(default)]
+    pub code: Option<String>,
+    /// The token of the e-mail's link.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// Verifies the account's e-mail address with its code or link: single use, until it
+/// expires, five wrong codes at most. `422` for anything else.
+pub async fn verify_email(state: &AppState, ip: &str, me: Option<&AuthUser>, req: VerifyEmailRequest) -> AppResult<()> {
+    state.limits.check(Bucket::AuthIp, &format!("verify:{ip}")).await?;
+    let now = Timestamp::now();
+    let mut tx = state.store.begin().await?;
+    let (user, email) = match (&req.token, &req.code, me) {
+        (Some(t), _, _) => {
+            let invalid = || AppError::field("token", "is invalid or expired");
+            if t.is_empty() || t.len() > 256 {
+                return Err(invalid());
+            }
+            verifications::use_token(tx.ex(), &hash_token(t), now).await?.ok_or_else(invalid)?
+        }
+        (None, Some(code), Some(me)) => {
+            let code = code.trim();
+            if code.len() != 6 || !code.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(AppError::field("code", "is 6 digits"));
+            }
+            match verifications::use_code(tx.ex(), me.id, &state.auth.hash_code(me.id, code), now).await? {
+                Some(email) => (me.id, email),
+                None => {
+                    // The wrong attempt counts (committed), the answer is the same.
+                    tx.commit().await?;
+                    return Err(AppError::field("code", "is invalid or expired"));
+                }
+            }
+        }
+        (None, Some(_), None) => return Err(AppError::Unauthorized("a code needs the account's access token")),
+        (None, None, _) => return Err(AppError::field("code", "send the code or the link's token")),
+    };
+    // The address may have changed since the mail went out: then this verifies nothing.
+    if !user_store::set_email_verified(tx.ex(), user, &email, now).await? {
+        return Err(AppError::field("code", "was sent to an address the account no longer has"));
+    }
+    state.commit(tx, EventBatch::new()).await?;
+    Ok(())
+}
+
+/// Sends a new code and link to the account's address (limited per account). `409` when it
+/// is verified already.
+pub async fn resend_verification(state: &AppState, me: &AuthUser) -> AppResult<()> {
+    state.limits.check(Bucket::AuthAccount, &format!("verify:{}", me.id)).await?;
+    let mut tx = state.store.begin().await?;
+    let u = user_store::get(tx.ex(), me.id).await?.ok_or(AppError::NotFound)?;
+    if u.email_verified_at.is_some() {
+        return Err(AppError::conflict("the e-mail address is verified already"));
+    }
+    send_verification(state, &mut tx, u.id, &u.username, &u.email).await?;
+    state.commit(tx, EventBatch::new()).await?;
+    Ok(())
+}
+
+/// `PUT /auth/email` body.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct ChangeEmailRequest {
+    /// The new address.
+    pub email: String,
+    /// The current password.
+    pub password: String,
+}
+
+/// Changes the account's e-mail address (with the password): the new address is unverified
+/// and gets a code and link.
+pub async fn change_email(state: &AppState, ip: &str, me: &AuthUser, req: ChangeEmailRequest) -> AppResult<Me> {
+    state.limits.check(Bucket::AuthIp, &format!("email:{ip}")).await?;
+    state.limits.check(Bucket::AuthAccount, &format!("email:{}", me.id)).await?;
+    let email = Email::parse(&req.email).map_err(|m| AppError::field("email", m))?;
+    let mut c = state.store.conn().await?;
+    let u = user_store::get(c.ex(), me.id).await?.ok_or(AppError::NotFound)?;
+    drop(c);
+    if req.password.is_empty() || !password::verify(req.password, u.password_hash.clone()).await? {
+        return Err(AppError::field("password", "is incorrect"));
+    }
+    if u.email == email.as_str() {
+        return Err(AppError::field("email", "is the current address"));
+    }
+    let mut tx = state.store.begin().await?;
+    if let Err(e) = user_store::set_email(tx.ex(), me.id, email.as_str(), Timestamp::now()).await {
+        return Err(if e.is_conflict_on("email") {
+            AppError::conflict_field("email", "is already registered")
+        } else {
+            e.into()
+        });
+    }
+    if verification_required(state) {
+        send_verification(state, &mut tx, u.id, &u.username, email.as_str()).await?;
+    }
+    state.commit(tx, EventBatch::new()).await?;
+    users::me(state, me.id).await
 }

@@ -149,6 +149,7 @@ pub async fn views(state: &AppState, viewer: Option<Id>, rows: Vec<CommentRow>) 
 
 /// Comments on a post, or replies to a comment of it.
 pub async fn create(state: &AppState, me: Id, post: Id, req: CreateComment) -> AppResult<CommentView> {
+    access::may_write(state, me).await?;
     state.limits.write(Write::Comment, me).await?;
     access::visible_post(state, Some(me), post).await?;
     let body = validate_body(&req.body)?;

@@ -76,6 +76,7 @@ async fn sync(state: &AppState, tx: &mut Tx, user: Id, author: Id, follow: bool)
 pub async fn follow(state: &AppState, me: Id, target: &str) -> AppResult<FollowResult> {
     let (user, _) = access::visible_user(state, Some(me), target).await?;
     not_self(me, user.id, "follow")?;
+    access::may_write(state, me).await?;
     state.limits.write(Write::Follow, me).await?;
     let me_summary = summary(state, me).await?;
     let status = if user.is_private { FollowStatus::Pending } else { FollowStatus::Active };

@@ -308,6 +308,7 @@ fn validate_caption(v: &mut Validator, raw: &str) -> Option<String> {
 
 /// Creates a post.
 pub async fn create(state: &AppState, me: Id, req: CreatePost) -> AppResult<PostView> {
+    access::may_write(state, me).await?;
     state.limits.write(Write::Post, me).await?;
     let mut v = Validator::new();
     let caption = validate_caption(&mut v, req.caption.as_deref().unwrap_or("")).unwrap_or_default();

@@ -119,6 +119,8 @@ pub struct Me {
     pub settings: Settings,
     /// `user`, `moderator` or `admin`.
     pub role: Role,
+    /// Whether the e-mail address is verified (see `POST /auth/email/verify`).
+    pub email_verified: bool,
 }
 
 fn profile(u: &UserRow, links: Vec<(SocialNetwork, String)>) -> Profile {
@@ -157,6 +159,7 @@ pub async fn me(state: &AppState, id: Id) -> AppResult<Me> {
         email: u.email.clone(),
         settings: settings(prefs, u.who_can_message(state.config.default_who_can_message)),
         role: u.role(),
+        email_verified: u.email_verified_at.is_some(),
     })
 }
 

@@ -36,6 +36,7 @@ pub mod sessions;
 pub mod timelines;
 pub mod tokens;
 pub mod users;
+pub mod verifications;
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -44,6 +44,8 @@ pub struct UserRow {
     pub suspended_at: Option<Timestamp>,
     /// `everyone`, `following`, `nobody`, or `None` for the server's default.
     pub who_can_message: Option<String>,
+    /// When the current e-mail address was verified.
+    pub email_verified_at: Option<Timestamp>,
 }
 
 impl UserRow {
@@ -60,7 +62,7 @@ impl UserRow {
 
 const COLS: &str = "id, username, email, password_hash, display_name, bio, website, avatar_media_id, \
                     is_private, follower_count, following_count, post_count, created_at, updated_at, \
-                    role, suspended_at, who_can_message";
+                    role, suspended_at, who_can_message, email_verified_at";
 
 /// Values of a new user.
 pub struct NewUser<'a> {
@@ -388,5 +390,19 @@ pub async fn moderator_ids(ex: Ex<'_>) -> StoreResult<Vec<Id>> {
 pub async fn set_who_can_message(ex: Ex<'_>, id: Id, who: WhoCanMessage) -> StoreResult<()> {
     let sql = "UPDATE users SET who_can_message = $2 WHERE id = $1";
     exec!(ex, c => sqlx::query(sql).bind(id).bind(who.key()).execute(c).await)?;
+    Ok(())
+}
+
+/// Marks `email` verified for the account, if it is still the account's address.
+pub async fn set_email_verified(ex: Ex<'_>, id: Id, email: &str, now: Timestamp) -> StoreResult<bool> {
+    let sql = "UPDATE users SET email_verified_at = $3 WHERE id = $1 AND email = $2";
+    Ok(exec!(ex, c => sqlx::query(sql).bind(id).bind(email).bind(now).execute(c).await)? == 1)
+}
+
+/// Changes the account's e-mail address (unverified until its code is used). A taken
+/// address is a conflict mentioning `email`.
+pub async fn set_email(ex: Ex<'_>, id: Id, email: &str, now: Timestamp) -> StoreResult<()> {
+    let sql = "UPDATE users SET email = $2, email_verified_at = NULL, updated_at = $3 WHERE id = $1";
+    exec!(ex, c => sqlx::query(sql).bind(id).bind(email).bind(now).execute(c).await)?;
     Ok(())
 }

@@ -247,6 +247,12 @@ const ROWS: &[Row] = &[
     row("GET /conversations/requests", Request, Option::None,    "401  200+ 200- 200- 200- 200- 200- 200- 200- 200- 401  200-"),
     row("POST /conversations/{conv}/accept", Request, Some("{}"), "401  200  404  404  404  404  404  404  404  404  401  404"),
     row("POST /conversations/{conv}/decline", Request, Some("{}"),"401  204  404  404  404  404  404  404  404  404  401  404"),
+    // ---- e-mail verification (a code needs the account; the quick accounts are unverified)
+    row("POST /auth/email/verify", None, Some(r#"{"code":"000000"}"#),
+                                                                  "401  422  422  422  422  422  422  422  422  422  401  422"),
+    row("POST /auth/email/resend", None, Some("{}"),              "401  202  202  202  202  202  202  202  202  202  401  202"),
+    row("PUT /auth/email", None, Some(r#"{"email":"{unique}@example.org","password":"not the password"}"#),
+                                                                  "401  422  422  422  422  422  422  422  422  422  401  422"),
     // ---- sessions
     row("GET /auth/sessions", None, Option::None,                 "401  200  200  200  200  200  200  200  200  200  401  200"),
     row("DELETE /auth/sessions/{session}", None, Option::None,    "401  204  404  404  404  404  404  404  404  404  401  404"),

@@ -9,7 +9,7 @@ use crate::chat::{dm, say};
 use crate::media::{local_file, small_jpeg, upload_ready, variant};
 use crate::posts::{follow, ids, jobs_drained, make_private, new_post, quick_users};
 use crate::support::ws::{WAIT, WsClient};
-use crate::support::{Backend, TestApp, TestUser, eventually};
+use crate::support::{Backend, TestApp, TestUser, eventually, smtp};
 
 crate::both_backends!(
     roles_come_from_the_command_line_then_from_admins,
@@ -20,6 +20,7 @@ crate::both_backends!(
     each_write_limit_answers_429_at_its_documented_rate,
     the_audit_log_is_append_only,
     messages_from_outside_who_can_message_are_requests,
+    email_is_verified_with_a_code_or_a_link,
 );
 
 /// Makes `u` a moderator (or admin) the way `chorus admin grant` does.
@@ -668,4 +669,147 @@ async fn messages_from_outside_who_can_message_are_requests(b: Backend) {
     assert_eq!(conv5, again);
     assert!(inbox(&app, dee).await.contains(&conv5));
     bea_ws.close().await;
+}
+
+/// The next verification mail: its code and link token.
+async fn code_mail(inbox: &mut tokio::sync::mpsc::UnboundedReceiver<smtp::Received>, to: &str) -> (String, String) {
+    let mail = tokio::time::timeout(WAIT, inbox.recv()).await.expect("a verification mail arrives").unwrap();
+    assert_eq!(mail.to, [to.to_string()]);
+    let body = mail.body();
+    let code = body.lines().map(str::trim).find(|l| l.len() == 6 && l.bytes().all(|b| b.is_ascii_digit()));
+    let token = body.split("verify-email?token=").nth(1).map(|t| t.split_whitespace().next().unwrap().to_string());
+    (code.unwrap_or_else(|| panic!("no code in {body}")).to_string(), token.expect("a link"))
+}
+
+/// With SMTP configured, verification is on by default: an unverified account reads but
+/// does not write; the code (or the link) verifies it once; codes are hashed at rest.
+async fn email_is_verified_with_a_code_or_a_link(b: Backend) {
+    let (smtp_url, mut inbox) = smtp::start().await;
+    let app = TestApp::spawn_with(b, |c| {
+        c.smtp_url = Some(smtp_url);
+        c.auth.require_verified_email = None; // the default: on, with SMTP
+        let d = chorus::config::RateLimitConfig::default();
+        (c.rate_limit.auth_per_account_per_minute, c.rate_limit.auth_account_burst) =
+            (d.auth_per_account_per_minute, d.auth_account_burst);
+    })
+    .await;
+    let ann = app.register("ann").await;
+    let (code, _) = code_mail(&mut inbox, "ann@example.com").await;
+    let (_, me) = app.get("/auth/me", ann.bearer()).await;
+    assert_eq!(me["email_verified"], false);
+
+    // Reading works; writing does not.
+    let (s, _) = app.get("/explore", ann.bearer()).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, v) = app.post("/posts", ann.bearer(), json!({"caption": "hello"})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN, "{v}");
+    assert_eq!(v["error"]["code"], "email_unverified");
+    let bob = app.register("bob").await;
+    let (bob_code, bob_token) = code_mail(&mut inbox, "bob@example.com").await;
+    let (s, v) = app.post(&format!("/users/{}/follow", bob.id), ann.bearer(), json!({})).await;
+    assert_eq!((s, v["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("email_unverified")));
+
+    // Nothing in the database gives the code away.
+    let mut c = app.state.store.conn().await.unwrap();
+    let stored: Vec<String> = chorus::run!(c.ex(), c => sqlx::query_scalar("SELECT code_hash FROM email_verifications")
+        .fetch_all(c).await)
+    .unwrap();
+    assert_eq!(stored.len(), 2);
+    assert!(stored.iter().all(|h| !h.contains(&code) && h.len() == 64));
+    drop(c);
+
+    let wrong = if code == "000000" { "111111" } else { "000000" };
+    let (s, _) = app.post("/auth/email/verify", ann.bearer(), json!({"code": wrong})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = app.post("/auth/email/verify", None, json!({"code": code})).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "a code needs the account");
+    let (s, _) = app.post("/auth/email/verify", bob.bearer(), json!({"code": code})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "ann's code is not bob's");
+    let (s, v) = app.post("/auth/email/verify", ann.bearer(), json!({"code": code})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
+    let (_, me) = app.get("/auth/me", ann.bearer()).await;
+    assert_eq!(me["email_verified"], true);
+    let (s, _) = app.post("/posts", ann.bearer(), json!({"caption": "hello"})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) = app.post("/auth/email/verify", ann.bearer(), json!({"code": code})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "single use");
+    let (s, _) = app.post("/auth/email/resend", ann.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::CONFLICT, "verified already");
+
+    // Bob uses the link, from anywhere; his code then no longer works.
+    let (s, _) = app.post("/auth/email/verify", None, json!({"token": bob_token})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = app.post("/auth/email/verify", None, json!({"token": bob_token})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "a link works once");
+    let (s, _) = app.post("/auth/email/verify", bob.bearer(), json!({"code": bob_code})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+
+    // A new address is unverified until its own code is used; the old code is gone.
+    let (s, v) = app
+        .call(
+            Method::PUT,
+            "/auth/email",
+            ann.bearer(),
+            Some(json!({"email": "ann2@example.com", "password": "password123"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["email_verified"], false);
+    let (new_code, _) = code_mail(&mut inbox, "ann2@example.com").await;
+    let (s, _) = app
+        .call(
+            Method::PUT,
+            "/auth/email",
+            ann.bearer(),
+            Some(json!({"email": "bob@example.com", "password": "password123"})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::CONFLICT, "bob's address");
+    let (s, _) = app.post("/posts", ann.bearer(), json!({"caption": "again"})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
+    // Resending is limited per account (the auth account limit: 5 at once; the refused
+    // resend above counted).
+    let mut last = String::new();
+    for _ in 0..4 {
+        let (s, _) = app.post("/auth/email/resend", ann.bearer(), json!({})).await;
+        assert_eq!(s, StatusCode::ACCEPTED);
+        last = code_mail(&mut inbox, "ann2@example.com").await.0;
+    }
+    let (s, v) = app.post("/auth/email/resend", ann.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::TOO_MANY_REQUESTS, "{v}");
+    if new_code != last {
+        let (s, _) = app.post("/auth/email/verify", ann.bearer(), json!({"code": new_code})).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "a resend ends the earlier code");
+    }
+    let (s, _) = app.post("/auth/email/verify", ann.bearer(), json!({"code": last})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+
+    // Five wrong codes end a code.
+    let cal = app.register("cal").await;
+    let (cal_code, _) = code_mail(&mut inbox, "cal@example.com").await;
+    let other = if cal_code == "123456" { "654321" } else { "123456" };
+    for _ in 0..5 {
+        let (s, _) = app.post("/auth/email/verify", cal.bearer(), json!({"code": other})).await;
+        assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    }
+    let (s, _) = app.post("/auth/email/verify", cal.bearer(), json!({"code": cal_code})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY, "no sixth guess, not even the right one");
+}
+
+/// An expired code does not verify.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_codes_do_not_verify() {
+    let (smtp_url, mut inbox) = smtp::start().await;
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| {
+        c.smtp_url = Some(smtp_url);
+        c.auth.require_verified_email = Some(true);
+        c.auth.verification_ttl_secs = Some(0);
+    })
+    .await;
+    let ann = app.register("ann").await;
+    let (code, token) = code_mail(&mut inbox, "ann@example.com").await;
+    let (s, _) = app.post("/auth/email/verify", ann.bearer(), json!({"code": code})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, _) = app.post("/auth/email/verify", None, json!({"token": token})).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
 }

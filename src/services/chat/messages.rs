@@ -27,6 +27,7 @@ pub async fn send(state: &AppState, me: Id, id: Id, req: SendMessage) -> AppResu
         }
     }
     // Only a new message counts (a retry above is answered from what is stored).
+    access::may_write(state, me).await?;
     state.limits.write(Write::Message, me).await?;
     let mut tx = state.store.begin().await?;
     let conv = store::get_conversation(tx.ex(), id, Some(RowLock::NoKeyUpdate)).await?.ok_or(AppError::NotFound)?;

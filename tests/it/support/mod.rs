@@ -156,6 +156,8 @@ pub async fn test_config(backend: Backend, dir: &std::path::Path) -> Config {
     // Tests open conversations between strangers; consent has tests of its own (with the
     // real default, `following`).
     cfg.default_who_can_message = chorus::domain::user::WhoCanMessage::Everyone;
+    // Some tests configure SMTP, which turns verification on; its tests turn it on themselves.
+    cfg.auth.require_verified_email = Some(false);
     cfg.jobs.poll_ms = 50;
     cfg.jobs.backoff_base_ms = 50;
     cfg.shutdown_timeout_secs = 10;
