@@ -99,3 +99,8 @@ CREATE TABLE email_verifications (
 );
 CREATE INDEX email_verifications_user_idx ON email_verifications (user_id);
 CREATE UNIQUE INDEX email_verifications_token_key ON email_verifications (token_hash);
+
+-- Account deletion: set when the owner deletes it (the account is hidden and signed out at
+-- once); a durable job then erases its content and leaves this row as a tombstone ("deleted
+-- account", the username freed) so that conversations stay readable.
+ALTER TABLE users ADD COLUMN deleted_at BIGINT;

@@ -1,15 +1,17 @@
 //! `/users/*`: profiles, own profile and settings, lists, search, suggestions.
 
 use axum::extract::State;
+use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{AppJson, AppPath, AppQuery};
+use super::extract::{AppJson, AppPath, AppQuery, ClientIp};
 use crate::auth::{AuthUser, MaybeAuthUser};
 use crate::error::{AppResult, ErrorBody};
 use crate::pagination::{Page, PageQuery};
+use crate::services::accounts::{self, DeleteAccountRequest};
 use crate::services::users::{self as svc, Me, Profile, Settings, UpdateProfile, UpdateSettings, UserSummary};
 use crate::state::AppState;
 
@@ -20,7 +22,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(search_users))
         .routes(routes!(suggestions))
         .routes(routes!(get_user))
-        .routes(routes!(update_me))
+        .routes(routes!(update_me, delete_me))
         .routes(routes!(update_settings))
 }
 
@@ -133,4 +135,24 @@ async fn update_settings(
     AppJson(req): AppJson<UpdateSettings>,
 ) -> AppResult<AppJson<Settings>> {
     Ok(AppJson(svc::update_settings(&state, me.id, req).await?))
+}
+
+/// Delete my account (with the password): signed out everywhere at once and gone for
+/// everyone; a durable job then erases its posts, comments, reactions, follows, messages
+/// (tombstones from "Deleted account"), notifications and uploads, and frees the username.
+#[utoipa::path(delete, path = "/users/me", tag = "users", security(("bearer" = [])), request_body = DeleteAccountRequest,
+    responses(
+        (status = 202, description = "Deleted; the erasure is under way"),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 422, description = "Wrong password", body = ErrorBody),
+        (status = 429, description = "Too many attempts; see Retry-After", body = ErrorBody),
+    ))]
+async fn delete_me(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    me: AuthUser,
+    AppJson(req): AppJson<DeleteAccountRequest>,
+) -> AppResult<StatusCode> {
+    accounts::delete_me(&state, &ip.0.to_string(), &me, req).await?;
+    Ok(StatusCode::ACCEPTED)
 }

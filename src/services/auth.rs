@@ -176,6 +176,10 @@ pub async fn login(state: &AppState, client: &Client, req: LoginRequest) -> AppR
     let Some(user) = user.filter(|_| ok) else {
         return Err(AppError::Unauthorized("invalid login or password"));
     };
+    // A deleted account no longer exists for logging in.
+    if user.deleted_at.is_some() {
+        return Err(AppError::Unauthorized("invalid login or password"));
+    }
     // Told only to whoever knows the password.
     if user.suspended_at.is_some() {
         return Err(AppError::AccountSuspended);

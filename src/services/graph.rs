@@ -295,3 +295,20 @@ pub async fn unmute(state: &AppState, me: Id, target: &str) -> AppResult<()> {
     state.commit(tx, EventBatch::new()).await?;
     Ok(())
 }
+
+/// Ends every follow and request to and from `user` (an erased account), as unfollows do:
+/// counts, timelines and `follower.removed` stay right for everyone else.
+pub async fn sever_all(state: &AppState, user: Id) -> AppResult<()> {
+    let mut c = state.store.conn().await?;
+    let pairs = crate::store::erasure::follows(c.ex(), user).await?;
+    drop(c);
+    for (follower, followee) in pairs {
+        let who = summary(state, follower).await?;
+        let mut tx = state.store.begin().await?;
+        let mut events = EventBatch::new();
+        if remove_follow(state, &mut tx, &mut events, follower, followee, who).await? {
+            state.commit(tx, events).await?;
+        }
+    }
+    Ok(())
+}

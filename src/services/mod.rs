@@ -3,6 +3,7 @@
 //! and nowhere else; who may see what is decided in [`access`] alone.
 
 pub mod access;
+pub mod accounts;
 pub mod auth;
 pub mod chat;
 pub mod comments;

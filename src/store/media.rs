@@ -290,3 +290,10 @@ pub enum Holder {
     /// Not linked to a post or message.
     None,
 }
+
+/// Unlinks a media item from any post or message still holding it.
+pub async fn take_post_media_of(mut ex: Ex<'_>, media: Id) -> StoreResult<()> {
+    exec!(ex.reborrow(), c => sqlx::query("DELETE FROM post_media WHERE media_id = $1").bind(media).execute(c).await)?;
+    exec!(ex, c => sqlx::query("DELETE FROM message_media WHERE media_id = $1").bind(media).execute(c).await)?;
+    Ok(())
+}

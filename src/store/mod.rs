@@ -23,6 +23,7 @@
 pub mod audit;
 pub mod chat;
 pub mod comments;
+pub mod erasure;
 pub mod events;
 pub mod graph;
 pub mod jobs;

@@ -300,3 +300,9 @@ pub async fn delete_for_target(ex: Ex<'_>, user: Id, kind: &str, target_type: &s
     exec!(ex, c => sqlx::query(sql).bind(user).bind(kind).bind(target_type).bind(target_id).execute(c).await)?;
     Ok(())
 }
+
+/// Takes `actor` out of everyone's notifications (an erased account).
+pub async fn remove_actor_from_all(ex: Ex<'_>, actor: Id) -> StoreResult<()> {
+    remove_actor_where(ex, actor, "1 = 1", &[]).await?;
+    Ok(())
+}

@@ -46,6 +46,8 @@ pub struct UserRow {
     pub who_can_message: Option<String>,
     /// When the current e-mail address was verified.
     pub email_verified_at: Option<Timestamp>,
+    /// When the owner deleted the account (erased, or being erased).
+    pub deleted_at: Option<Timestamp>,
 }
 
 impl UserRow {
@@ -62,7 +64,7 @@ impl UserRow {
 
 const COLS: &str = "id, username, email, password_hash, display_name, bio, website, avatar_media_id, \
                     is_private, follower_count, following_count, post_count, created_at, updated_at, \
-                    role, suspended_at, who_can_message, email_verified_at";
+                    role, suspended_at, who_can_message, email_verified_at, deleted_at";
 
 /// Values of a new user.
 pub struct NewUser<'a> {
@@ -365,18 +367,21 @@ pub async fn set_suspended(ex: Ex<'_>, id: Id, at: Option<Timestamp>) -> StoreRe
     Ok(exec!(ex, c => sqlx::query(sql).bind(id).bind(at).execute(c).await)? == 1)
 }
 
-/// Of `ids`, the suspended accounts.
+/// Of `ids`, the accounts hidden from everyone: suspended, or deleted by their owner.
 pub async fn suspended_among(ex: Ex<'_>, ids: &[Id]) -> StoreResult<Vec<Id>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
-    let sql = format!("SELECT id FROM users WHERE suspended_at IS NOT NULL AND id IN ({})", super::posts::in_list(ids));
+    let sql = format!(
+        "SELECT id FROM users WHERE (suspended_at IS NOT NULL OR deleted_at IS NOT NULL) AND id IN ({})",
+        super::posts::in_list(ids)
+    );
     Ok(run!(ex, c => sqlx::query_scalar(&sql).fetch_all(c).await)?)
 }
 
-/// Every suspended account (a small set, by a partial index).
+/// Every hidden account: suspended or deleted (a small set, by partial indexes).
 pub async fn suspended_ids(ex: Ex<'_>) -> StoreResult<Vec<Id>> {
-    let sql = "SELECT id FROM users WHERE suspended_at IS NOT NULL";
+    let sql = "SELECT id FROM users WHERE suspended_at IS NOT NULL OR deleted_at IS NOT NULL";
     Ok(run!(ex, c => sqlx::query_scalar(sql).fetch_all(c).await)?)
 }
 
@@ -404,5 +409,23 @@ pub async fn set_email_verified(ex: Ex<'_>, id: Id, email: &str, now: Timestamp)
 pub async fn set_email(ex: Ex<'_>, id: Id, email: &str, now: Timestamp) -> StoreResult<()> {
     let sql = "UPDATE users SET email = $2, email_verified_at = NULL, updated_at = $3 WHERE id = $1";
     exec!(ex, c => sqlx::query(sql).bind(id).bind(email).bind(now).execute(c).await)?;
+    Ok(())
+}
+
+/// Marks the account deleted by its owner; `false` when it already is.
+pub async fn mark_deleted(ex: Ex<'_>, id: Id, now: Timestamp) -> StoreResult<bool> {
+    let sql = "UPDATE users SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL";
+    Ok(exec!(ex, c => sqlx::query(sql).bind(id).bind(now).execute(c).await)? == 1)
+}
+
+/// Turns an erased account's row into a tombstone: no profile, no address, no password,
+/// the username free again (the row stays: messages name it as their sender).
+pub async fn anonymize(ex: Ex<'_>, id: Id, now: Timestamp) -> StoreResult<()> {
+    let sql = "UPDATE users SET username = $2, email = $3, password_hash = '!', display_name = 'Deleted account', \
+               display_name_lower = 'deleted account', bio = '', website = NULL, avatar_media_id = NULL, \
+               is_private = FALSE, follower_count = 0, following_count = 0, post_count = 0, role = 'user', \
+               who_can_message = 'nobody', email_verified_at = NULL, updated_at = $4 WHERE id = $1";
+    exec!(ex, c => sqlx::query(sql).bind(id).bind(format!("deleted_{id}")).bind(format!("deleted_{id}@deleted.invalid"))
+        .bind(now).execute(c).await)?;
     Ok(())
 }

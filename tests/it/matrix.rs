@@ -125,6 +125,8 @@ const ROWS: &[Row] = &[
     row("GET /users/suggestions", None, Option::None,             "401  200  200  200  200  200  200  200  200  200  401  200"),
     row("PATCH /users/me", None, Some(r#"{"display_name":"Renamed"}"#),
                                                                   "401  200  200  200  200  200  200  200  200  200  401  200"),
+    row("DELETE /users/me", None, Some(r#"{"password":"not the password"}"#),
+                                                                  "401  422  422  422  422  422  422  422  422  422  401  422"),
     row("PUT /users/me/settings", None, Some("{}"),               "401  200  200  200  200  200  200  200  200  200  401  200"),
     row("PUT /users/me/avatar", None, Some(r#"{"media_id":null}"#),
                                                                   "401  200  200  200  200  200  200  200  200  200  401  200"),

@@ -1,6 +1,8 @@
 //! Trust and safety: roles, reports and the moderators' queue, removal, suspension, the audit
 //! log, sessions, and the per-account write limits.
 
+use std::time::Duration;
+
 use chorus::domain::user::Role;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -21,6 +23,7 @@ crate::both_backends!(
     the_audit_log_is_append_only,
     messages_from_outside_who_can_message_are_requests,
     email_is_verified_with_a_code_or_a_link,
+    account_deletion_erases_everything_and_keeps_counts_right,
 );
 
 /// Makes `u` a moderator (or admin) the way `chorus admin grant` does.
@@ -812,4 +815,235 @@ async fn expired_codes_do_not_verify() {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     let (s, _) = app.post("/auth/email/verify", None, json!({"token": token})).await;
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+}
+
+async fn count(app: &TestApp, sql: &str, id: &str) -> i64 {
+    let id: chorus::domain::Id = id.parse().unwrap();
+    let mut c = app.state.store.conn().await.unwrap();
+    chorus::run!(c.ex(), c => sqlx::query_scalar::<_, i64>(sql).bind(id).fetch_one(c).await).unwrap()
+}
+
+/// An account deletion signs out at once, hides at once, and the erasure leaves no row of
+/// the account's content and no stored file; what others see stays consistent.
+async fn account_deletion_erases_everything_and_keeps_counts_right(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let gone = app.register("gone").await;
+    let fay = app.register("fay").await;
+    let gil = app.register("gil").await;
+    follow(&app, &fay, &gone).await;
+    follow(&app, &gone, &fay).await;
+    let m = upload_ready(&app, &gone, small_jpeg()).await;
+    let (_, p) = app.post("/posts", gone.bearer(), json!({"caption": "mine", "media_ids": [m["id"]]})).await;
+    let post_file = local_file(&app, variant(&p["media"][0], "feed")["url"].as_str().unwrap());
+    let avatar = upload_ready(&app, &gone, small_jpeg()).await;
+    let (s, _) =
+        app.call(Method::PUT, "/users/me/avatar", gone.bearer(), Some(json!({"media_id": avatar["id"]}))).await;
+    assert_eq!(s, StatusCode::OK);
+    let avatar_file = local_file(&app, variant(&avatar, "thumb")["url"].as_str().unwrap());
+    let loose = upload_ready(&app, &gone, small_jpeg()).await;
+    let loose_file = local_file(&app, variant(&loose, "thumb")["url"].as_str().unwrap());
+    let fays = new_post(&app, &fay, "fay's").await;
+    let (_, c1) = app.post(&format!("/posts/{fays}/comments"), gone.bearer(), json!({"body": "with a reply"})).await;
+    app.post(&format!("/posts/{fays}/comments"), fay.bearer(), json!({"body": "reply", "parent_id": c1["id"]})).await;
+    app.post(&format!("/posts/{fays}/comments"), gone.bearer(), json!({"body": "alone"})).await;
+    app.call(Method::PUT, &format!("/posts/{fays}/reaction"), gone.bearer(), Some(json!({"type": "love"}))).await;
+    app.call(Method::PUT, &format!("/posts/{fays}/reaction"), gil.bearer(), Some(json!({"type": "love"}))).await;
+    app.post(&format!("/posts/{fays}/save"), gone.bearer(), json!({})).await;
+    let conv = dm(&app, &gone, &fay).await;
+    let msg = say(&app, &gone, &conv, "a secret").await;
+    app.call(
+        Method::PUT,
+        &format!("/messages/{}/reaction", msg["id"].as_str().unwrap()),
+        fay.bearer(),
+        Some(json!({"type": "love"})),
+    )
+    .await;
+    let (_, g) = app
+        .post("/conversations", gone.bearer(), json!({"kind": "group", "title": "g", "member_ids": [fay.id, gil.id]}))
+        .await;
+    let group = g["id"].as_str().unwrap().to_string();
+    say(&app, &gone, &group, "hello group").await;
+    jobs_drained(&app).await;
+    let mut ws = WsClient::connect(&app.base, &gone.token).await;
+
+    let (s, _) = app.call(Method::DELETE, "/users/me", gone.bearer(), Some(json!({"password": "wrong one"}))).await;
+    assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
+    let (s, v) = app.call(Method::DELETE, "/users/me", gone.bearer(), Some(json!({"password": "password123"}))).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(ws.expect_close().await.0, 4501, "signed out everywhere at once");
+    let (s, _) = app.get("/auth/me", gone.bearer()).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, _) = app.post("/auth/login", None, json!({"login": "gone", "password": "password123"})).await;
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    jobs_drained(&app).await;
+
+    // No row of the account's content is left.
+    let id = gone.id.as_str();
+    for (what, sql) in [
+        ("posts", "SELECT COUNT(*) FROM posts WHERE author_id = $1"),
+        ("live comments", "SELECT COUNT(*) FROM comments WHERE author_id = $1 AND deleted = FALSE"),
+        ("comment text", "SELECT COUNT(*) FROM comments WHERE author_id = $1 AND body <> ''"),
+        ("reactions", "SELECT COUNT(*) FROM reactions WHERE user_id = $1"),
+        ("follows", "SELECT COUNT(*) FROM follows WHERE follower_id = $1 OR followee_id = $1"),
+        ("saves", "SELECT COUNT(*) FROM saves WHERE user_id = $1"),
+        ("notifications", "SELECT COUNT(*) FROM notifications WHERE user_id = $1"),
+        ("as an actor", "SELECT COUNT(*) FROM notification_actors WHERE actor_id = $1"),
+        ("media", "SELECT COUNT(*) FROM media WHERE owner_id = $1"),
+        (
+            "message text",
+            "SELECT COUNT(*) FROM messages WHERE sender_id = $1 AND (deleted = FALSE OR body IS NOT NULL)",
+        ),
+        (
+            "group memberships",
+            "SELECT COUNT(*) FROM conversation_members m JOIN conversations c ON c.id = m.conversation_id WHERE m.user_id = $1 AND c.kind = 'group'",
+        ),
+        ("sessions", "SELECT COUNT(*) FROM refresh_tokens WHERE user_id = $1"),
+        (
+            "profile",
+            "SELECT COUNT(*) FROM users WHERE id = $1 AND (username NOT LIKE 'deleted_%' OR email NOT LIKE '%@deleted.invalid' OR bio <> '' OR avatar_media_id IS NOT NULL OR password_hash <> '!')",
+        ),
+    ] {
+        assert_eq!(count(&app, sql, id).await, 0, "{what}");
+    }
+    assert_eq!(
+        count(&app, "SELECT COUNT(*) FROM comments WHERE author_id = $1", id).await,
+        1,
+        "the tombstone with a reply stays"
+    );
+    for f in [&post_file, &avatar_file, &loose_file] {
+        let f = f.clone();
+        eventually(WAIT, || {
+            let f = f.clone();
+            async move { (!f.exists()).then_some(()) }
+        })
+        .await;
+    }
+
+    // Everyone else's counts are right.
+    let (_, fay_profile) = app.get(&format!("/users/{}", fay.id), gil.bearer()).await;
+    assert_eq!((fay_profile["follower_count"].as_i64(), fay_profile["following_count"].as_i64()), (Some(0), Some(0)));
+    let (_, post) = app.get(&format!("/posts/{fays}"), gil.bearer()).await;
+    assert_eq!(post["reaction_counts"], json!({"love": 1}), "gil's reaction only");
+    assert_eq!(
+        post["comment_count"], 1,
+        "the reply (a tombstone does not count, as when its author deletes it): {post}"
+    );
+    let (_, hist) = app.get(&format!("/conversations/{conv}/messages"), fay.bearer()).await;
+    assert_eq!(hist["items"][0]["deleted"], true, "readable, from a deleted account: {hist}");
+    assert_eq!(hist["items"][0]["sender"]["display_name"], "Deleted account");
+    let (_, gv) = app.get(&format!("/conversations/{group}"), fay.bearer()).await;
+    assert_eq!(gv["members"].as_array().unwrap().len(), 2, "left the group");
+    // The username is free again.
+    let again = app.register("gone").await;
+    assert_ne!(again.id, gone.id);
+}
+
+/// A kill of the instance in the middle of an erasure loses nothing: the job is run again
+/// after its lease and finishes (the real binary, SIGKILLed, on SQLite).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_erasure_survives_a_killed_instance() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let base = format!("http://127.0.0.1:{port}");
+    let start = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_chorus"))
+            .env("CHORUS_LISTEN", format!("127.0.0.1:{port}"))
+            .env("CHORUS_DATA_DIR", dir.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .env("CHORUS_LOG", "warn")
+            .env("CHORUS_JOBS__LEASE_MS", "1000")
+            .env("CHORUS_JOBS__POLL_MS", "50")
+            .env("CHORUS_RATE_LIMIT__WRITES__POSTS__PER_HOUR", "1000000")
+            .env("CHORUS_RATE_LIMIT__WRITES__POSTS__BURST", "100000")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let http = reqwest::Client::new();
+    let ready = || {
+        let (http, url) = (http.clone(), format!("{base}/ready"));
+        eventually(Duration::from_secs(30), move || {
+            let (http, url) = (http.clone(), url.clone());
+            async move { http.get(&url).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
+        })
+    };
+    let mut child = start();
+    ready().await;
+    let api = |p: &str| format!("{base}/api/v1{p}");
+    let reg = |name: &'static str| {
+        let (http, url) = (http.clone(), api("/auth/register"));
+        async move {
+            let body = json!({"username": name, "email": format!("{name}@example.com"), "password": "password123"});
+            let v: Value = http.post(url).json(&body).send().await.unwrap().json().await.unwrap();
+            TestUser::from_auth(&v)
+        }
+    };
+    let gone = reg("gone").await;
+    let fan = reg("fan").await;
+    http.post(api(&format!("/users/{}/follow", gone.id)))
+        .bearer_auth(&fan.token)
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    const POSTS: i64 = 150;
+    for i in 0..POSTS {
+        let r = http
+            .post(api("/posts"))
+            .bearer_auth(&gone.token)
+            .json(&json!({"caption": format!("p{i}")}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::CREATED);
+    }
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("chorus.db").display())).await.unwrap();
+    let gone_id: i64 = gone.id.parse().unwrap();
+    let posts_left = || {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM posts WHERE author_id = $1")
+                .bind(gone_id)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    let r = http
+        .delete(api("/users/me"))
+        .bearer_auth(&gone.token)
+        .json(&json!({"password": "password123"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    // Killed once the erasure is under way, before it is done.
+    eventually(Duration::from_secs(30), || async { (posts_left().await < POSTS).then_some(()) }).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let left = posts_left().await;
+    eprintln!("killed with {left} of {POSTS} posts left");
+    let mut child = start();
+    ready().await;
+    eventually(Duration::from_secs(60), || async {
+        let name: String =
+            sqlx::query_scalar("SELECT username FROM users WHERE id = $1").bind(gone_id).fetch_one(&db).await.unwrap();
+        name.starts_with("deleted_").then_some(())
+    })
+    .await;
+    assert_eq!(posts_left().await, 0);
+    let fan_id: i64 = fan.id.parse().unwrap();
+    let following: i64 = sqlx::query_scalar("SELECT following_count FROM users WHERE id = $1")
+        .bind(fan_id)
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(following, 0, "the follow went, and the count with it");
+    let jobs: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'erase_account'").fetch_one(&db).await.unwrap();
+    assert_eq!(jobs, 0, "the erasure finished (not dead-lettered)");
+    child.kill().unwrap();
+    child.wait().unwrap();
 }

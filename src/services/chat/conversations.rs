@@ -171,8 +171,6 @@ pub async fn remove_member(state: &AppState, me: Id, id: Id, user: Id) -> AppRes
     Ok(())
 }
 
-/// `member.added` for each new member, and their sessions told to pick the conversation up
-/// from that event on.
 /// Splits people being added to a group by `me` into those who let `me` (they join) and
 /// those who must accept an invitation first.
 async fn split_by_consent(state: &AppState, tx: &mut Tx, me: Id, ids: &[Id]) -> AppResult<(Vec<Id>, Vec<Id>)> {
@@ -180,6 +178,8 @@ async fn split_by_consent(state: &AppState, tx: &mut Tx, me: Id, ids: &[Id]) -> 
     Ok(ids.iter().partition(|u| ok.contains(u)))
 }
 
+/// `member.added` for each new member, and their sessions told to pick the conversation up
+/// from that event on.
 pub(super) async fn announce_members(tx: &mut Tx, events: &mut EventBatch, id: Id, users: &[Id]) -> AppResult<()> {
     let rows = user_store::get_many(tx.ex(), users).await?;
     for u in &rows {

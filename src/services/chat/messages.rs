@@ -116,10 +116,12 @@ pub async fn history(state: &AppState, me: Id, id: Id, q: &HistoryQuery) -> AppR
     // In a group, as live: the messages of an account blocked either way are not shown (a
     // page may come out short; the cursor still moves past them). A direct conversation's
     // history stays whole (it is the two members' own), but for a suspended sender's.
+    // Tombstones stay either way (a deleted account's messages read as "Deleted account").
+    let sender = |m: &MessageView| if m.deleted { Id(0) } else { m.sender.id };
     let items = if conv.kind == GROUP {
-        access::filter_blocked(state, Some(me), items, |m| m.sender.id).await?
+        access::filter_blocked(state, Some(me), items, sender).await?
     } else {
-        access::filter_suspended(state, items, |m| m.sender.id).await?
+        access::filter_suspended(state, items, sender).await?
     };
     Ok(Page { items, next_cursor })
 }

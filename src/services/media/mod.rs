@@ -313,6 +313,25 @@ pub async fn message_views(state: &AppState, mut ex: Ex<'_>, ids: &[Id]) -> AppR
         .collect())
 }
 
+/// Deletes every upload `owner` still has (unattached, the avatar, still processing) and
+/// schedules their stored objects' durable deletion; to run after their posts and messages
+/// are gone.
+pub async fn discard_all_of(state: &AppState, owner: Id) -> AppResult<()> {
+    loop {
+        let mut tx = state.store.begin().await?;
+        user_store::set_avatar(tx.ex(), owner, None, Timestamp::now()).await?;
+        let ids = crate::store::erasure::media_ids(tx.ex(), owner, 100).await?;
+        for id in &ids {
+            store::take_post_media_of(tx.ex(), *id).await?;
+            discard(state, &mut tx, *id).await?;
+        }
+        state.commit(tx, EventBatch::new()).await?;
+        if ids.len() < 100 {
+            return Ok(());
+        }
+    }
+}
+
 /// Schedules durable deletion of a chat message's stored media (the message was deleted
 /// for everyone). Call inside that transaction.
 pub async fn release_message_media(state: &AppState, tx: &mut Tx, message: Id) -> AppResult<()> {

@@ -138,7 +138,7 @@ async fn suspendable(tx: &mut Tx, me: Id, user: Id) -> AppResult<UserRow> {
     if user == me {
         return Err(AppError::field("id", "you cannot suspend yourself"));
     }
-    let row = user_store::get(tx.ex(), user).await?.ok_or(AppError::NotFound)?;
+    let row = user_store::get(tx.ex(), user).await?.filter(|u| u.deleted_at.is_none()).ok_or(AppError::NotFound)?;
     if row.role().moderates() {
         return Err(AppError::Forbidden("moderators and admins are not suspended; revoke the role first"));
     }
