@@ -237,6 +237,7 @@ fn job_registry() -> Registry {
     r.register(crate::services::feed::run_backfill_followers);
     r.register(crate::services::notifications::run_notify);
     r.register(crate::services::accounts::run_erase_account);
+    r.register(crate::services::exports::run_export);
     r
 }
 

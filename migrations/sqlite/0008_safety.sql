@@ -104,3 +104,16 @@ CREATE UNIQUE INDEX email_verifications_token_key ON email_verifications (token_
 -- once); a durable job then erases its content and leaves this row as a tombstone ("deleted
 -- account", the username freed) so that conversations stay readable.
 ALTER TABLE users ADD COLUMN deleted_at BIGINT;
+
+-- Data exports: a ZIP written by a durable job into the data directory, downloadable by its
+-- owner until it expires.
+CREATE TABLE exports (
+    id         BIGINT PRIMARY KEY,
+    user_id    BIGINT NOT NULL REFERENCES users (id) ON DELETE CASCADE,
+    status     TEXT NOT NULL DEFAULT 'pending',   -- pending | ready
+    bytes      BIGINT,
+    created_at BIGINT NOT NULL,
+    ready_at   BIGINT,
+    expires_at BIGINT
+);
+CREATE INDEX exports_user_idx ON exports (user_id, id);

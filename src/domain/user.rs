@@ -262,11 +262,13 @@ pub enum NotificationKind {
     Report,
     /// A report I made was resolved.
     ReportResolved,
+    /// My data export is ready to download.
+    ExportReady,
 }
 
 impl NotificationKind {
     /// Every kind.
-    pub const ALL: [NotificationKind; 10] = [
+    pub const ALL: [NotificationKind; 11] = [
         Self::Follow,
         Self::FollowRequest,
         Self::FollowApproved,
@@ -277,6 +279,7 @@ impl NotificationKind {
         Self::Message,
         Self::Report,
         Self::ReportResolved,
+        Self::ExportReady,
     ];
 
     /// Stored key.
@@ -292,6 +295,7 @@ impl NotificationKind {
             Self::Message => "message",
             Self::Report => "report",
             Self::ReportResolved => "report_resolved",
+            Self::ExportReady => "export_ready",
         }
     }
 

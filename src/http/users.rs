@@ -9,9 +9,11 @@ use utoipa_axum::routes;
 
 use super::extract::{AppJson, AppPath, AppQuery, ClientIp};
 use crate::auth::{AuthUser, MaybeAuthUser};
+use crate::domain::Id;
 use crate::error::{AppResult, ErrorBody};
 use crate::pagination::{Page, PageQuery};
 use crate::services::accounts::{self, DeleteAccountRequest};
+use crate::services::exports::{self, ExportView};
 use crate::services::users::{self as svc, Me, Profile, Settings, UpdateProfile, UpdateSettings, UserSummary};
 use crate::state::AppState;
 
@@ -23,6 +25,9 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(suggestions))
         .routes(routes!(get_user))
         .routes(routes!(update_me, delete_me))
+        .routes(routes!(request_export))
+        .routes(routes!(get_export))
+        .routes(routes!(download_export))
         .routes(routes!(update_settings))
 }
 
@@ -155,4 +160,60 @@ async fn delete_me(
 ) -> AppResult<StatusCode> {
     accounts::delete_me(&state, &ip.0.to_string(), &me, req).await?;
     Ok(StatusCode::ACCEPTED)
+}
+
+/// Ask for an export of my data: a job writes a ZIP (profile, posts, comments, reactions,
+/// follows, conversations with their messages, and my uploads) and notifies me
+/// (`export_ready`) when it is ready.
+#[utoipa::path(post, path = "/users/me/export", tag = "users", security(("bearer" = [])),
+    responses(
+        (status = 202, description = "Being written", body = ExportView),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 409, description = "An export is being written already", body = ErrorBody),
+        (status = 429, description = "Too many exports; see Retry-After", body = ErrorBody),
+    ))]
+async fn request_export(State(state): State<AppState>, me: AuthUser) -> AppResult<(StatusCode, AppJson<ExportView>)> {
+    Ok((StatusCode::ACCEPTED, AppJson(exports::request(&state, me.id).await?)))
+}
+
+/// One of my exports: its state, and where to download it once ready.
+#[utoipa::path(get, path = "/users/me/exports/{id}", tag = "users", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Export id")),
+    responses(
+        (status = 200, description = "The export", body = ExportView),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 404, description = "No such export of mine (or it expired)", body = ErrorBody),
+    ))]
+async fn get_export(
+    State(state): State<AppState>,
+    me: AuthUser,
+    AppPath(id): AppPath<Id>,
+) -> AppResult<AppJson<ExportView>> {
+    Ok(AppJson(exports::get(&state, me.id, id).await?))
+}
+
+/// Download one of my ready exports (a ZIP), until it expires.
+#[utoipa::path(get, path = "/users/me/exports/{id}/download", tag = "users", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Export id")),
+    responses(
+        (status = 200, description = "The ZIP", content_type = "application/zip", body = Vec<u8>),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 404, description = "No such export of mine (or it expired)", body = ErrorBody),
+        (status = 409, description = "Not ready yet", body = ErrorBody),
+    ))]
+async fn download_export(
+    State(state): State<AppState>,
+    me: AuthUser,
+    AppPath(id): AppPath<Id>,
+) -> AppResult<impl axum::response::IntoResponse> {
+    let bytes = exports::download(&state, me.id, id).await?;
+    let disposition = format!("attachment; filename=\"chorus-export-{id}.zip\"");
+    Ok((
+        [
+            (axum::http::header::CONTENT_TYPE, "application/zip".to_string()),
+            (axum::http::header::CONTENT_DISPOSITION, disposition),
+            (axum::http::header::CACHE_CONTROL, "private, no-store".to_string()),
+        ],
+        bytes,
+    ))
 }

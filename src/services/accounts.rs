@@ -14,7 +14,7 @@
 //!    place in everyone else's), sessions, tokens, links, settings, reports it filed;
 //! 7. its remaining uploads (durable deletion);
 //! 8. the profile: the row stays as a tombstone named `deleted_{id}`, with no address and no
-//!    password, and the username is free.
+//!    password, and the username is free; its data exports are deleted.
 //!
 //! Every step reads what is left and removes it, so a job that dies part way (a killed
 //! instance) is run again by the job queue and carries on where the last one stopped.
@@ -29,7 +29,7 @@ use crate::events::EventBatch;
 use crate::jobs::{self, Job};
 use crate::ratelimit::Bucket;
 use crate::realtime::close::CloseCode;
-use crate::services::{auth, chat, comments, graph, media, posts, reactions};
+use crate::services::{auth, chat, comments, exports, graph, media, posts, reactions};
 use crate::state::AppState;
 use crate::store::reactions::Target;
 use crate::store::{erasure, notifications as notification_store, users as user_store};
@@ -152,6 +152,7 @@ pub async fn run_erase_account(state: AppState, job: EraseAccount) -> anyhow::Re
         gone_is_fine(chat::remove_member(st, user, g, user).await)?;
     }
     graph::sever_all(st, user).await?;
+    exports::delete_files_of(st, user).await?;
     let mut tx = st.store.begin().await?;
     notification_store::remove_actor_from_all(tx.ex(), user).await?;
     erasure::delete_private_rows(tx.ex(), user).await?;

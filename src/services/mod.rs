@@ -7,6 +7,7 @@ pub mod accounts;
 pub mod auth;
 pub mod chat;
 pub mod comments;
+pub mod exports;
 pub mod feed;
 pub mod graph;
 pub mod media;

@@ -68,6 +68,7 @@ pub async fn delete_private_rows(mut ex: Ex<'_>, user: Id) -> StoreResult<()> {
         "DELETE FROM conversation_requests WHERE user_id = $1 OR invited_by = $1",
         "DELETE FROM reports WHERE reporter_id = $1",
         "DELETE FROM timeline_entries WHERE user_id = $1",
+        "DELETE FROM exports WHERE user_id = $1",
     ];
     for sql in statements {
         exec!(ex.reborrow(), c => sqlx::query(sql).bind(user).execute(c).await)?;

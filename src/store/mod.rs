@@ -25,6 +25,7 @@ pub mod chat;
 pub mod comments;
 pub mod erasure;
 pub mod events;
+pub mod exports;
 pub mod graph;
 pub mod jobs;
 pub mod media;

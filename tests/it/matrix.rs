@@ -127,6 +127,10 @@ const ROWS: &[Row] = &[
                                                                   "401  200  200  200  200  200  200  200  200  200  401  200"),
     row("DELETE /users/me", None, Some(r#"{"password":"not the password"}"#),
                                                                   "401  422  422  422  422  422  422  422  422  422  401  422"),
+    row("POST /users/me/export", None, Some("{}"),              "401  202  202  202  202  202  202  202  202  202  401  202"),
+    row("GET /users/me/exports/{export}", None, Option::None,     "401  200  404  404  404  404  404  404  404  404  401  404"),
+    row("GET /users/me/exports/{export}/download", None, Option::None,
+                                                                  "401  200  404  404  404  404  404  404  404  404  401  404"),
     row("PUT /users/me/settings", None, Some("{}"),               "401  200  200  200  200  200  200  200  200  200  401  200"),
     row("PUT /users/me/avatar", None, Some(r#"{"media_id":null}"#),
                                                                   "401  200  200  200  200  200  200  200  200  200  401  200"),
@@ -449,6 +453,17 @@ async fn fixture(app: &TestApp, w: &World, r: &Row) -> Fixture {
     f.set("member", w.user("member").id.clone());
     f.set("suspended", w.user("suspended").id.clone());
     f.set("tag", "matrixtag");
+    if r.op.contains("{export}") {
+        // The owner's export, once written.
+        let e = ok(app, Method::POST, "/users/me/export", &w.owner, json!({})).await;
+        let id = e["id"].as_str().unwrap().to_string();
+        eventually(Duration::from_secs(10), || async {
+            let (_, v) = app.get(&format!("/users/me/exports/{id}"), w.owner.bearer()).await;
+            (v["status"] == "ready").then_some(())
+        })
+        .await;
+        f.set("export", id);
+    }
     if r.op.contains("{session}") {
         // The owner's session, from the store (once ended, the owner can no longer ask).
         let mut c = app.state.store.conn().await.unwrap();

@@ -24,6 +24,7 @@ crate::both_backends!(
     messages_from_outside_who_can_message_are_requests,
     email_is_verified_with_a_code_or_a_link,
     account_deletion_erases_everything_and_keeps_counts_right,
+    a_data_export_holds_everything_and_is_the_owners_only,
 );
 
 /// Makes `u` a moderator (or admin) the way `chorus admin grant` does.
@@ -1046,4 +1047,87 @@ async fn an_erasure_survives_a_killed_instance() {
     assert_eq!(jobs, 0, "the erasure finished (not dead-lettered)");
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// An export holds what it says, is its owner's only, and expires.
+async fn a_data_export_holds_everything_and_is_the_owners_only(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let ann = app.register("ann").await;
+    let bob = app.register("bob").await;
+    follow(&app, &ann, &bob).await;
+    follow(&app, &bob, &ann).await;
+    let m = upload_ready(&app, &ann, small_jpeg()).await;
+    let (_, p) = app.post("/posts", ann.bearer(), json!({"caption": "my holiday #sea", "media_ids": [m["id"]]})).await;
+    let bobs = new_post(&app, &bob, "bob's").await;
+    app.post(&format!("/posts/{bobs}/comments"), ann.bearer(), json!({"body": "lovely"})).await;
+    app.call(Method::PUT, &format!("/posts/{bobs}/reaction"), ann.bearer(), Some(json!({"type": "love"}))).await;
+    let conv = dm(&app, &ann, &bob).await;
+    say(&app, &ann, &conv, "first").await;
+    say(&app, &bob, &conv, "second").await;
+    let mut ws = WsClient::connect(&app.base, &ann.token).await;
+
+    let (s, e) = app.post("/users/me/export", ann.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::ACCEPTED, "{e}");
+    let export = e["id"].as_str().unwrap().to_string();
+    // Told when it is ready.
+    loop {
+        let n = ws.expect_event("notification", "notification.created").await;
+        if n["data"]["kind"] == "export_ready" {
+            assert_eq!(n["data"]["target"], json!({"type": "export", "id": export}));
+            break;
+        }
+    }
+    ws.close().await;
+    let (s, v) = app.get(&format!("/users/me/exports/{export}"), ann.bearer()).await;
+    assert_eq!(s, StatusCode::OK);
+    assert_eq!(v["status"], "ready");
+    let url = format!("{}{}", app.base, v["download_url"].as_str().unwrap());
+    let (s, _) = app.get(&format!("/users/me/exports/{export}"), bob.bearer()).await;
+    assert_eq!(s, StatusCode::NOT_FOUND, "the owner's only");
+    assert_eq!(app.http.get(&url).send().await.unwrap().status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(app.http.get(&url).bearer_auth(&bob.token).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    let resp = app.http.get(&url).bearer_auth(&ann.token).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "application/zip");
+    let bytes = resp.bytes().await.unwrap().to_vec();
+    assert_eq!(Some(bytes.len() as i64), v["bytes"].as_i64());
+
+    let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+    let mut read = |name: &str| -> Vec<u8> {
+        let mut f = zip.by_name(name).unwrap_or_else(|_| panic!("{name} in the export"));
+        let mut out = Vec::new();
+        std::io::Read::read_to_end(&mut f, &mut out).unwrap();
+        out
+    };
+    let json_of = |b: Vec<u8>| -> Value { serde_json::from_slice(&b).unwrap() };
+    let profile = json_of(read("profile.json"));
+    assert_eq!(profile["username"], "ann");
+    assert_eq!(profile["email"], "ann@example.com");
+    let posts = json_of(read("posts.json"));
+    assert_eq!(posts[0]["caption"], "my holiday #sea");
+    assert_eq!(json_of(read("comments.json"))[0]["body"], "lovely");
+    let reactions = json_of(read("reactions.json"));
+    assert_eq!(reactions[0]["target_id"], bobs.as_str());
+    assert_eq!(reactions[0]["type"], "love");
+    let follows = json_of(read("follows.json"));
+    assert_eq!(follows["following"][0]["username"], "bob");
+    assert_eq!(follows["followers"][0]["username"], "bob");
+    let convs = json_of(read("conversations.json"));
+    let bodies: Vec<&str> =
+        convs[0]["messages"].as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap()).collect();
+    assert_eq!(bodies, ["first", "second"], "oldest first");
+    let media_name = format!("media/{}-feed.jpg", m["id"].as_str().unwrap());
+    let stored = std::fs::read(local_file(&app, variant(&p["media"][0], "feed")["url"].as_str().unwrap())).unwrap();
+    assert_eq!(read(&media_name), stored, "the stored file itself");
+
+    // Expired: gone, file and all.
+    let file = app.dir.path().join("exports").join(format!("{export}.zip"));
+    assert!(file.exists());
+    let mut c = app.state.store.conn().await.unwrap();
+    let eid: chorus::domain::Id = export.parse().unwrap();
+    chorus::exec!(c.ex(), c => sqlx::query("UPDATE exports SET expires_at = 1 WHERE id = $1").bind(eid).execute(c).await)
+        .unwrap();
+    drop(c);
+    assert_eq!(app.http.get(&url).bearer_auth(&ann.token).send().await.unwrap().status(), StatusCode::NOT_FOUND);
+    assert!(!file.exists(), "an expired export is deleted");
 }

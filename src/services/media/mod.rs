@@ -313,6 +313,31 @@ pub async fn message_views(state: &AppState, mut ex: Ex<'_>, ids: &[Id]) -> AppR
         .collect())
 }
 
+/// The fullest stored file of a ready media item (a video's original, an image's `feed`
+/// rendition), for a data export: `(file name, bytes)`.
+pub async fn stored_original(state: &AppState, id: Id) -> anyhow::Result<Option<(String, Vec<u8>)>> {
+    let mut c = state.store.conn().await?;
+    let variants = store::variants(c.ex(), &[id]).await?;
+    drop(c);
+    let rank = |v: &VariantRow| match v.name.as_str() {
+        "original" => 2,
+        "feed" => 1,
+        _ => 0,
+    };
+    let Some(v) = variants.into_iter().max_by_key(|v| (rank(v), v.bytes)) else { return Ok(None) };
+    let ext = v.storage_key.rsplit('.').next().filter(|e| e.len() <= 5).unwrap_or("bin").to_string();
+    let name = format!("{id}-{}.{ext}", v.name);
+    let bytes = match BackendKind::parse(&v.backend) {
+        Some(BackendKind::Local) => tokio::fs::read(state.media.storage.local().path_of(&v.storage_key)?).await?,
+        _ => {
+            let url = variant_url(state, &v, MediaAudience::Owner);
+            let resp = reqwest::get(&url).await?.error_for_status()?;
+            resp.bytes().await?.to_vec()
+        }
+    };
+    Ok(Some((name, bytes)))
+}
+
 /// Deletes every upload `owner` still has (unattached, the avatar, still processing) and
 /// schedules their stored objects' durable deletion; to run after their posts and messages
 /// are gone.

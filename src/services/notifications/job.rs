@@ -188,6 +188,11 @@ async fn plan(tx: &mut Tx, cause: &Cause) -> anyhow::Result<(Id, Vec<Planned>)> 
                 .collect();
             (r.reporter_id, out)
         }
+        Cause::ExportReady { export, user } => {
+            let mut p = Planned::about(*user, K::ExportReady, (TargetType::Export, *export));
+            p.notice = true;
+            (*user, vec![p])
+        }
         Cause::ReportResolved { report } => {
             let Some(r) = report_store::get(tx.ex(), *report).await?.filter(|r| r.status == "resolved") else {
                 return Ok((Id(0), Vec::new()));
@@ -334,5 +339,6 @@ pub(super) fn sentence(kind: NotificationKind, target: TargetType, first: &str, 
         NotificationKind::Message => format!("{who} sent you a message"),
         NotificationKind::Report => format!("{who} filed a report"),
         NotificationKind::ReportResolved => "A moderator reviewed your report. Thank you".to_string(),
+        NotificationKind::ExportReady => "Your data export is ready to download".to_string(),
     }
 }

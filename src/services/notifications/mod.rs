@@ -93,6 +93,8 @@ pub enum TargetType {
     Conversation,
     /// A report (moderators: a new one; the reporter: it was resolved).
     Report,
+    /// A data export (ready to download).
+    Export,
 }
 
 impl TargetType {
@@ -103,11 +105,14 @@ impl TargetType {
             Self::User => "user",
             Self::Conversation => "conversation",
             Self::Report => "report",
+            Self::Export => "export",
         }
     }
 
     fn from_key(k: &str) -> Option<Self> {
-        [Self::Post, Self::Comment, Self::User, Self::Conversation, Self::Report].into_iter().find(|t| t.key() == k)
+        [Self::Post, Self::Comment, Self::User, Self::Conversation, Self::Report, Self::Export]
+            .into_iter()
+            .find(|t| t.key() == k)
     }
 }
 
@@ -289,6 +294,13 @@ pub enum Cause {
     ReportResolved {
         /// The report.
         report: Id,
+    },
+    /// A data export is ready: its owner hears of it.
+    ExportReady {
+        /// The export.
+        export: Id,
+        /// Its owner.
+        user: Id,
     },
 }
 
