@@ -292,6 +292,11 @@ async fn suspension_hides_the_account_and_unsuspension_restores_it(b: Backend) {
     one.post(&format!("/posts/{fan_post}/comments"), bad.bearer(), json!({"body": "spam here too"})).await;
     jobs_drained(one).await;
 
+    // The moderator's open count is live on the other instance.
+    let mut mod_ws = WsClient::connect(&two.base, &modr.token).await;
+    let (s, _) = report(one, &fan, "user", &bad.id, "spam").await;
+    assert_eq!(s, StatusCode::CREATED);
+    assert_eq!(open_count(&mut mod_ws).await, 1);
     let mut on_one = WsClient::connect(&one.base, &bad.token).await;
     let mut on_two = WsClient::connect(&two.base, &bad.token).await;
     let (s, _) = one.post(&format!("/admin/users/{}/suspension", modr.id), modr.bearer(), json!({})).await;
@@ -302,6 +307,8 @@ async fn suspension_hides_the_account_and_unsuspension_restores_it(b: Backend) {
     assert_eq!(s, StatusCode::NO_CONTENT, "{v}");
     assert_eq!(on_one.expect_close().await.0, 4505);
     assert_eq!(on_two.expect_close().await.0, 4505);
+    assert_eq!(open_count(&mut mod_ws).await, 0, "the suspension resolved the report about the account");
+    mod_ws.close().await;
     let (s, _) = two.post(&format!("/admin/users/{}/suspension", bad.id), modr.bearer(), json!({})).await;
     assert_eq!(s, StatusCode::CONFLICT, "suspended already");
 
