@@ -165,7 +165,8 @@ impl IntoResponse for AppError {
     fn into_response(self) -> Response {
         let status = self.status();
         let retry = match &self {
-            Self::RateLimited(d) => Some(d.as_secs().max(1)),
+            // Rounded up: a client that waits this long is not refused again.
+            Self::RateLimited(d) => Some((d.as_millis() as u64).div_ceil(1000).max(1)),
             _ => None,
         };
         let mut resp = (status, Json(self.body())).into_response();
@@ -302,6 +303,6 @@ mod tests {
     fn rate_limited_sets_retry_after() {
         let resp = AppError::RateLimited(Duration::from_millis(2500)).into_response();
         assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
-        assert_eq!(resp.headers()[header::RETRY_AFTER], "2");
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "3", "rounded up");
     }
 }

@@ -445,7 +445,7 @@ async fn each_write_limit_answers_429_at_its_documented_rate(b: Backend) {
     assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
     let wait = retry_after(&resp);
     let interval = 3600 / d.posts.per_hour as u64;
-    assert!(wait >= interval - 2 && wait <= interval, "Retry-After {wait}, interval {interval}");
+    assert!(wait >= interval - 2 && wait <= interval + 1, "Retry-After {wait}, interval {interval}");
     let (s, _) = app.post("/posts", users[1].bearer(), json!({"caption": "someone else"})).await;
     assert_eq!(s, StatusCode::CREATED, "per account");
 
