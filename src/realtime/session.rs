@@ -465,7 +465,10 @@ impl Session {
                 break;
             }
             pos = r.seq;
-            if r.actor_id.is_none_or(|a| allowed.contains(&a)) {
+            // A removal passes whoever made it (a suspended or erased author included): it
+            // tells the reader to drop what they may have kept, and reveals nothing else.
+            let removal = matches!(r.event.as_str(), "post.deleted" | "message.deleted" | "comment.deleted");
+            if removal || r.actor_id.is_none_or(|a| allowed.contains(&a)) {
                 out.push(Push::Event(replayed(topic, &key, r)));
             }
         }

@@ -13,7 +13,7 @@
 //! 6. the rest of the account's own rows: blocks, mutes, saves, notifications (and its
 //!    place in everyone else's), sessions, tokens, links, settings, reports it filed;
 //! 7. its remaining uploads (durable deletion);
-//! 8. the profile: the row stays as a tombstone named `deleted_{id}`, with no address and no
+//! 8. the profile: the row stays as a tombstone named `deleted-{id}`, with no address and no
 //!    password, and the username is free; its data exports are deleted.
 //!
 //! Every step reads what is left and removes it, so a job that dies part way (a killed

@@ -185,6 +185,9 @@ pub async fn login(state: &AppState, client: &Client, req: LoginRequest) -> AppR
         return Err(AppError::AccountSuspended);
     }
     let mut tx = state.store.begin().await?;
+    // Again inside the transaction that issues the tokens: a suspension or deletion that
+    // landed during the password check must not leave a session behind.
+    standing_for_tokens(&mut tx, user.id).await?;
     let (access, refresh) = issue_tokens(state, &mut tx, user.id, Err(client)).await?;
     state.commit(tx, EventBatch::new()).await?;
     respond(state, user.id, access, refresh).await
@@ -200,6 +203,7 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> AppResult<AuthRes
     let mut tx = state.store.begin().await?;
     match tokens::use_refresh(tx.ex(), &hash, now).await? {
         Some((user, family)) => {
+            standing_for_tokens(&mut tx, user).await?;
             let (access, refresh) = issue_tokens(state, &mut tx, user, Ok(family)).await?;
             state.commit(tx, EventBatch::new()).await?;
             respond(state, user, access, refresh).await
@@ -217,6 +221,19 @@ pub async fn refresh(state: &AppState, refresh_token: &str) -> AppResult<AuthRes
             Err(AppError::Unauthorized("invalid refresh token"))
         }
     }
+}
+
+/// Refuses new tokens to a suspended (`403 account_suspended`) or deleted (`401`) account,
+/// read inside the transaction that would issue them.
+async fn standing_for_tokens(tx: &mut Tx, user: Id) -> AppResult<()> {
+    let u = user_store::get(tx.ex(), user).await?.ok_or(AppError::Unauthorized("invalid login or password"))?;
+    if u.deleted_at.is_some() {
+        return Err(AppError::Unauthorized("invalid login or password"));
+    }
+    if u.suspended_at.is_some() {
+        return Err(AppError::AccountSuspended);
+    }
+    Ok(())
 }
 
 /// Revokes the access tokens of whole sessions (`sid:` keys) until they would expire, and

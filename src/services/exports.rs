@@ -189,11 +189,11 @@ async fn collect(state: &AppState, user: Id) -> anyhow::Result<Vec<(String, Vec<
             loop {
                 let q = HistoryQuery { before, after: None, limit: Some(100) };
                 let h = chat::history(state, user, conv.id, &q).await?;
-                let last = h.items.last().map(|m| m.id);
                 messages.extend(h.items);
-                match (h.next_cursor, last) {
-                    (Some(_), Some(l)) => before = Some(l),
-                    _ => break,
+                // The cursor moves past messages a page left out (a hidden sender's).
+                match h.next_cursor.and_then(|c| c.parse::<Id>().ok()) {
+                    Some(next) => before = Some(next),
+                    None => break,
                 }
             }
             messages.reverse(); // oldest first
@@ -206,10 +206,20 @@ async fn collect(state: &AppState, user: Id) -> anyhow::Result<Vec<(String, Vec<
     }
     files.push(("conversations.json".into(), pretty(&conversations)?));
 
+    let mut missing = Vec::new();
     for id in media_ids {
-        if let Some((name, bytes)) = media::stored_original(state, id).await? {
-            files.push((format!("media/{name}"), bytes));
+        match media::stored_original(state, id).await {
+            Ok(Some((name, bytes))) => files.push((format!("media/{name}"), bytes)),
+            Ok(None) => {}
+            // One unreadable file does not cost the whole export: it is listed instead.
+            Err(e) => {
+                tracing::warn!(media = %id, error = %format!("{e:#}"), "export: a stored file could not be read");
+                missing.push(id);
+            }
         }
+    }
+    if !missing.is_empty() {
+        files.push(("media/missing.json".into(), pretty(&missing)?));
     }
     let readme = "Your Chorus data: profile.json (your account and settings), posts.json, comments.json, \
                   reactions.json, follows.json (who you follow and who follows you), conversations.json (each \
@@ -225,6 +235,12 @@ pub async fn run_export(state: AppState, job: ExportAccount) -> anyhow::Result<(
     drop(c);
     if row.status == "ready" {
         return Ok(());
+    }
+    let mut c = state.store.conn().await?;
+    let deleted = user_store::get(c.ex(), job.user).await?.is_none_or(|u| u.deleted_at.is_some());
+    drop(c);
+    if deleted {
+        return Ok(()); // the erasure takes the row; nothing is written for it
     }
     let files = collect(&state, job.user).await?;
     tokio::fs::create_dir_all(dir(&state)).await?;
@@ -246,7 +262,12 @@ pub async fn run_export(state: AppState, job: ExportAccount) -> anyhow::Result<(
     tokio::fs::rename(&tmp, &done).await?;
     let now = Timestamp::now();
     let mut tx = state.store.begin().await?;
-    store::mark_ready(tx.ex(), job.export, bytes as i64, now, Timestamp(now.0 + EXPORT_TTL_SECS * 1000)).await?;
+    if !store::mark_ready(tx.ex(), job.export, bytes as i64, now, Timestamp(now.0 + EXPORT_TTL_SECS * 1000)).await? {
+        // The row went meanwhile (the account was erased): the file must not stay.
+        drop(tx);
+        tokio::fs::remove_file(&done).await?;
+        return Ok(());
+    }
     notifications::enqueue(&state, &mut tx, notifications::Cause::ExportReady { export: job.export, user: job.user })
         .await?;
     jobs::complete_within(&mut tx).await?;

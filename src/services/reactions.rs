@@ -384,29 +384,28 @@ pub async fn cli_disable(store: &Store, key: &str) -> anyhow::Result<()> {
 }
 
 /// Takes `user`'s reaction off a post, comment or message whatever they may see now (an
-/// erased account): counts and notification groups follow, as for a removal.
+/// erased account): counts and notification groups follow, as for a removal. A reaction on a
+/// tombstone (or on a message) is taken off directly: there is no live view to tell.
 pub async fn withdraw(state: &AppState, user: Id, target: Target, id: Id) -> AppResult<()> {
     let scope = match target {
-        Target::Post => Scope::Post(id),
+        Target::Post => Some(id),
         Target::Comment => {
             let mut c = state.store.conn().await?;
-            match comment_store::get(c.ex(), id).await? {
-                Some(row) => Scope::Post(row.post_id),
-                None => return Ok(()),
-            }
+            comment_store::get(c.ex(), id).await?.filter(|r| !r.deleted).map(|r| r.post_id)
         }
-        Target::Message => {
-            // No act-in-conversation check: the reactor may have left or been blocked.
-            let mut tx = state.store.begin().await?;
-            if let Some(old) = store::delete(tx.ex(), target, id, user).await? {
-                store::apply_counts(tx.ex(), target, id, &[(old.as_str(), -1)]).await?;
-            }
-            state.commit(tx, EventBatch::new()).await?;
-            return Ok(());
-        }
+        Target::Message => None,
     };
-    match change(state, user, target, id, scope, None).await {
-        Ok(_) | Err(AppError::NotFound) => Ok(()),
-        Err(e) => Err(e),
+    if let Some(post) = scope {
+        match change(state, user, target, id, Scope::Post(post), None).await {
+            Ok(_) => return Ok(()),
+            Err(AppError::NotFound) => {}
+            Err(e) => return Err(e),
+        }
     }
+    let mut tx = state.store.begin().await?;
+    if let Some(old) = store::delete(tx.ex(), target, id, user).await? {
+        store::apply_counts(tx.ex(), target, id, &[(old.as_str(), -1)]).await?;
+    }
+    state.commit(tx, EventBatch::new()).await?;
+    Ok(())
 }

@@ -346,5 +346,7 @@ pub async fn suggestions(state: &AppState, me: Id, limit: u32) -> AppResult<Vec<
         let more = store::random_unrelated(c.ex(), me, &ids, limit - out.len() as u32).await?;
         out.extend(more.iter().map(UserSummary::from));
     }
-    Ok(out)
+    drop(c);
+    // Nobody hidden (blocked either way, suspended, deleted) is suggested.
+    access::filter_blocked(state, Some(me), out, |u| u.id).await
 }

@@ -387,14 +387,14 @@ pub async fn open_requests(ex: Ex<'_>, user: Id, before: Option<Id>, limit: i64)
     Ok(run!(ex, c => sqlx::query_as::<_, RequestRow>(&sql).bind(user).bind(before).bind(limit).fetch_all(c).await)?)
 }
 
-/// The users asked (not declined) in `convs`: `(conversation, user)`.
+/// The users asked in `convs` (declined ones too: the sender is not told of a decline):
+/// `(conversation, user)`.
 pub async fn requested_in(ex: Ex<'_>, convs: &[Id]) -> StoreResult<Vec<(Id, Id)>> {
     if convs.is_empty() {
         return Ok(Vec::new());
     }
     let sql = format!(
-        "SELECT conversation_id, user_id FROM conversation_requests \
-         WHERE declined_at IS NULL AND conversation_id IN ({})",
+        "SELECT conversation_id, user_id FROM conversation_requests WHERE conversation_id IN ({})",
         in_list(convs)
     );
     Ok(run!(ex, c => sqlx::query_as(&sql).fetch_all(c).await)?)

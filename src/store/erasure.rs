@@ -63,6 +63,7 @@ pub async fn delete_private_rows(mut ex: Ex<'_>, user: Id) -> StoreResult<()> {
         "DELETE FROM user_social_links WHERE user_id = $1",
         "DELETE FROM user_notification_settings WHERE user_id = $1",
         "DELETE FROM refresh_tokens WHERE user_id = $1",
+        "DELETE FROM sessions WHERE user_id = $1",
         "DELETE FROM password_resets WHERE user_id = $1",
         "DELETE FROM email_verifications WHERE user_id = $1",
         "DELETE FROM conversation_requests WHERE user_id = $1 OR invited_by = $1",

@@ -53,11 +53,10 @@ pub async fn all_of(ex: Ex<'_>, user: Id) -> StoreResult<Vec<ExportRow>> {
     Ok(run!(ex, c => sqlx::query_as::<_, ExportRow>(&sql).bind(user).fetch_all(c).await)?)
 }
 
-/// Marks an export written.
-pub async fn mark_ready(ex: Ex<'_>, id: Id, bytes: i64, now: Timestamp, expires: Timestamp) -> StoreResult<()> {
+/// Marks an export written; `false` when its row is gone.
+pub async fn mark_ready(ex: Ex<'_>, id: Id, bytes: i64, now: Timestamp, expires: Timestamp) -> StoreResult<bool> {
     let sql = "UPDATE exports SET status = 'ready', bytes = $2, ready_at = $3, expires_at = $4 WHERE id = $1";
-    exec!(ex, c => sqlx::query(sql).bind(id).bind(bytes).bind(now).bind(expires).execute(c).await)?;
-    Ok(())
+    Ok(exec!(ex, c => sqlx::query(sql).bind(id).bind(bytes).bind(now).bind(expires).execute(c).await)? == 1)
 }
 
 /// Forgets an export (expired, or its account erased).

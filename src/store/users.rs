@@ -425,7 +425,9 @@ pub async fn anonymize(ex: Ex<'_>, id: Id, now: Timestamp) -> StoreResult<()> {
                display_name_lower = 'deleted account', bio = '', website = NULL, avatar_media_id = NULL, \
                is_private = FALSE, follower_count = 0, following_count = 0, post_count = 0, role = 'user', \
                who_can_message = 'nobody', email_verified_at = NULL, updated_at = $4 WHERE id = $1";
-    exec!(ex, c => sqlx::query(sql).bind(id).bind(format!("deleted_{id}")).bind(format!("deleted_{id}@deleted.invalid"))
+    // `-` is not allowed in a username and there is no `@`: no one can register these
+    // names first and so make the erasure fail.
+    exec!(ex, c => sqlx::query(sql).bind(id).bind(format!("deleted-{id}")).bind(format!("deleted-{id}"))
         .bind(now).execute(c).await)?;
     Ok(())
 }

@@ -276,6 +276,12 @@ async fn reports_are_checked_like_reads(b: Backend) {
     assert_eq!(s, StatusCode::UNPROCESSABLE_ENTITY);
     let (s, _) = app.post("/admin/reports/999/dismiss", modr.bearer(), json!({})).await;
     assert_eq!(s, StatusCode::NOT_FOUND);
+    // A report about a moderator is another moderator's to handle.
+    let (s, r) = report(&app, stranger, "user", &modr.id, "harassment").await;
+    assert_eq!(s, StatusCode::CREATED);
+    let (s, _) =
+        app.post(&format!("/admin/reports/{}/dismiss", r["id"].as_str().unwrap()), modr.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::FORBIDDEN);
 }
 
 async fn suspension_hides_the_account_and_unsuspension_restores_it(b: Backend) {
@@ -336,6 +342,8 @@ async fn suspension_hides_the_account_and_unsuspension_restores_it(b: Backend) {
     }
     let (_, feed) = one.get("/feed", fan.bearer()).await;
     assert!(!ids(&feed).contains(&post));
+    let (_, suggested) = one.get("/users/suggestions", fan.bearer()).await;
+    assert!(!suggested.to_string().contains(&bad.id), "not suggested: {suggested}");
     let mut ws = WsClient::connect(&two.base, &fan.token).await;
     let r = ws.request(json!({"op": "subscribe", "topic": format!("user:{}", bad.id)})).await;
     assert_eq!(r["error"]["code"], "not_found", "{r}");
@@ -854,6 +862,9 @@ async fn account_deletion_erases_everything_and_keeps_counts_right(b: Backend) {
     let (_, c1) = app.post(&format!("/posts/{fays}/comments"), gone.bearer(), json!({"body": "with a reply"})).await;
     app.post(&format!("/posts/{fays}/comments"), fay.bearer(), json!({"body": "reply", "parent_id": c1["id"]})).await;
     app.post(&format!("/posts/{fays}/comments"), gone.bearer(), json!({"body": "alone"})).await;
+    // A reaction on what becomes a tombstone goes too.
+    let c1_id = c1["id"].as_str().unwrap();
+    app.call(Method::PUT, &format!("/comments/{c1_id}/reaction"), gone.bearer(), Some(json!({"type": "love"}))).await;
     app.call(Method::PUT, &format!("/posts/{fays}/reaction"), gone.bearer(), Some(json!({"type": "love"}))).await;
     app.call(Method::PUT, &format!("/posts/{fays}/reaction"), gil.bearer(), Some(json!({"type": "love"}))).await;
     app.post(&format!("/posts/{fays}/save"), gone.bearer(), json!({})).await;
@@ -908,7 +919,7 @@ async fn account_deletion_erases_everything_and_keeps_counts_right(b: Backend) {
         ("sessions", "SELECT COUNT(*) FROM refresh_tokens WHERE user_id = $1"),
         (
             "profile",
-            "SELECT COUNT(*) FROM users WHERE id = $1 AND (username NOT LIKE 'deleted_%' OR email NOT LIKE '%@deleted.invalid' OR bio <> '' OR avatar_media_id IS NOT NULL OR password_hash <> '!')",
+            "SELECT COUNT(*) FROM users WHERE id = $1 AND (username NOT LIKE 'deleted-%' OR email NOT LIKE 'deleted-%' OR bio <> '' OR avatar_media_id IS NOT NULL OR password_hash <> '!')",
         ),
     ] {
         assert_eq!(count(&app, sql, id).await, 0, "{what}");
@@ -1038,7 +1049,7 @@ async fn an_erasure_survives_a_killed_instance() {
     eventually(Duration::from_secs(60), || async {
         let name: String =
             sqlx::query_scalar("SELECT username FROM users WHERE id = $1").bind(gone_id).fetch_one(&db).await.unwrap();
-        name.starts_with("deleted_").then_some(())
+        name.starts_with("deleted-").then_some(())
     })
     .await;
     assert_eq!(posts_left().await, 0);

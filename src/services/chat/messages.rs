@@ -209,6 +209,11 @@ pub async fn reaction_event(
 pub async fn reported_message(state: &AppState, me: Id, msg: Id) -> AppResult<MessageView> {
     let mut c = state.store.conn().await?;
     let row = store::get_message(c.ex(), msg, None).await?.filter(|m| !m.deleted).ok_or(AppError::NotFound)?;
-    store::member(c.ex(), row.conversation_id, me).await?.ok_or(AppError::NotFound)?;
+    // A member, or the one a message request asks (the request's spam is theirs to report).
+    if store::member(c.ex(), row.conversation_id, me).await?.is_none()
+        && store::request(c.ex(), row.conversation_id, me).await?.is_none()
+    {
+        return Err(AppError::NotFound);
+    }
     views_of_messages(state, c.ex(), vec![row]).await?.pop().ok_or(AppError::NotFound)
 }

@@ -17,7 +17,11 @@ pub(super) async fn views_of_conversations(
     let requested = store::requested_in(c.ex(), &ids).await?;
     let unread: HashMap<Id, i64> = store::unread_counts(c.ex(), me, Some(&ids)).await?.into_iter().collect();
     let last_ids: Vec<Id> = convs.iter().filter_map(|c| c.last_message_id).collect();
-    let last_rows = store::get_messages(c.ex(), &last_ids).await?;
+    let mut last_rows = store::get_messages(c.ex(), &last_ids).await?;
+    // As in the history: a suspended (or erased) sender's live message is not shown.
+    let senders: Vec<Id> = last_rows.iter().filter(|m| !m.deleted).map(|m| m.sender_id).collect();
+    let hidden: HashSet<Id> = user_store::suspended_among(c.ex(), &senders).await?.into_iter().collect();
+    last_rows.retain(|m| m.deleted || !hidden.contains(&m.sender_id));
     let mut user_ids: Vec<Id> = members.iter().map(|m| m.user_id).chain(requested.iter().map(|r| r.1)).collect();
     user_ids.sort_unstable();
     user_ids.dedup();

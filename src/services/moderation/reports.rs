@@ -328,6 +328,9 @@ pub async fn resolve(state: &AppState, me: Id, id: Id, action: ReportAction) -> 
     if report.status != "open" {
         return Err(AppError::conflict("the report is resolved already"));
     }
+    if report.target_user_id == me {
+        return Err(AppError::Forbidden("another moderator handles reports about you"));
+    }
     let target = (report.target_type.as_str(), report.target_id);
     let (resolution, action_name, only) = match action {
         ReportAction::Suspend => return suspend(state, me, report.target_user_id, Some(id)).await,

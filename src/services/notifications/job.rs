@@ -178,7 +178,7 @@ async fn plan(tx: &mut Tx, cause: &Cause) -> anyhow::Result<(Id, Vec<Planned>)> 
             let out = user_store::moderator_ids(tx.ex())
                 .await?
                 .into_iter()
-                .filter(|m| *m != r.reporter_id)
+                .filter(|m| *m != r.reporter_id && *m != r.target_user_id)
                 .map(|m| {
                     let mut p = Planned::about(m, K::Report, (TargetType::Report, r.id));
                     p.preview = Some(format!("{} {}: {}", r.target_type, r.target_id, r.reason));
