@@ -25,6 +25,7 @@ crate::both_backends!(
     email_is_verified_with_a_code_or_a_link,
     account_deletion_erases_everything_and_keeps_counts_right,
     a_data_export_holds_everything_and_is_the_owners_only,
+    a_removal_is_replayed_after_its_author_is_suspended,
 );
 
 /// Makes `u` a moderator (or admin) the way `chorus admin grant` does.
@@ -1148,4 +1149,42 @@ async fn a_data_export_holds_everything_and_is_the_owners_only(b: Backend) {
     drop(c);
     assert_eq!(app.http.get(&url).bearer_auth(&ann.token).send().await.unwrap().status(), StatusCode::NOT_FOUND);
     assert!(!file.exists(), "an expired export is deleted");
+}
+
+/// A removal reaches a reader who was away even when its author is suspended since: the
+/// replay passes `post.deleted` whoever made it (everything else of theirs stays out).
+async fn a_removal_is_replayed_after_its_author_is_suspended(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let users = quick_users(&app, "rr", 3).await;
+    let (ann, bob, modr) = (&users[0], &users[1], &users[2]);
+    grant(&app, modr, Role::Moderator).await;
+    follow(&app, bob, ann).await;
+    jobs_drained(&app).await;
+    let mut ws = WsClient::connect(&app.base, &bob.token).await;
+    let kept = new_post(&app, ann, "kept").await;
+    let e = ws.expect_event("feed", "post.created").await;
+    assert_eq!(e["data"]["id"], kept.as_str());
+    let seq = e["seq"].as_str().unwrap().to_string();
+    ws.close().await;
+    let gone = new_post(&app, ann, "gone").await;
+    let (s, _) = app.call(Method::DELETE, &format!("/posts/{gone}"), ann.bearer(), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let (s, _) = app.call(Method::DELETE, &format!("/posts/{kept}"), ann.bearer(), None).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    jobs_drained(&app).await;
+    let (s, _) = app.post(&format!("/admin/users/{}/suspension", ann.id), modr.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::NO_CONTENT);
+    let mut ws = WsClient::connect_resuming(&app.base, &bob.token, json!({"feed": seq})).await;
+    // The suspended author's post.created is not replayed; both removals are.
+    let mut deleted = Vec::new();
+    while deleted.len() < 2 {
+        let e = ws.next_event().await;
+        assert_eq!(e["event"], "post.deleted", "{e}");
+        deleted.push(e["data"]["id"].as_str().unwrap().to_string());
+    }
+    deleted.sort();
+    let mut want = vec![kept, gone];
+    want.sort();
+    assert_eq!(deleted, want);
+    ws.close().await;
 }
