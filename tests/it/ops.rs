@@ -197,3 +197,26 @@ async fn sigterm_shuts_down_gracefully_with_exit_code_zero() {
     let status = tokio::time::timeout(Duration::from_secs(15), child.wait()).await.expect("exits in time").unwrap();
     assert_eq!(status.code(), Some(0), "graceful shutdown exits 0");
 }
+
+/// `chorus seed` (and every other command) works on a data directory that does not exist
+/// yet, as on a fresh checkout, and seeding twice changes nothing.
+#[test]
+fn seed_works_on_a_fresh_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("fresh").join("data");
+    let run = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_chorus"))
+            .env("CHORUS_DATA_DIR", &data)
+            .env("CHORUS_LOG", "warn")
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .args(["seed", "--users", "5"])
+            .output()
+            .unwrap()
+    };
+    let out = run();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(data.join("chorus.db").exists());
+    let again = run();
+    assert!(again.status.success(), "{}", String::from_utf8_lossy(&again.stderr));
+}
