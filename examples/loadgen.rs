@@ -49,63 +49,62 @@ use tokio_tungstenite::tungstenite::http::HeaderValue;
 
 const SECRET: &str = "loadgen-secret-0123456789-0123456789-abcdef";
 
-#[derive(Debug, Clone)]
+/// Load generator for the Chorus hub and chat (see the module doc for the modes and the
+/// commands whose figures README reports).
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "loadgen", version)]
 struct Opts {
+    /// What to measure: idle connections' memory, event fan-out, or the chat send path.
+    #[arg(default_value = "idle", value_parser = ["idle", "fanout", "chat"])]
     mode: String,
+    /// Which door the clients use: plain WebSocket or Socket.IO.
+    #[arg(long, default_value = "ws", value_parser = ["ws", "sio"])]
     door: String,
+    /// Client connections.
+    #[arg(long, default_value_t = 1000)]
     conns: usize,
+    /// Events (fanout) or messages (chat) per second offered.
+    #[arg(long, default_value_t = 10.0)]
     rate: f64,
+    /// How long to measure, in seconds.
+    #[arg(long, default_value_t = 15)]
     secs: u64,
+    /// Server instances (more than one needs --redis).
+    #[arg(long, default_value_t = 1)]
     instances: usize,
+    /// Redis URL for a cluster of instances.
+    #[arg(long)]
     redis: Option<String>,
+    /// PostgreSQL URL (default: a SQLite file per run).
+    #[arg(long)]
     database_url: Option<String>,
+    /// The server binary to start.
+    #[arg(long, default_value = "target/release/chorus")]
     server_bin: PathBuf,
+    /// Put nginx (from the shipped template) in front of the instances.
+    #[arg(long)]
     nginx: bool,
+    /// Conversations (chat mode).
+    #[arg(long, default_value_t = 1000)]
     conversations: usize,
+    /// Requests in flight at once (senders).
+    #[arg(long, default_value_t = 8)]
     inflight: u32,
 }
 
 fn opts() -> Opts {
-    let mut o = Opts {
-        mode: "idle".into(),
-        door: "ws".into(),
-        conns: 1000,
-        rate: 10.0,
-        secs: 15,
-        instances: 1,
-        redis: None,
-        database_url: None,
-        server_bin: PathBuf::from("target/release/chorus"),
-        nginx: false,
-        conversations: 1000,
-        inflight: 8,
-    };
-    let mut it = std::env::args().skip(1).peekable();
-    if let Some(m) = it.peek().filter(|m| !m.starts_with("--")).cloned() {
-        o.mode = m;
-        it.next();
+    use clap::{CommandFactory, Parser};
+    let o = Opts::parse();
+    let fail = |msg: &str| Opts::command().error(clap::error::ErrorKind::ArgumentConflict, msg).exit();
+    if o.mode == "chat" && o.door != "ws" {
+        fail("chat mode uses the WebSocket door (--door ws)");
     }
-    while let Some(k) = it.next() {
-        let mut v = || it.next().unwrap_or_else(|| panic!("{k} needs a value"));
-        match k.as_str() {
-            "--door" => o.door = v(),
-            "--conns" => o.conns = v().parse().unwrap(),
-            "--rate" => o.rate = v().parse().unwrap(),
-            "--secs" => o.secs = v().parse().unwrap(),
-            "--instances" => o.instances = v().parse().unwrap(),
-            "--redis" => o.redis = Some(v()),
-            "--database-url" => o.database_url = Some(v()),
-            "--server-bin" => o.server_bin = PathBuf::from(v()),
-            "--nginx" => o.nginx = true,
-            "--conversations" => o.conversations = v().parse().unwrap(),
-            "--inflight" => o.inflight = v().parse().unwrap(),
-            other => panic!("unknown argument {other}"),
-        }
+    if o.instances > 1 && o.redis.is_none() {
+        fail("several instances need --redis");
     }
-    assert!(["idle", "fanout", "chat"].contains(&o.mode.as_str()), "mode is idle, fanout or chat");
-    assert!(o.mode != "chat" || o.door == "ws", "chat mode uses the WebSocket door");
-    assert!(o.door == "ws" || o.door == "sio", "--door is ws or sio");
-    assert!(o.instances == 1 || o.redis.is_some(), "several instances need --redis");
+    if o.instances == 0 || o.conns == 0 {
+        fail("--instances and --conns must be at least 1");
+    }
     o
 }
 
