@@ -142,11 +142,6 @@ pub struct AuthConfig {
 }
 
 impl AuthConfig {
-    /// Whether verification is required, given whether SMTP is configured.
-    pub fn verification_required(&self, smtp: bool) -> bool {
-        self.require_verified_email.unwrap_or(smtp)
-    }
-
     /// Lifetime of a code and link in seconds.
     pub fn verification_ttl(&self) -> u64 {
         self.verification_ttl_secs.unwrap_or(3600)
@@ -454,6 +449,12 @@ impl Config {
         anyhow::ensure!(self.jobs.concurrency >= 1, "jobs.concurrency must be at least 1");
         anyhow::ensure!(self.jobs.max_attempts >= 1, "jobs.max_attempts must be at least 1");
         Ok(())
+    }
+
+    /// Whether writing needs a verified e-mail address: `auth.require_verified_email`, by
+    /// default on exactly when SMTP is configured (without mail nobody could verify).
+    pub fn verification_required(&self) -> bool {
+        self.auth.require_verified_email.unwrap_or(self.smtp_url.is_some())
     }
 
     /// The base URL clients use to reach this server, without a trailing slash.

@@ -415,7 +415,7 @@ pub async fn first_unaddable(mut ex: Ex<'_>, me: Id, ids: &[Id]) -> AppResult<Op
 /// verified e-mail (`auth.require_verified_email`), an unverified account may only read
 /// (`403 email_unverified`).
 pub async fn may_write(state: &AppState, me: Id) -> AppResult<()> {
-    if !state.config.auth.verification_required(state.config.smtp_url.is_some()) {
+    if !state.config.verification_required() {
         return Ok(());
     }
     let mut c = state.store.conn().await?;

@@ -142,7 +142,9 @@ pub async fn register(state: &AppState, client: &Client, req: RegisterRequest) -
         });
     }
     let (access, refresh) = issue_tokens(state, &mut tx, id, Err(client)).await?;
-    if verification_required(state) {
+    // Where writing needs a verified address, a code goes out by itself (otherwise
+    // `POST /auth/email/resend` sends one on request).
+    if state.config.verification_required() {
         send_verification(state, &mut tx, id, username.as_str(), email.as_str()).await?;
     }
     state.commit(tx, EventBatch::new()).await?;
@@ -462,12 +464,6 @@ pub async fn end_session(state: &AppState, user: &AuthUser, id: Id) -> AppResult
 
 // ---- e-mail verification --------------------------------------------------------------------
 
-/// Whether writing needs a verified address: then register and an address change send a
-/// code by themselves (otherwise `POST /auth/email/resend` sends one on request).
-fn verification_required(state: &AppState) -> bool {
-    state.config.auth.verification_required(state.config.smtp_url.is_some())
-}
-
 /// Sends `email` a fresh 6-digit code and a link (ending any earlier ones), in `tx`.
 async fn send_verification(state: &AppState, tx: &mut Tx, user: Id, username: &str, email: &str) -> AppResult<()> {
     let code = random_code();
@@ -587,7 +583,9 @@ pub async fn change_email(state: &AppState, ip: &str, me: &AuthUser, req: Change
             e.into()
         });
     }
-    if verification_required(state) {
+    // Where writing needs a verified address, a code goes out by itself (otherwise
+    // `POST /auth/email/resend` sends one on request).
+    if state.config.verification_required() {
         send_verification(state, &mut tx, u.id, &u.username, email.as_str()).await?;
     }
     state.commit(tx, EventBatch::new()).await?;
