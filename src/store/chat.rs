@@ -131,6 +131,15 @@ pub async fn get_conversation(ex: Ex<'_>, id: Id, lock: Option<RowLock>) -> Stor
     Ok(run!(ex, x => sqlx::query_as(&sql).bind(id).fetch_optional(x).await)?)
 }
 
+/// Conversations by id (in no particular order; unknown ids are absent).
+pub async fn get_conversations(ex: Ex<'_>, ids: &[Id]) -> StoreResult<Vec<ConversationRow>> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let sql = format!("SELECT {CONV_COLS} FROM conversations c WHERE c.id IN ({})", in_list(ids));
+    Ok(run!(ex, x => sqlx::query_as(&sql).fetch_all(x).await)?)
+}
+
 /// Sets a group's title.
 pub async fn set_title(ex: Ex<'_>, id: Id, title: &str) -> StoreResult<()> {
     exec!(ex, x => sqlx::query("UPDATE conversations SET title = $2 WHERE id = $1").bind(id).bind(title).execute(x).await)?;

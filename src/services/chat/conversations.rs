@@ -215,14 +215,14 @@ pub async fn requests(state: &AppState, me: Id, q: &PageQuery) -> AppResult<Page
     drop(c);
     let page = Page::from_rows(rows, page.limit, |r| r.conversation_id);
     // Someone blocked either way since asking is not shown (nor may be accepted).
-    let rows = access::filter_blocked(state, Some(me), page.items, |r| r.invited_by).await?;
+    let mut rows = access::filter_blocked(state, Some(me), page.items, |r| r.invited_by).await?;
     let mut c = state.store.conn().await?;
-    let mut convs = Vec::new();
-    for r in &rows {
-        if let Some(conv) = store::get_conversation(c.ex(), r.conversation_id, None).await? {
-            convs.push(conv);
-        }
-    }
+    let ids: Vec<Id> = rows.iter().map(|r| r.conversation_id).collect();
+    let mut found: HashMap<Id, ConversationRow> =
+        store::get_conversations(c.ex(), &ids).await?.into_iter().map(|v| (v.id, v)).collect();
+    // Requests and their conversations stay paired, in the page's order.
+    rows.retain(|r| found.contains_key(&r.conversation_id));
+    let convs: Vec<ConversationRow> = rows.iter().filter_map(|r| found.remove(&r.conversation_id)).collect();
     let from: HashMap<Id, UserSummary> =
         user_store::get_many(c.ex(), &rows.iter().map(|r| r.invited_by).collect::<Vec<_>>())
             .await?
