@@ -29,7 +29,7 @@ use crate::services::chat::{self, HistoryQuery};
 use crate::services::{comments, media, notifications, posts, users};
 use crate::state::AppState;
 use crate::store::exports::{self as store, ExportRow};
-use crate::store::{comments as comment_store, posts as post_store, users as user_store};
+use crate::store::{comments as comment_store, erasure, posts as post_store, users as user_store};
 
 /// How long a ready export can be downloaded.
 pub const EXPORT_TTL_SECS: i64 = 7 * 24 * 3600;
@@ -146,8 +146,9 @@ async fn collect(state: &AppState, user: Id) -> anyhow::Result<Vec<(String, Vec<
     files.push(("profile.json".to_string(), pretty(&users::me(state, user).await?)?));
 
     let mut c = state.store.conn().await?;
-    let post_ids = store::post_ids(c.ex(), user).await?;
-    let comment_ids = store::comment_ids(c.ex(), user).await?;
+    let post_ids = erasure::post_ids(c.ex(), user, i64::MAX).await?;
+    let comment_ids: Vec<Id> =
+        erasure::comment_ids(c.ex(), user, i64::MAX).await?.into_iter().map(|(id, _)| id).collect();
     let reactions = store::reactions(c.ex(), user).await?;
     let follows = store::follows(c.ex(), user).await?;
     let media_ids = store::media_ids(c.ex(), user).await?;

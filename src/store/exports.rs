@@ -1,5 +1,5 @@
 //! Data exports (their rows; the files are in the data directory) and the account's rows an
-//! export reads.
+//! export reads besides those `store::erasure` already reads.
 
 use sqlx::FromRow;
 
@@ -63,18 +63,6 @@ pub async fn mark_ready(ex: Ex<'_>, id: Id, bytes: i64, now: Timestamp, expires:
 pub async fn delete(ex: Ex<'_>, id: Id) -> StoreResult<()> {
     exec!(ex, c => sqlx::query("DELETE FROM exports WHERE id = $1").bind(id).execute(c).await)?;
     Ok(())
-}
-
-/// `user`'s comment ids (live ones), oldest first.
-pub async fn comment_ids(ex: Ex<'_>, user: Id) -> StoreResult<Vec<Id>> {
-    let sql = "SELECT id FROM comments WHERE author_id = $1 AND deleted = FALSE ORDER BY id";
-    Ok(run!(ex, c => sqlx::query_scalar(sql).bind(user).fetch_all(c).await)?)
-}
-
-/// `user`'s post ids, oldest first.
-pub async fn post_ids(ex: Ex<'_>, user: Id) -> StoreResult<Vec<Id>> {
-    let sql = "SELECT id FROM posts WHERE author_id = $1 ORDER BY id";
-    Ok(run!(ex, c => sqlx::query_scalar(sql).bind(user).fetch_all(c).await)?)
 }
 
 /// `user`'s reactions: `(target kind, target, reaction type, when)`.
