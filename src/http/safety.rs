@@ -34,10 +34,11 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[utoipa::path(post, path = "/reports", tag = "safety", security(("bearer" = [])), request_body = NewReportRequest,
     responses(
         (status = 201, description = "Filed", body = ReportView),
+        (status = 400, description = "Malformed body (an unknown target type or reason among them)", body = ErrorBody),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 404, description = "No such target, or not one the caller may see", body = ErrorBody),
         (status = 409, description = "The caller has an open report on this target already", body = ErrorBody),
-        (status = 422, description = "Invalid fields (an unknown reason, one's own content, a long note)", body = ErrorBody),
+        (status = 422, description = "One's own content, or a note over 1000 characters", body = ErrorBody),
         (status = 429, description = "Too many reports; see Retry-After", body = ErrorBody),
     ))]
 async fn file_report(
