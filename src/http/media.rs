@@ -26,7 +26,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     // Uploads are limited per type while they stream (services::media::upload), not by the
     // JSON body limit.
     let uploads = OpenApiRouter::new().routes(routes!(upload)).layer(DefaultBodyLimit::disable());
-    OpenApiRouter::new().merge(uploads).routes(routes!(get_media, delete_media)).routes(routes!(set_avatar))
+    OpenApiRouter::new().merge(uploads).routes(routes!(get_media, delete_media))
+        .routes(routes!(variant))
+        .routes(routes!(set_avatar))
 }
 
 /// The multipart body of `POST /media`: one part, `file`.
@@ -98,6 +100,27 @@ async fn get_media(
     AppPath(id): AppPath<Id>,
 ) -> AppResult<AppJson<MediaDetail>> {
     Ok(AppJson(svc::get(&state, me.id(), id).await?))
+}
+
+/// Redirect (`302`) to variant `name` (`thumb`, `feed`) of a public item: an avatar, or media
+/// of a public account's post. Judged as anonymous, because browsers load `<img>` sources
+/// without credentials; anything else is `404`. `avatar_url` in every user summary points
+/// here, so a client shows avatars straight from the objects it already has.
+#[utoipa::path(get, path = "/media/{id}/variants/{name}", tag = "media", security(()),
+    params(("id" = String, Path, description = "Media id"), ("name" = String, Path, description = "Variant: `thumb` or `feed`")),
+    responses(
+        (status = 302, description = "To the variant's URL (`Location`); cacheable for an hour"),
+        (status = 400, description = "Malformed id", body = ErrorBody),
+        (status = 404, description = "No such item or variant, or not public", body = ErrorBody),
+    ))]
+async fn variant(State(state): State<AppState>, AppPath((id, name)): AppPath<(Id, String)>) -> AppResult<Response> {
+    let url = svc::public_variant_url(&state, id, &name).await?;
+    let location = HeaderValue::from_str(&url).map_err(|e| AppError::Internal(e.into()))?;
+    Ok((
+        StatusCode::FOUND,
+        [(header::LOCATION, location), (header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=3600"))],
+    )
+        .into_response())
 }
 
 /// Delete one of the caller's unattached uploads. Its stored files are removed in the

@@ -6,6 +6,7 @@
 
 pub mod auth;
 pub mod chat;
+pub mod client;
 pub mod comments;
 pub mod docs;
 pub mod extract;
@@ -23,7 +24,7 @@ use std::any::Any;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::http::{Method, Uri};
+use axum::http::Method;
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{Any as CorsAny, CorsLayer};
@@ -74,7 +75,8 @@ pub fn router(state: AppState) -> Router {
     routes
         .merge(SwaggerUi::new("/api-docs").url("/api/v1/openapi.json", doc))
         .merge(media::files(&state))
-        .fallback(not_found)
+        .merge(client::router())
+        .fallback(client::fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn(crate::metrics::track_http))
@@ -88,11 +90,6 @@ pub fn router(state: AppState) -> Router {
             Method::DELETE,
         ]))
         .with_state(state)
-}
-
-async fn not_found(uri: Uri) -> AppError {
-    tracing::debug!(%uri, "no route");
-    AppError::NotFound
 }
 
 async fn method_not_allowed() -> Response {

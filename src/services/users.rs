@@ -27,8 +27,16 @@ pub struct UserSummary {
     pub display_name: String,
     /// Avatar media id, if any (see `GET /media/{id}` for its variants).
     pub avatar_media_id: Option<Id>,
+    /// The avatar's small image, relative to the server
+    /// (`/api/v1/media/{avatar_media_id}/variants/thumb`, a redirect), if any.
+    pub avatar_url: Option<String>,
     /// Whether only approved followers see their posts.
     pub is_private: bool,
+}
+
+/// Where a user's avatar thumbnail is loaded from (see [`UserSummary::avatar_url`]).
+pub fn avatar_url(avatar: Option<Id>) -> Option<String> {
+    avatar.map(|id| format!("/api/v1/media/{id}/variants/thumb"))
 }
 
 impl From<&UserRow> for UserSummary {
@@ -38,6 +46,7 @@ impl From<&UserRow> for UserSummary {
             username: u.username.clone(),
             display_name: u.display_name.clone(),
             avatar_media_id: u.avatar_media_id,
+            avatar_url: avatar_url(u.avatar_media_id),
             is_private: u.is_private,
         }
     }
@@ -56,6 +65,8 @@ pub struct Profile {
     pub bio: String,
     /// Avatar media id, if any.
     pub avatar_media_id: Option<Id>,
+    /// The avatar's small image, relative to the server (see `UserSummary`), if any.
+    pub avatar_url: Option<String>,
     /// Website.
     pub website: Option<String>,
     /// Links to other networks.
@@ -130,6 +141,7 @@ fn profile(u: &UserRow, links: Vec<(SocialNetwork, String)>) -> Profile {
         display_name: u.display_name.clone(),
         bio: u.bio.clone(),
         avatar_media_id: u.avatar_media_id,
+        avatar_url: avatar_url(u.avatar_media_id),
         website: u.website.clone(),
         social_links: links.into_iter().collect(),
         is_private: u.is_private,

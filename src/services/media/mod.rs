@@ -50,7 +50,7 @@ mod handlers;
 mod uploads;
 
 pub use handlers::{collect_unattached, gc_loop, run_delete_stored_media, run_process_media};
-pub use uploads::{FileAccess, delete, file_access, get, precheck_upload, set_avatar, upload};
+pub use uploads::{FileAccess, delete, file_access, get, precheck_upload, public_variant_url, set_avatar, upload};
 
 /// Most media items on one post.
 pub const MAX_POST_MEDIA: usize = 10;

@@ -79,6 +79,23 @@ pub async fn get(state: &AppState, viewer: Option<Id>, id: Id) -> AppResult<Medi
     })
 }
 
+/// The URL of variant `name` of a public item (an avatar, a public account's post media),
+/// judged as anonymous: `<img>` requests carry no credentials. User summaries point at it
+/// (`avatar_url`), so a screen of posts shows every author's avatar without asking for each
+/// one's media item first. Anything not public is `404`, as if it did not exist.
+pub async fn public_variant_url(state: &AppState, id: Id, name: &str) -> AppResult<String> {
+    let mut c = state.store.conn().await?;
+    let m = store::get(c.ex(), id).await?.ok_or(AppError::NotFound)?;
+    drop(c);
+    if crate::services::access::visible_media(state, None, &m).await? != MediaAudience::Public {
+        return Err(AppError::NotFound);
+    }
+    let mut c = state.store.conn().await?;
+    let variants = store::variants(c.ex(), &[id]).await?;
+    let v = variants.iter().find(|v| v.name == name && m.status == "ready").ok_or(AppError::NotFound)?;
+    Ok(variant_url(state, v, MediaAudience::Public))
+}
+
 /// How a `/files/{key}` request may be served.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FileAccess {

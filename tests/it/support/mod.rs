@@ -2,6 +2,7 @@
 //! Test support: a real Chorus on a random port, on SQLite or on PostgreSQL (a fresh schema
 //! per test), real clients, a real SMTP listener.
 
+pub mod browser;
 pub mod cloudinary;
 pub mod schemas;
 pub mod sio;
@@ -323,6 +324,16 @@ impl TestApp {
     pub async fn restart(self) -> TestApp {
         let (backend, config, dir) = (self.backend, self.config.clone(), self.dir.clone());
         self.stop().await.expect("clean shutdown");
+        Self::start(backend, config, BuildOptions::default(), dir).await
+    }
+
+    /// [`TestApp::restart`] on the same address: what a browser tab sees when the server it
+    /// talks to is restarted under it. `between` runs while nothing listens.
+    pub async fn restart_in_place<F: std::future::Future<Output = ()>>(self, between: impl FnOnce() -> F) -> TestApp {
+        let (backend, mut config, dir) = (self.backend, self.config.clone(), self.dir.clone());
+        config.listen = self.base.trim_start_matches("http://").parse().expect("bound address");
+        self.stop().await.expect("clean shutdown");
+        between().await;
         Self::start(backend, config, BuildOptions::default(), dir).await
     }
 

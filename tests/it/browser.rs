@@ -1,0 +1,172 @@
+//! The web client at `/`, in a real headless Chromium (Debian's, through chromedriver):
+//! two people in two browser sessions use the whole network through the UI alone, live,
+//! across a server restart; a private account's posts never render for a stranger.
+//! Skips loudly without Chromium, fails under `CI=true`.
+
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::browser::{Browser, Page};
+use crate::support::{Backend, TestApp};
+
+/// A photo to upload: a colour gradient as a real JPEG file.
+fn photo(dir: &std::path::Path) -> std::path::PathBuf {
+    let img = image::RgbImage::from_fn(800, 600, |x, y| image::Rgb([(x / 4) as u8, (y / 3) as u8, 160]));
+    let path = dir.join("sunset.jpg");
+    img.save(&path).expect("write jpeg");
+    path
+}
+
+async fn register(page: &Page, base: &str, name: &str) {
+    page.goto(&format!("{base}/register")).await;
+    page.type_into("input[name=username]", name).await;
+    page.type_into("input[name=email]", &format!("{name}@example.com")).await;
+    page.type_into("input[name=password]", "password123").await;
+    page.click("form button[type=submit]").await;
+    page.until("the home feed after signing up", "location.pathname === '/' && document.querySelector('#status').dataset.state === 'live'", vec![]).await;
+}
+
+/// The ids of the messages a conversation page shows, in order.
+async fn message_bodies(page: &Page) -> Vec<String> {
+    page.texts(".messages .message:not(.pending) .body").await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_people_post_react_comment_and_chat_live_across_a_restart() {
+    let Some(browser) = Browser::start().await else { return };
+    let mut app = TestApp::spawn(Backend::Sqlite).await;
+    let base = app.base.clone();
+    let files = tempfile::tempdir().unwrap();
+    let a = browser.page(1200, 900).await;
+    let b = browser.page(390, 844).await; // a phone-sized window
+
+    // Both sign up through the form; B follows A from A's profile.
+    register(&a, &base, "alice").await;
+    register(&b, &base, "bob").await;
+    b.goto(&format!("{base}/u/alice")).await;
+    b.click_text(".profile-actions button", "Follow").await;
+    b.until_text(".profile-actions button", "Following").await;
+    b.goto(&format!("{base}/")).await;
+    b.until("bob's live feed", "document.querySelector('#status').dataset.state === 'live' && document.querySelector('.posts')", vec![]).await;
+
+    // A posts a photo with a caption: upload progress, processing, ready, share.
+    a.goto(&format!("{base}/new")).await;
+    a.type_into("textarea[name=caption]", "Evening light #sunset").await;
+    let file = a.client.find(fantoccini::Locator::Css("input[type=file]")).await.unwrap();
+    file.send_keys(photo(files.path()).to_str().unwrap()).await.unwrap();
+    a.until_text(".uploads .state", "Ready").await;
+    a.shot("composer").await;
+    a.click("form.composer button[type=submit]").await;
+    a.until("the new post's page", "location.pathname.startsWith('/p/') && document.querySelector('.post .media img')", vec![]).await;
+    let post_path = a.path().await;
+
+    // B sees it arrive live, behind the "new posts" banner, and opens it.
+    b.until_text(".new-posts", "1 new post").await;
+    b.shot("feed-new-posts").await;
+    b.click(".new-posts").await;
+    b.until_text(".post .caption", "Evening light #sunset").await;
+    assert_eq!(b.count_text(".post .caption", "Evening light #sunset").await, 1, "the post is shown once");
+    let img_ok = b
+        .until("the photo to load", "(() => { const i = document.querySelector('.post .media img'); return i && i.complete && i.naturalWidth > 0; })()", vec![])
+        .await;
+    assert_eq!(img_ok, json!(true));
+
+    // B reacts and comments on A's post; A, on the post's page, sees both live.
+    b.goto(&format!("{base}{post_path}")).await;
+    b.click(".post .reactions button.reaction").await;
+    b.until("bob's reaction to be counted", "document.querySelector('.post .reactions button.mine .count')?.innerText === '1'", vec![]).await;
+    a.until("the reaction on alice's screen", "document.querySelector('.post .reactions button .count')?.innerText === '1'", vec![]).await;
+    b.type_into(".comments textarea[name=body]", "Gorgeous colours").await;
+    b.click(".comments .comment-form button[type=submit]").await;
+    a.until_text(".comments .comment-body", "Gorgeous colours").await;
+    a.until("the comment count on alice's screen", "document.querySelector('.post .comment-count')?.innerText === '1'", vec![]).await;
+    assert_eq!(a.count_text(".comments .comment-body", "Gorgeous colours").await, 1);
+    a.shot("post-live").await;
+
+    // They chat: B opens a conversation from A's profile; typing and read receipts are live.
+    b.goto(&format!("{base}/u/alice")).await;
+    b.click_text(".profile-actions button", "Message").await;
+    b.until("the conversation page", "location.pathname.startsWith('/chat/') && document.querySelector('.message-form')", vec![]).await;
+    let chat_path = b.path().await;
+    a.goto(&format!("{base}{chat_path}")).await;
+    a.until("alice's conversation page", "document.querySelector('.message-form') && document.querySelector('#status').dataset.state === 'live'", vec![]).await;
+    b.type_into(".message-form textarea", "hi").await;
+    a.until_text(".typing", "is typing").await;
+    b.type_into(".message-form textarea", " alice!\n").await;
+    a.until_text(".messages .message .body", "hi alice!").await;
+    b.until_text(".receipt", "Seen").await;
+    a.type_into(".message-form textarea", "hey bob\n").await;
+    b.until_text(".messages .message .body", "hey bob").await;
+    b.shot("chat").await;
+
+    // The server restarts mid-conversation. B sends while it is down: the message waits in
+    // the outbox ("Sending…"), then both resume: nothing lost, nothing twice.
+    app = app
+        .restart_in_place(|| async {
+            b.until("bob's page to notice the restart", "document.querySelector('#status').dataset.state !== 'live'", vec![]).await;
+            b.type_into(".message-form textarea", "sent while you were away\n").await;
+            b.until(".pending message", "document.querySelector('.messages .message.pending')", vec![]).await;
+        })
+        .await;
+    for p in [&a, &b] {
+        p.until_text(".messages .message:not(.pending) .body", "sent while you were away").await;
+        p.until("live again", "document.querySelector('#status').dataset.state === 'live'", vec![]).await;
+    }
+    // One more each way after the restart, to be sure both streams continue.
+    a.type_into(".message-form textarea", "welcome back\n").await;
+    b.until_text(".messages .message .body", "welcome back").await;
+    let expected = ["hi alice!", "hey bob", "sent while you were away", "welcome back"];
+    for p in [&a, &b] {
+        p.until("no message pending", "!document.querySelector('.messages .message.pending')", vec![]).await;
+        assert_eq!(message_bodies(p).await, expected, "each message once, in order");
+    }
+    // The server holds each once too (the outbox retried with one client_msg_id).
+    let token = b.js("return JSON.parse(localStorage.getItem('chorus.session')).access_token", vec![]).await;
+    let (status, page) =
+        app.get(&format!("/conversations/{}/messages?limit=100", chat_path.trim_start_matches("/chat/")), token.as_str()).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let mut stored: Vec<_> = page["items"].as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap().to_string()).collect();
+    stored.reverse();
+    assert_eq!(stored, expected);
+
+    // After the restart the feed still shows A's post once.
+    b.goto(&format!("{base}/")).await;
+    b.until_text(".post .caption", "Evening light #sunset").await;
+    assert_eq!(b.count_text(".post .caption", "Evening light #sunset").await, 1);
+
+    a.close().await;
+    b.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_private_accounts_posts_never_render_for_a_stranger() {
+    let Some(browser) = Browser::start().await else { return };
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let base = app.base.clone();
+    let owner = app.register("priya").await;
+    let (s, _) = app.call(reqwest::Method::PATCH, "/users/me", owner.bearer(), Some(json!({"is_private": true}))).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, post) = app.post("/posts", owner.bearer(), json!({"caption": "only for my followers #secret"})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let id = post["id"].as_str().unwrap();
+
+    let stranger = browser.page(1200, 900).await;
+    register(&stranger, &base, "sam").await;
+    stranger.goto(&format!("{base}/u/priya")).await;
+    stranger.until_text(".private-notice", "This account is private").await;
+    stranger.shot("private-profile").await;
+    stranger.goto(&format!("{base}/p/{id}")).await;
+    stranger.until_text("h1", "not available").await;
+    for path in ["/explore", "/tags/secret", "/"] {
+        stranger.goto(&format!("{base}{path}")).await;
+        stranger.until(&format!("{path} to finish loading"), "document.querySelector('.posts') && (document.querySelector('.posts .post, .posts .empty'))", vec![]).await;
+        let body = stranger.js("return document.body.innerText", vec![]).await;
+        assert!(!body.as_str().unwrap().contains("only for my followers"), "{path} shows the private post: {body}");
+    }
+    // An anonymous visitor is sent to the login page.
+    let anon = browser.page(800, 600).await;
+    anon.goto(&format!("{base}/p/{id}")).await;
+    anon.until("the login form", "location.pathname === '/login' && document.querySelector('input[name=login]')", vec![]).await;
+    stranger.close().await;
+    anon.close().await;
+}
