@@ -40,13 +40,16 @@ defs = {
         "message": {"type": "string"},
         "fields": {"type": "object", "additionalProperties": {"type": "string"}},
     }, ["code", "message"]),
-    "user_summary": {"type": "object", "required": ["id", "username", "display_name", "avatar_media_id", "is_private"],
+    "user_summary": {"type": "object", "required": ["id", "username", "display_name", "avatar_media_id", "avatar_url", "is_private"],
                      "properties": {
         "id": lref("id"), "username": {"type": "string"}, "display_name": {"type": "string"},
-        "avatar_media_id": {"anyOf": [lref("id"), {"type": "null"}]}, "is_private": {"type": "boolean"}}},
+        "avatar_media_id": {"anyOf": [lref("id"), {"type": "null"}]},
+        "avatar_url": {"type": ["string", "null"], "description": "the avatar's thumbnail, relative to the server (a redirect)"},
+        "is_private": {"type": "boolean"}}},
     "reaction_counts": {"type": "object", "additionalProperties": {"type": "integer", "minimum": 1},
                         "description": "non-zero counts per reaction type"},
-    "media": {"type": "object", "required": ["id", "kind", "status", "variants"], "properties": {
+    "media": {"type": "object", "required": ["id", "kind", "status", "alt_text", "variants"], "properties": {
+        "alt_text": {"type": "string", "description": "the uploader's description, for the image's alt"},
         "id": lref("id"), "kind": {"enum": ["image", "video"]}, "status": {"enum": ["processing", "ready", "failed"]},
         "width": {"type": ["integer", "null"]}, "height": {"type": ["integer", "null"]},
         "placeholder": {"type": ["string", "null"]},

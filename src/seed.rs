@@ -7,6 +7,14 @@
 //! count, and comments and reactions only on posts created in the same run, so a second
 //! run adds nothing. New posts enqueue the same durable fan-out job as the API, so home
 //! feeds fill as soon as a server runs (table or Redis timelines alike).
+//!
+//! Then, so that the web client shows a network that looks lived in, the seed runs a
+//! server of its own (on a random local port, with its job worker) and goes through the
+//! services as a client would: a generated picture for each account's avatar and for each
+//! seeded post without media — uploaded, processed and stored by the real media pipeline —
+//! and a direct conversation with a short history between neighbours. Each step is skipped
+//! where it was done before (an avatar set, a post with media, a conversation with
+//! messages), so the seed stays idempotent.
 
 use crate::config::Config;
 use crate::domain::user::SocialNetwork;
@@ -109,7 +117,141 @@ pub async fn run(config: Config, n: u32) -> anyhow::Result<()> {
     drop(c);
     tracing::info!(new_posts = posts, ?totals, "social data seeded");
     store.close().await;
+    media_and_chat(config, n).await
+}
+
+const PALETTE: [[u8; 3]; 8] = [
+    [236, 112, 99],
+    [93, 173, 226],
+    [88, 214, 141],
+    [245, 176, 65],
+    [175, 122, 197],
+    [72, 201, 176],
+    [240, 98, 146],
+    [133, 146, 158],
+];
+
+/// A deterministic picture: a diagonal gradient between two palette colours with a few
+/// soft discs, as a PNG.
+fn picture(seed: usize, w: u32, h: u32) -> Vec<u8> {
+    let (a, b) = (PALETTE[seed % PALETTE.len()], PALETTE[(seed * 3 + 1) % PALETTE.len()]);
+    let discs: Vec<(f32, f32, f32)> = (0..3)
+        .map(|k| {
+            let x = ((seed * 37 + k * 101) % 100) as f32 / 100.0 * w as f32;
+            let y = ((seed * 53 + k * 67) % 100) as f32 / 100.0 * h as f32;
+            (x, y, (w.min(h) as f32) * (0.12 + 0.08 * k as f32))
+        })
+        .collect();
+    let img = image::RgbImage::from_fn(w, h, |x, y| {
+        let t = (x as f32 / w as f32 + y as f32 / h as f32) / 2.0;
+        let mut px = [0f32; 3];
+        for c in 0..3 {
+            px[c] = a[c] as f32 * (1.0 - t) + b[c] as f32 * t;
+        }
+        for &(cx, cy, r) in &discs {
+            let d = ((x as f32 - cx).powi(2) + (y as f32 - cy).powi(2)).sqrt();
+            if d < r {
+                let glow = 0.35 * (1.0 - d / r);
+                for v in &mut px {
+                    *v += (255.0 - *v) * glow;
+                }
+            }
+        }
+        image::Rgb(px.map(|v| v as u8))
+    });
+    let mut out = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut out, image::ImageFormat::Png).expect("encoding a PNG in memory");
+    out.into_inner()
+}
+
+const CHAT: [&str; 5] = [
+    "Hey! Loved your last post",
+    "Thanks! It was a great day out",
+    "We should go together next time",
+    "Deal. Saturday?",
+    "Saturday it is 🎉",
+];
+
+/// Avatars, post pictures and conversations, through a running server's services.
+async fn media_and_chat(mut config: Config, n: u32) -> anyhow::Result<()> {
+    use crate::services::{chat, media};
+    config.listen = "127.0.0.1:0".parse()?;
+    config.public_url = None;
+    // The seed writes much faster than a person; the write limits are for people.
+    config.rate_limit.writes = crate::config::WriteLimits::all(u32::MAX, u32::MAX);
+    let app = crate::app::Chorus::build(config).await?;
+    let state = app.state().clone();
+    let stop = app.shutdown_token();
+    let server = tokio::spawn(app.run_until_stopped());
+
+    let mut people = Vec::new();
+    {
+        let mut c = state.store.conn().await?;
+        for i in 1..=n {
+            if let Some(u) = users::get_by_username(c.ex(), &format!("user{i:04}")).await? {
+                people.push(u);
+            }
+        }
+    }
+    let (mut avatars, mut pictures, mut conversations) = (0, 0, 0);
+    for (i, u) in people.iter().enumerate() {
+        if u.avatar_media_id.is_none() {
+            let id = upload_ready(&state, u.id, picture(i, 256, 256)).await?;
+            media::set_avatar(&state, u.id, media::SetAvatarRequest { media_id: Some(Some(id)) }).await?;
+            avatars += 1;
+        }
+        let mut c = state.store.conn().await?;
+        let mine = posts::ids_by_authors(c.ex(), &[u.id], None, 10).await?;
+        let pictured: Vec<Id> = crate::store::media::for_posts(c.ex(), &mine).await?.iter().map(|r| r.post_id).collect();
+        drop(c);
+        for (k, post) in mine.into_iter().enumerate() {
+            if pictured.contains(&post) {
+                continue;
+            }
+            let id = upload_ready(&state, u.id, picture(i * 7 + k + 3, 1080, 1080)).await?;
+            let mut tx = state.store.begin().await?;
+            media::attach_to_post(&state, &mut tx, u.id, post, &[id]).await?;
+            posts::set_has_image(tx.ex(), post).await?;
+            tx.commit().await?;
+            pictures += 1;
+        }
+        // A direct conversation with the previous account, who follows this one.
+        if i > 0 {
+            let other = &people[i - 1];
+            let req = chat::NewConversation::Direct { user_id: other.id.to_string() };
+            let (conv, _) = chat::create(&state, u.id, req).await?;
+            if conv.last_message.is_none() {
+                for (k, body) in CHAT.iter().enumerate() {
+                    let from = if k % 2 == 0 { u.id } else { other.id };
+                    let msg = chat::SendMessage { body: Some(body.to_string()), ..Default::default() };
+                    chat::send(&state, from, conv.id, msg).await?;
+                }
+                conversations += 1;
+            }
+        }
+    }
+    tracing::info!(avatars, pictures, conversations, "media and conversations seeded");
+    stop.cancel();
+    server.await??;
     Ok(())
+}
+
+/// Uploads `png` as `owner` and waits for the job worker to process it.
+async fn upload_ready(state: &crate::state::AppState, owner: Id, png: Vec<u8>) -> anyhow::Result<Id> {
+    let chunks = futures_util::stream::iter([Ok(bytes::Bytes::from(png))]);
+    let accepted = crate::services::media::upload(state, owner, chunks).await?;
+    // The worker runs in this process: a commit wakes it, and the row says when it is done.
+    for _ in 0..600 {
+        let mut c = state.store.conn().await?;
+        let m = crate::store::media::get(c.ex(), accepted.id).await?;
+        drop(c);
+        match m.map(|m| m.status) {
+            Some(s) if s == "ready" => return Ok(accepted.id),
+            Some(s) if s == "failed" => anyhow::bail!("a seeded picture failed to process"),
+            _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
+        }
+    }
+    anyhow::bail!("a seeded picture was not processed within 12 s")
 }
 
 /// Row counts of the seeded tables.

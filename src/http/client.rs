@@ -26,7 +26,11 @@ struct Asset {
 
 macro_rules! asset {
     ($path:literal, $ct:expr) => {
-        Asset { path: $path, content_type: $ct, body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/web/", $path)) }
+        Asset {
+            path: $path,
+            content_type: $ct,
+            body: include_bytes!(concat!(env!("CARGO_MANIFEST_DIR"), "/web/", $path)),
+        }
     };
 }
 
@@ -104,7 +108,8 @@ fn serve(i: usize, headers: &HeaderMap) -> Response {
 }
 
 /// Paths that belong to the server, never to the client's routes.
-const SERVER_PREFIXES: &[&str] = &["/api/", "/ws", "/socket.io", "/files/", "/assets/", "/metrics", "/health", "/ready"];
+const SERVER_PREFIXES: &[&str] =
+    &["/api/", "/ws", "/socket.io", "/files/", "/assets/", "/metrics", "/health", "/ready"];
 
 /// The fallback: the page for a browser navigating to one of the client's routes, the JSON
 /// `404` for everything else.

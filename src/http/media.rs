@@ -17,7 +17,7 @@ use super::extract::{AppJson, AppPath};
 use crate::auth::{AuthUser, MaybeAuthUser};
 use crate::domain::Id;
 use crate::error::{AppError, AppResult, ErrorBody};
-use crate::services::media::{self as svc, MediaDetail, SetAvatarRequest, UploadAccepted};
+use crate::services::media::{self as svc, MediaDetail, SetAvatarRequest, UpdateMedia, UploadAccepted};
 use crate::services::users::Me;
 use crate::state::AppState;
 
@@ -26,7 +26,9 @@ pub fn router() -> OpenApiRouter<AppState> {
     // Uploads are limited per type while they stream (services::media::upload), not by the
     // JSON body limit.
     let uploads = OpenApiRouter::new().routes(routes!(upload)).layer(DefaultBodyLimit::disable());
-    OpenApiRouter::new().merge(uploads).routes(routes!(get_media, delete_media))
+    OpenApiRouter::new()
+        .merge(uploads)
+        .routes(routes!(get_media, delete_media, update_media))
         .routes(routes!(variant))
         .routes(routes!(set_avatar))
 }
@@ -100,6 +102,28 @@ async fn get_media(
     AppPath(id): AppPath<Id>,
 ) -> AppResult<AppJson<MediaDetail>> {
     Ok(AppJson(svc::get(&state, me.id(), id).await?))
+}
+
+/// Describe one of the caller's media items (its alt text), before or after it is attached:
+/// the description shows wherever the item does (`alt_text` of every media view).
+#[utoipa::path(patch, path = "/media/{id}", tag = "media", security(("bearer" = [])),
+    request_body = UpdateMedia,
+    params(("id" = String, Path, description = "Media id")),
+    responses(
+        (status = 200, description = "The item with its description", body = MediaDetail),
+        (status = 400, description = "Malformed body", body = ErrorBody),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 403, description = "Someone else's item that the caller may see", body = ErrorBody),
+        (status = 404, description = "No such item, or not visible to the caller", body = ErrorBody),
+        (status = 422, description = "Description longer than 1,500 characters", body = ErrorBody),
+    ))]
+async fn update_media(
+    State(state): State<AppState>,
+    me: AuthUser,
+    AppPath(id): AppPath<Id>,
+    AppJson(req): AppJson<UpdateMedia>,
+) -> AppResult<AppJson<MediaDetail>> {
+    Ok(AppJson(svc::set_alt_text(&state, me.id, id, req).await?))
 }
 
 /// Redirect (`302`) to variant `name` (`thumb`, `feed`) of a public item: an avatar, or media

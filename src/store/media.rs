@@ -36,6 +36,8 @@ pub struct MediaRow {
     pub failure: Option<String>,
     /// `post`, `avatar`, `message`, or `None` while unattached.
     pub attached_to: Option<String>,
+    /// The uploader's description for people who cannot see it (empty when none).
+    pub alt_text: String,
     /// Uploaded.
     pub created_at: Timestamp,
     /// Last change.
@@ -43,7 +45,7 @@ pub struct MediaRow {
 }
 
 const COLS: &str = "id, owner_id, kind, status, mime, bytes, width, height, placeholder, failure, attached_to, \
-                    created_at, updated_at";
+                    alt_text, created_at, updated_at";
 
 /// A `media_variants` row.
 #[derive(Clone, Debug, FromRow)]
@@ -114,6 +116,13 @@ pub async fn insert(ex: Ex<'_>, m: &NewMedia<'_>) -> StoreResult<()> {
                VALUES ($1, $2, $3, 'processing', $4, $5, $6, $6)";
     exec!(ex, c => sqlx::query(sql).bind(m.id).bind(m.owner).bind(m.kind).bind(m.mime).bind(m.bytes).bind(m.now)
         .execute(c).await)?;
+    Ok(())
+}
+
+/// Sets an item's description.
+pub async fn set_alt_text(ex: Ex<'_>, id: Id, alt: &str, now: Timestamp) -> StoreResult<()> {
+    let sql = "UPDATE media SET alt_text = $2, updated_at = $3 WHERE id = $1";
+    exec!(ex, c => sqlx::query(sql).bind(id).bind(alt).bind(now).execute(c).await)?;
     Ok(())
 }
 

@@ -23,7 +23,12 @@ async fn register(page: &Page, base: &str, name: &str) {
     page.type_into("input[name=email]", &format!("{name}@example.com")).await;
     page.type_into("input[name=password]", "password123").await;
     page.click("form button[type=submit]").await;
-    page.until("the home feed after signing up", "location.pathname === '/' && document.querySelector('#status').dataset.state === 'live'", vec![]).await;
+    page.until(
+        "the home feed after signing up",
+        "location.pathname === '/' && document.querySelector('#status').dataset.state === 'live'",
+        vec![],
+    )
+    .await;
 }
 
 /// The ids of the messages a conversation page shows, in order.
@@ -47,7 +52,12 @@ async fn two_people_post_react_comment_and_chat_live_across_a_restart() {
     b.click_text(".profile-actions button", "Follow").await;
     b.until_text(".profile-actions button", "Following").await;
     b.goto(&format!("{base}/")).await;
-    b.until("bob's live feed", "document.querySelector('#status').dataset.state === 'live' && document.querySelector('.posts')", vec![]).await;
+    b.until(
+        "bob's live feed",
+        "document.querySelector('#status').dataset.state === 'live' && document.querySelector('.posts')",
+        vec![],
+    )
+    .await;
 
     // A posts a photo with a caption: upload progress, processing, ready, share.
     a.goto(&format!("{base}/new")).await;
@@ -55,9 +65,15 @@ async fn two_people_post_react_comment_and_chat_live_across_a_restart() {
     let file = a.client.find(fantoccini::Locator::Css("input[type=file]")).await.unwrap();
     file.send_keys(photo(files.path()).to_str().unwrap()).await.unwrap();
     a.until_text(".uploads .state", "Ready").await;
+    a.type_into(".uploads input[name=alt_text]", "A purple and teal sky at dusk").await;
     a.shot("composer").await;
     a.click("form.composer button[type=submit]").await;
-    a.until("the new post's page", "location.pathname.startsWith('/p/') && document.querySelector('.post .media img')", vec![]).await;
+    a.until(
+        "the new post's page",
+        "location.pathname.startsWith('/p/') && document.querySelector('.post .media img')",
+        vec![],
+    )
+    .await;
     let post_path = a.path().await;
 
     // B sees it arrive live, behind the "new posts" banner, and opens it.
@@ -70,26 +86,53 @@ async fn two_people_post_react_comment_and_chat_live_across_a_restart() {
         .until("the photo to load", "(() => { const i = document.querySelector('.post .media img'); return i && i.complete && i.naturalWidth > 0; })()", vec![])
         .await;
     assert_eq!(img_ok, json!(true));
+    let alt = b.js("return document.querySelector('.post .media img').alt", vec![]).await;
+    assert_eq!(alt, json!("A purple and teal sky at dusk"), "the photo carries its alt text");
 
     // B reacts and comments on A's post; A, on the post's page, sees both live.
     b.goto(&format!("{base}{post_path}")).await;
     b.click(".post .reactions button.reaction").await;
-    b.until("bob's reaction to be counted", "document.querySelector('.post .reactions button.mine .count')?.innerText === '1'", vec![]).await;
-    a.until("the reaction on alice's screen", "document.querySelector('.post .reactions button .count')?.innerText === '1'", vec![]).await;
+    b.until(
+        "bob's reaction to be counted",
+        "document.querySelector('.post .reactions button.mine .count')?.innerText === '1'",
+        vec![],
+    )
+    .await;
+    a.until(
+        "the reaction on alice's screen",
+        "document.querySelector('.post .reactions button .count')?.innerText === '1'",
+        vec![],
+    )
+    .await;
     b.type_into(".comments textarea[name=body]", "Gorgeous colours").await;
     b.click(".comments .comment-form button[type=submit]").await;
     a.until_text(".comments .comment-body", "Gorgeous colours").await;
-    a.until("the comment count on alice's screen", "document.querySelector('.post .comment-count')?.innerText === '1'", vec![]).await;
+    a.until(
+        "the comment count on alice's screen",
+        "document.querySelector('.post .comment-count')?.innerText === '1'",
+        vec![],
+    )
+    .await;
     assert_eq!(a.count_text(".comments .comment-body", "Gorgeous colours").await, 1);
     a.shot("post-live").await;
 
     // They chat: B opens a conversation from A's profile; typing and read receipts are live.
     b.goto(&format!("{base}/u/alice")).await;
     b.click_text(".profile-actions button", "Message").await;
-    b.until("the conversation page", "location.pathname.startsWith('/chat/') && document.querySelector('.message-form')", vec![]).await;
+    b.until(
+        "the conversation page",
+        "location.pathname.startsWith('/chat/') && document.querySelector('.message-form')",
+        vec![],
+    )
+    .await;
     let chat_path = b.path().await;
     a.goto(&format!("{base}{chat_path}")).await;
-    a.until("alice's conversation page", "document.querySelector('.message-form') && document.querySelector('#status').dataset.state === 'live'", vec![]).await;
+    a.until(
+        "alice's conversation page",
+        "document.querySelector('.message-form') && document.querySelector('#status').dataset.state === 'live'",
+        vec![],
+    )
+    .await;
     b.type_into(".message-form textarea", "hi").await;
     a.until_text(".typing", "is typing").await;
     b.type_into(".message-form textarea", " alice!\n").await;
@@ -103,7 +146,12 @@ async fn two_people_post_react_comment_and_chat_live_across_a_restart() {
     // the outbox ("Sending…"), then both resume: nothing lost, nothing twice.
     app = app
         .restart_in_place(|| async {
-            b.until("bob's page to notice the restart", "document.querySelector('#status').dataset.state !== 'live'", vec![]).await;
+            b.until(
+                "bob's page to notice the restart",
+                "document.querySelector('#status').dataset.state !== 'live'",
+                vec![],
+            )
+            .await;
             b.type_into(".message-form textarea", "sent while you were away\n").await;
             b.until(".pending message", "document.querySelector('.messages .message.pending')", vec![]).await;
         })
@@ -122,10 +170,12 @@ async fn two_people_post_react_comment_and_chat_live_across_a_restart() {
     }
     // The server holds each once too (the outbox retried with one client_msg_id).
     let token = b.js("return JSON.parse(localStorage.getItem('chorus.session')).access_token", vec![]).await;
-    let (status, page) =
-        app.get(&format!("/conversations/{}/messages?limit=100", chat_path.trim_start_matches("/chat/")), token.as_str()).await;
+    let (status, page) = app
+        .get(&format!("/conversations/{}/messages?limit=100", chat_path.trim_start_matches("/chat/")), token.as_str())
+        .await;
     assert_eq!(status, StatusCode::OK, "{page}");
-    let mut stored: Vec<_> = page["items"].as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap().to_string()).collect();
+    let mut stored: Vec<_> =
+        page["items"].as_array().unwrap().iter().map(|m| m["body"].as_str().unwrap().to_string()).collect();
     stored.reverse();
     assert_eq!(stored, expected);
 
@@ -159,14 +209,96 @@ async fn a_private_accounts_posts_never_render_for_a_stranger() {
     stranger.until_text("h1", "not available").await;
     for path in ["/explore", "/tags/secret", "/"] {
         stranger.goto(&format!("{base}{path}")).await;
-        stranger.until(&format!("{path} to finish loading"), "document.querySelector('.posts') && (document.querySelector('.posts .post, .posts .empty'))", vec![]).await;
+        stranger
+            .until(
+                &format!("{path} to finish loading"),
+                "document.querySelector('.posts') && (document.querySelector('.posts .post, .posts .empty'))",
+                vec![],
+            )
+            .await;
         let body = stranger.js("return document.body.innerText", vec![]).await;
         assert!(!body.as_str().unwrap().contains("only for my followers"), "{path} shows the private post: {body}");
     }
     // An anonymous visitor is sent to the login page.
     let anon = browser.page(800, 600).await;
     anon.goto(&format!("{base}/p/{id}")).await;
-    anon.until("the login form", "location.pathname === '/login' && document.querySelector('input[name=login]')", vec![]).await;
+    anon.until(
+        "the login form",
+        "location.pathname === '/login' && document.querySelector('input[name=login]')",
+        vec![],
+    )
+    .await;
     stranger.close().await;
     anon.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_refresh_under_an_open_page_and_notifications_and_reports_arrive_live() {
+    use chorus::domain::user::Role;
+    let Some(browser) = Browser::start().await else { return };
+    // Access tokens that expire within seconds: the page must refresh them, over REST and on
+    // its open socket, without the user noticing.
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.auth.access_token_ttl_secs = 8).await;
+    let base = app.base.clone();
+    let moderator = app.register("mona").await;
+    crate::safety::grant(&app, &moderator, Role::Moderator).await;
+    let fan1 = app.register("fan1").await;
+    let fan2 = app.register("fan2").await;
+
+    let u = browser.page(1200, 900).await;
+    register(&u, &base, "uma").await;
+    let session = || async { u.js("return JSON.parse(localStorage.getItem('chorus.session'))", vec![]).await };
+    let first = session().await;
+    let uma = first["user"]["id"].as_str().unwrap().to_string();
+    let (s, post) = app.post("/posts", Some(first["access_token"].as_str().unwrap()), json!({"caption": "my first post"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{post}");
+    let post_id = post["id"].as_str().unwrap().to_string();
+
+    // The token rolls over at least once while the page stays live.
+    u.until(
+        "a refreshed access token",
+        "JSON.parse(localStorage.getItem('chorus.session')).access_token !== arguments[0]",
+        vec![first["access_token"].clone()],
+    )
+    .await;
+    u.until("the socket to stay live", "document.querySelector('#status').dataset.state === 'live'", vec![]).await;
+
+    // Notifications arrive live: the badge counts them, and the list groups two reactions.
+    for fan in [&fan1, &fan2] {
+        let (s, v) = app.call(reqwest::Method::PUT, &format!("/posts/{post_id}/reaction"), fan.bearer(), Some(json!({"type": "love"}))).await;
+        assert_eq!(s, StatusCode::OK, "{v}");
+    }
+    u.until("the unread badge", "document.querySelector('a[href=\"/notifications\"] .badge:not([hidden])')?.innerText === '1'", vec![]).await;
+    u.click("a[href=\"/notifications\"]").await;
+    u.until_text(".notifications .notification", "and 1 other").await;
+    u.shot("notifications").await;
+    let (s, _) = app.post(&format!("/users/{uma}/follow"), fan1.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::OK);
+    u.until_text(".notifications .notification", "started following you").await;
+
+    // Uma reports fan2's profile from the page; the moderator's queue shows it live and
+    // dismisses it; Uma is told.
+    let m = browser.page(1200, 900).await;
+    m.goto(&format!("{base}/login")).await;
+    m.type_into("input[name=login]", "mona").await;
+    m.type_into("input[name=password]", "password123").await;
+    m.click("form button[type=submit]").await;
+    m.until("the moderator's live page", "document.querySelector('#status').dataset.state === 'live'", vec![]).await;
+    m.click("a[href=\"/admin\"]").await;
+    m.until_text(".reports", "No reports").await;
+    u.goto(&format!("{base}/u/fan2")).await;
+    u.click_text(".profile-actions button", "Report").await;
+    u.until("the report dialog", "document.querySelector('dialog[open] select[name=reason]')", vec![]).await;
+    u.js("const s = document.querySelector('dialog select'); s.value = 'impersonation'; return true", vec![]).await;
+    u.click("dialog button[type=submit]").await;
+    u.until_text(".toast", "moderator will look").await;
+    m.until_text(".reports .report", "impersonation").await;
+    m.until("the reports badge", "document.querySelector('a[href=\"/admin\"] .badge:not([hidden])')?.innerText === '1'", vec![]).await;
+    m.shot("reports").await;
+    m.click_text(".reports .report button", "Dismiss").await;
+    m.until_text(".reports", "No reports").await;
+    u.goto(&format!("{base}/notifications")).await;
+    u.until_text(".notifications .notification", "report").await;
+    u.close().await;
+    m.close().await;
 }

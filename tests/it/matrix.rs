@@ -207,6 +207,15 @@ const ROWS: &[Row] = &[
     row("GET /media/{media}", PublicPostMedia, Option::None,      "200  200  200  200  200  404  404  200  200  200  401  200"),
     row("GET /media/{media}", PrivatePostMedia, Option::None,     "404  200  200  404  404  404  404  200  404  404  401  404"),
     row("GET /media/{media}", DmMedia, Option::None,              "404  200  404  404  404  404  404  404  200  404  401  404"),
+    row("PATCH /media/{media}", Unattached, Some(r#"{"alt_text":"a red door"}"#),       "401  200  404  404  404  404  404  404  404  404  401  404"),
+    row("PATCH /media/{media}", PublicPostMedia, Some(r#"{"alt_text":"a red door"}"#),  "401  200  403  403  403  404  404  403  403  403  401  403"),
+    row("PATCH /media/{media}", PrivatePostMedia, Some(r#"{"alt_text":"a red door"}"#), "401  200  403  404  404  404  404  403  404  404  401  404"),
+    row("PATCH /media/{media}", DmMedia, Some(r#"{"alt_text":"a red door"}"#),          "401  200  404  404  404  404  404  404  403  404  401  404"),
+    // Judged as anonymous (an <img> carries no token), followed through its 302 to the file.
+    row("GET /media/{media}/variants/{variant}", Unattached, Option::None,       "404  404  404  404  404  404  404  404  404  404  404  404"),
+    row("GET /media/{media}/variants/{variant}", PublicPostMedia, Option::None,  "200  200  200  200  200  200  200  200  200  200  200  200"),
+    row("GET /media/{media}/variants/{variant}", PrivatePostMedia, Option::None, "404  404  404  404  404  404  404  404  404  404  404  404"),
+    row("GET /media/{media}/variants/{variant}", DmMedia, Option::None,          "404  404  404  404  404  404  404  404  404  404  404  404"),
     row("DELETE /media/{media}", Unattached, Option::None,        "401  204  404  404  404  404  404  404  404  404  401  404"),
     row("DELETE /media/{media}", PrivatePostMedia, Option::None,  "401  409  403  404  404  404  404  403  404  404  401  404"),
     row("DELETE /media/{media}", DmMedia, Option::None,           "401  409  404  404  404  404  404  404  403  404  401  404"),
@@ -342,6 +351,7 @@ fn documented(op: &str) -> Option<String> {
         let name = &rest[i + 1..j];
         out.push_str(match (path, name) {
             (_, "tag") => "{tag}",
+            (_, "variant") => "{name}",
             (p, "member") if p.contains("/members/") => "{user}",
             _ => "{id}",
         });
@@ -453,6 +463,7 @@ async fn fixture(app: &TestApp, w: &World, r: &Row) -> Fixture {
     f.set("member", w.user("member").id.clone());
     f.set("suspended", w.user("suspended").id.clone());
     f.set("tag", "matrixtag");
+    f.set("variant", "thumb");
     if r.op.contains("{export}") {
         // The owner's export, once written.
         let e = ok(app, Method::POST, "/users/me/export", &w.owner, json!({})).await;

@@ -90,7 +90,8 @@ export function postCard(post, scope, { full = false } = {}) {
   const me = api.me();
   const caption = h("p", { class: "caption" }, rich(post.caption));
   const reactions = reactionsBar(post, "post", `/posts/${post.id}`);
-  const comments = link(`/p/${post.id}`, h("span", { class: "comment-count" }, String(post.comment_count)), post.comment_count === 1 ? " comment" : " comments");
+  const commentLabel = h("span", {}, post.comment_count === 1 ? " comment" : " comments");
+  const comments = link(`/p/${post.id}`, h("span", { class: "comment-count" }, String(post.comment_count)), commentLabel);
   const saveBtn = h("button", { type: "button", class: "link", "aria-pressed": String(post.saved) }, post.saved ? "Saved" : "Save");
   saveBtn.onclick = () =>
     attempt(async () => {
@@ -131,6 +132,7 @@ export function postCard(post, scope, { full = false } = {}) {
       if (event === "comment.created") {
         post.comment_count++;
         card.querySelector(".comment-count").textContent = String(post.comment_count);
+        commentLabel.textContent = post.comment_count === 1 ? " comment" : " comments";
       }
       if (event === "post.updated") fill(caption, rich((post.caption = data.caption)));
       if (event === "post.deleted") card.replaceWith(h("p", { class: "card muted" }, "This post was deleted."));
@@ -465,7 +467,8 @@ export async function composer(root) {
         if (it.id) api.del(`/media/${it.id}`).catch(() => {});
         refresh();
       };
-      it.el = h("li", {}, preview, h("div", {}, h("div", {}, file.name), bar, state), remove);
+      it.alt = h("input", { type: "text", name: "alt_text", maxlength: 1500, placeholder: "Describe it for people who can't see it", "aria-label": `Alt text for ${file.name}` });
+      it.el = h("li", {}, preview, h("div", { class: "upload-info" }, h("div", {}, file.name), bar, state, it.alt), remove);
       items.push(it);
       tray.append(it.el);
       api.upload(file, (p) => (bar.value = p)).then(
@@ -493,6 +496,7 @@ export async function composer(root) {
     e.preventDefault();
     submit.disabled = true;
     try {
+      for (const i of items) if (i.alt.value.trim()) await api.patch(`/media/${i.id}`, { alt_text: i.alt.value.trim() });
       const p = await api.post("/posts", { caption: caption.value, media_ids: items.map((i) => i.id) });
       go(`/p/${p.id}`);
     } catch (err) {

@@ -50,7 +50,9 @@ mod handlers;
 mod uploads;
 
 pub use handlers::{collect_unattached, gc_loop, run_delete_stored_media, run_process_media};
-pub use uploads::{FileAccess, delete, file_access, get, precheck_upload, public_variant_url, set_avatar, upload};
+pub use uploads::{
+    FileAccess, delete, file_access, get, precheck_upload, public_variant_url, set_alt_text, set_avatar, upload,
+};
 
 /// Most media items on one post.
 pub const MAX_POST_MEDIA: usize = 10;
@@ -85,6 +87,9 @@ pub struct MediaView {
     pub height: Option<i32>,
     /// Blurhash for a placeholder while loading.
     pub placeholder: Option<String>,
+    /// The uploader's description for people who cannot see it (`""` when none): render it
+    /// as the image's `alt`.
+    pub alt_text: String,
     /// Stored renditions, smallest first.
     pub variants: Vec<Variant>,
 }
@@ -146,6 +151,18 @@ pub struct SetAvatarRequest {
     pub media_id: Option<Option<Id>>,
 }
 
+/// `PATCH /media/{id}` body.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateMedia {
+    /// A description of the image or video for people who cannot see it, up to 1,500
+    /// characters (`""` removes it).
+    pub alt_text: String,
+}
+
+/// Longest description of a medium (Mastodon's limit).
+pub const MAX_ALT_TEXT: usize = 1500;
+
 /// Distinguishes `"media_id": null` (Some(None)) from a missing field (None).
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<Id>>, D::Error> {
     Option::<Id>::deserialize(d).map(Some)
@@ -187,6 +204,7 @@ fn view(state: &AppState, m: &MediaRow, variants: &[VariantRow], audience: Media
         width: m.width,
         height: m.height,
         placeholder: m.placeholder.clone(),
+        alt_text: m.alt_text.clone(),
         // Variant rows exist (with their keys) while processing; they are shown once ready.
         variants: variants
             .iter()

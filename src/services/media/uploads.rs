@@ -134,6 +134,28 @@ pub async fn file_access(state: &AppState, key: &str, exp: Option<u64>, sig: Opt
     }
 }
 
+/// Describes one of the caller's media items, attached or not: the uploader writes the alt
+/// text, and it shows wherever the item does. Someone else's item is `403` where the caller
+/// may see it, `404` where not (as for deletion).
+pub async fn set_alt_text(state: &AppState, me: Id, id: Id, req: UpdateMedia) -> AppResult<MediaDetail> {
+    let alt = req.alt_text.trim();
+    if alt.chars().count() > MAX_ALT_TEXT {
+        return Err(AppError::field("alt_text", format!("must be at most {MAX_ALT_TEXT} characters")));
+    }
+    let mut c = state.store.conn().await?;
+    let m = store::get(c.ex(), id).await?.ok_or(AppError::NotFound)?;
+    drop(c);
+    if m.owner_id != me {
+        // Seen (`403`) or not (`404`, from the policy).
+        crate::services::access::visible_media(state, Some(me), &m).await?;
+        return Err(AppError::Forbidden("only the uploader describes a medium"));
+    }
+    let mut tx = state.store.begin().await?;
+    store::set_alt_text(tx.ex(), id, alt, Timestamp::now()).await?;
+    state.commit(tx, EventBatch::new()).await?;
+    get(state, Some(me), id).await
+}
+
 /// Deletes an unattached upload of the caller; its stored files are deleted by a job.
 pub async fn delete(state: &AppState, me: Id, id: Id) -> AppResult<()> {
     // Someone else's is judged before any write transaction (no lock held while the policy

@@ -27,9 +27,9 @@ fn find_binary(env: &str, candidates: &[&str]) -> Option<PathBuf> {
         if p.is_absolute() && p.exists() {
             return Some(p);
         }
-        if let Some(found) = std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths).map(|d| d.join(c)).find(|p| p.exists())
-        }) {
+        if let Some(found) = std::env::var_os("PATH")
+            .and_then(|paths| std::env::split_paths(&paths).map(|d| d.join(c)).find(|p| p.exists()))
+        {
             return Some(found);
         }
     }
@@ -67,10 +67,10 @@ impl Browser {
         let http = reqwest::Client::new();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(r) = http.get(format!("{url}/status")).send().await {
-                if r.json::<Value>().await.is_ok_and(|v| v["value"]["ready"] == true) {
-                    break;
-                }
+            if let Ok(r) = http.get(format!("{url}/status")).send().await
+                && r.json::<Value>().await.is_ok_and(|v| v["value"]["ready"] == true)
+            {
+                break;
             }
             assert!(tokio::time::Instant::now() < deadline, "chromedriver did not become ready");
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -172,13 +172,21 @@ impl Page {
 
     /// The texts of every element matching `css`, in document order.
     pub async fn texts(&self, css: &str) -> Vec<String> {
-        let v = self.js("return [...document.querySelectorAll(arguments[0])].map(e => e.innerText.trim())", vec![json!(css)]).await;
+        let v = self
+            .js("return [...document.querySelectorAll(arguments[0])].map(e => e.innerText.trim())", vec![json!(css)])
+            .await;
         v.as_array().unwrap().iter().map(|s| s.as_str().unwrap().to_string()).collect()
     }
 
     pub async fn click(&self, css: &str) {
         self.until(&format!("{css} to be clickable"), "(() => { const e = document.querySelector(arguments[0]); return e && !e.disabled && e.offsetParent !== null; })()", vec![json!(css)]).await;
-        self.client.find(Locator::Css(css)).await.expect(css).click().await.unwrap_or_else(|e| panic!("click {css}: {e}"));
+        self.client
+            .find(Locator::Css(css))
+            .await
+            .expect(css)
+            .click()
+            .await
+            .unwrap_or_else(|e| panic!("click {css}: {e}"));
     }
 
     /// Clicks the first element matching `css` whose text contains `text`.
