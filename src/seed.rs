@@ -132,32 +132,26 @@ const PALETTE: [[u8; 3]; 8] = [
 ];
 
 /// A deterministic picture: a diagonal gradient between two palette colours with a few
-/// soft discs, as a PNG.
+/// lighter discs, as a PNG. Integer arithmetic only: the seed draws hundreds of them.
 fn picture(seed: usize, w: u32, h: u32) -> Vec<u8> {
     let (a, b) = (PALETTE[seed % PALETTE.len()], PALETTE[(seed * 3 + 1) % PALETTE.len()]);
-    let discs: Vec<(f32, f32, f32)> = (0..3)
+    let discs: Vec<(i64, i64, i64)> = (0..3)
         .map(|k| {
-            let x = ((seed * 37 + k * 101) % 100) as f32 / 100.0 * w as f32;
-            let y = ((seed * 53 + k * 67) % 100) as f32 / 100.0 * h as f32;
-            (x, y, (w.min(h) as f32) * (0.12 + 0.08 * k as f32))
+            let x = ((seed * 37 + k * 101) % 100) as i64 * w as i64 / 100;
+            let y = ((seed * 53 + k * 67) % 100) as i64 * h as i64 / 100;
+            let r = w.min(h) as i64 * (12 + 8 * k as i64) / 100;
+            (x, y, r * r)
         })
         .collect();
+    let span = w + h;
     let img = image::RgbImage::from_fn(w, h, |x, y| {
-        let t = (x as f32 / w as f32 + y as f32 / h as f32) / 2.0;
-        let mut px = [0f32; 3];
+        let t = x + y;
+        let mut px = [0u8; 3];
         for c in 0..3 {
-            px[c] = a[c] as f32 * (1.0 - t) + b[c] as f32 * t;
+            px[c] = ((a[c] as u32 * (span - t) + b[c] as u32 * t) / span) as u8;
         }
-        for &(cx, cy, r) in &discs {
-            let d = ((x as f32 - cx).powi(2) + (y as f32 - cy).powi(2)).sqrt();
-            if d < r {
-                let glow = 0.35 * (1.0 - d / r);
-                for v in &mut px {
-                    *v += (255.0 - *v) * glow;
-                }
-            }
-        }
-        image::Rgb(px.map(|v| v as u8))
+        let inside = discs.iter().filter(|&&(cx, cy, r2)| (x as i64 - cx).pow(2) + (y as i64 - cy).pow(2) < r2).count();
+        px.map(|v| v + ((255 - v) as usize * inside / 5) as u8).into()
     });
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png).expect("encoding a PNG in memory");
@@ -179,6 +173,8 @@ async fn media_and_chat(mut config: Config, n: u32) -> anyhow::Result<()> {
     config.public_url = None;
     // The seed writes much faster than a person; the write limits are for people.
     config.rate_limit.writes = crate::config::WriteLimits::all(u32::MAX, u32::MAX);
+    // Seeded conversations would e-mail their example.com accounts.
+    config.smtp_url = None;
     let app = crate::app::Chorus::build(config).await?;
     let state = app.state().clone();
     let stop = app.shutdown_token();
@@ -193,65 +189,81 @@ async fn media_and_chat(mut config: Config, n: u32) -> anyhow::Result<()> {
             }
         }
     }
-    let (mut avatars, mut pictures, mut conversations) = (0, 0, 0);
+    // Upload everything first and let the worker process it all, then attach: one wait,
+    // not one per picture.
+    let mut avatars = Vec::new();
+    let mut pictures = Vec::new();
     for (i, u) in people.iter().enumerate() {
         if u.avatar_media_id.is_none() {
-            let id = upload_ready(&state, u.id, picture(i, 256, 256)).await?;
-            media::set_avatar(&state, u.id, media::SetAvatarRequest { media_id: Some(Some(id)) }).await?;
-            avatars += 1;
+            avatars.push((u.id, upload(&state, u.id, picture(i, 320, 320)).await?));
         }
         let mut c = state.store.conn().await?;
         let mine = posts::ids_by_authors(c.ex(), &[u.id], None, 10).await?;
-        let pictured: Vec<Id> = crate::store::media::for_posts(c.ex(), &mine).await?.iter().map(|r| r.post_id).collect();
+        let pictured: Vec<Id> =
+            crate::store::media::for_posts(c.ex(), &mine).await?.iter().map(|r| r.post_id).collect();
         drop(c);
-        for (k, post) in mine.into_iter().enumerate() {
-            if pictured.contains(&post) {
-                continue;
-            }
-            let id = upload_ready(&state, u.id, picture(i * 7 + k + 3, 1080, 1080)).await?;
-            let mut tx = state.store.begin().await?;
-            media::attach_to_post(&state, &mut tx, u.id, post, &[id]).await?;
-            posts::set_has_image(tx.ex(), post).await?;
-            tx.commit().await?;
-            pictures += 1;
-        }
-        // A direct conversation with the previous account, who follows this one.
-        if i > 0 {
-            let other = &people[i - 1];
-            let req = chat::NewConversation::Direct { user_id: other.id.to_string() };
-            let (conv, _) = chat::create(&state, u.id, req).await?;
-            if conv.last_message.is_none() {
-                for (k, body) in CHAT.iter().enumerate() {
-                    let from = if k % 2 == 0 { u.id } else { other.id };
-                    let msg = chat::SendMessage { body: Some(body.to_string()), ..Default::default() };
-                    chat::send(&state, from, conv.id, msg).await?;
-                }
-                conversations += 1;
-            }
+        for (k, post) in mine.into_iter().enumerate().filter(|(_, p)| !pictured.contains(p)) {
+            pictures.push((u.id, post, upload(&state, u.id, picture(i * 7 + k + 3, 800, 800)).await?));
         }
     }
+    for &(_, id) in &avatars {
+        ready(&state, id).await?;
+    }
+    for &(_, _, id) in &pictures {
+        ready(&state, id).await?;
+    }
+    for &(user, id) in &avatars {
+        media::set_avatar(&state, user, media::SetAvatarRequest { media_id: Some(Some(id)) }).await?;
+    }
+    for &(user, post, id) in &pictures {
+        let mut tx = state.store.begin().await?;
+        media::attach_to_post(&state, &mut tx, user, post, &[id]).await?;
+        posts::set_has_image(tx.ex(), post).await?;
+        tx.commit().await?;
+    }
+    // A direct conversation of each account with the previous one, who follows it (so no
+    // message request is needed).
+    let mut conversations = 0;
+    for pair in people.windows(2) {
+        let (other, u) = (&pair[0], &pair[1]);
+        let req = chat::NewConversation::Direct { user_id: other.id.to_string() };
+        let (conv, _) = chat::create(&state, u.id, req).await?;
+        if conv.last_message.is_none() {
+            for (k, body) in CHAT.iter().enumerate() {
+                let from = if k % 2 == 0 { u.id } else { other.id };
+                let msg = chat::SendMessage { body: Some(body.to_string()), ..Default::default() };
+                chat::send(&state, from, conv.id, msg).await?;
+            }
+            conversations += 1;
+        }
+    }
+    let (avatars, pictures) = (avatars.len(), pictures.len());
     tracing::info!(avatars, pictures, conversations, "media and conversations seeded");
     stop.cancel();
     server.await??;
     Ok(())
 }
 
-/// Uploads `png` as `owner` and waits for the job worker to process it.
-async fn upload_ready(state: &crate::state::AppState, owner: Id, png: Vec<u8>) -> anyhow::Result<Id> {
+/// Uploads `png` as `owner`; the job worker processes it.
+async fn upload(state: &crate::state::AppState, owner: Id, png: Vec<u8>) -> anyhow::Result<Id> {
     let chunks = futures_util::stream::iter([Ok(bytes::Bytes::from(png))]);
-    let accepted = crate::services::media::upload(state, owner, chunks).await?;
-    // The worker runs in this process: a commit wakes it, and the row says when it is done.
-    for _ in 0..600 {
+    Ok(crate::services::media::upload(state, owner, chunks).await?.id)
+}
+
+/// Waits for the job worker (running in this process) to process an upload: the row says
+/// when it is done.
+async fn ready(state: &crate::state::AppState, id: Id) -> anyhow::Result<()> {
+    for _ in 0..3000 {
         let mut c = state.store.conn().await?;
-        let m = crate::store::media::get(c.ex(), accepted.id).await?;
+        let m = crate::store::media::get(c.ex(), id).await?;
         drop(c);
         match m.map(|m| m.status) {
-            Some(s) if s == "ready" => return Ok(accepted.id),
+            Some(s) if s == "ready" => return Ok(()),
             Some(s) if s == "failed" => anyhow::bail!("a seeded picture failed to process"),
             _ => tokio::time::sleep(std::time::Duration::from_millis(20)).await,
         }
     }
-    anyhow::bail!("a seeded picture was not processed within 12 s")
+    anyhow::bail!("a seeded picture was not processed within a minute")
 }
 
 /// Row counts of the seeded tables.

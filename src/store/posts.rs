@@ -214,7 +214,7 @@ pub async fn mentions_of(ex: Ex<'_>, posts: &[Id]) -> StoreResult<Vec<(Id, Id)>>
 
 /// Marks a post as having an image (media attached after it was written: `chorus seed`).
 pub async fn set_has_image(ex: Ex<'_>, id: Id) -> StoreResult<()> {
-    run!(ex, c => sqlx::query("UPDATE posts SET has_image = TRUE WHERE id = $1").bind(id).execute(c).await)?;
+    exec!(ex, c => sqlx::query("UPDATE posts SET has_image = TRUE WHERE id = $1").bind(id).execute(c).await)?;
     Ok(())
 }
 

@@ -238,7 +238,7 @@ async fn tokens_refresh_under_an_open_page_and_notifications_and_reports_arrive_
     let Some(browser) = Browser::start().await else { return };
     // Access tokens that expire within seconds: the page must refresh them, over REST and on
     // its open socket, without the user noticing.
-    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.auth.access_token_ttl_secs = 8).await;
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.access_token_ttl_secs = 8).await;
     let base = app.base.clone();
     let moderator = app.register("mona").await;
     crate::safety::grant(&app, &moderator, Role::Moderator).await;
@@ -250,7 +250,8 @@ async fn tokens_refresh_under_an_open_page_and_notifications_and_reports_arrive_
     let session = || async { u.js("return JSON.parse(localStorage.getItem('chorus.session'))", vec![]).await };
     let first = session().await;
     let uma = first["user"]["id"].as_str().unwrap().to_string();
-    let (s, post) = app.post("/posts", Some(first["access_token"].as_str().unwrap()), json!({"caption": "my first post"})).await;
+    let (s, post) =
+        app.post("/posts", Some(first["access_token"].as_str().unwrap()), json!({"caption": "my first post"})).await;
     assert_eq!(s, StatusCode::CREATED, "{post}");
     let post_id = post["id"].as_str().unwrap().to_string();
 
@@ -265,10 +266,22 @@ async fn tokens_refresh_under_an_open_page_and_notifications_and_reports_arrive_
 
     // Notifications arrive live: the badge counts them, and the list groups two reactions.
     for fan in [&fan1, &fan2] {
-        let (s, v) = app.call(reqwest::Method::PUT, &format!("/posts/{post_id}/reaction"), fan.bearer(), Some(json!({"type": "love"}))).await;
+        let (s, v) = app
+            .call(
+                reqwest::Method::PUT,
+                &format!("/posts/{post_id}/reaction"),
+                fan.bearer(),
+                Some(json!({"type": "love"})),
+            )
+            .await;
         assert_eq!(s, StatusCode::OK, "{v}");
     }
-    u.until("the unread badge", "document.querySelector('a[href=\"/notifications\"] .badge:not([hidden])')?.innerText === '1'", vec![]).await;
+    u.until(
+        "the unread badge",
+        "document.querySelector('a[href=\"/notifications\"] .badge:not([hidden])')?.innerText === '1'",
+        vec![],
+    )
+    .await;
     u.click("a[href=\"/notifications\"]").await;
     u.until_text(".notifications .notification", "and 1 other").await;
     u.shot("notifications").await;
@@ -293,7 +306,12 @@ async fn tokens_refresh_under_an_open_page_and_notifications_and_reports_arrive_
     u.click("dialog button[type=submit]").await;
     u.until_text(".toast", "moderator will look").await;
     m.until_text(".reports .report", "impersonation").await;
-    m.until("the reports badge", "document.querySelector('a[href=\"/admin\"] .badge:not([hidden])')?.innerText === '1'", vec![]).await;
+    m.until(
+        "the reports badge",
+        "document.querySelector('a[href=\"/admin\"] .badge:not([hidden])')?.innerText === '1'",
+        vec![],
+    )
+    .await;
     m.shot("reports").await;
     m.click_text(".reports .report button", "Dismiss").await;
     m.until_text(".reports", "No reports").await;

@@ -330,19 +330,42 @@ async fn seed_is_idempotent(b: Backend) {
         let mut c = app.state.store.conn().await.unwrap();
         chorus::seed::counts(&mut c).await.unwrap()
     };
-    chorus::seed::run(app.config.clone(), 30).await.unwrap();
+    let looks = || async {
+        let mut c = app.state.store.conn().await.unwrap();
+        let mut n = Vec::new();
+        for sql in [
+            "SELECT COUNT(*) FROM media WHERE status = 'ready'",
+            "SELECT COUNT(*) FROM users WHERE avatar_media_id IS NOT NULL",
+            "SELECT COUNT(*) FROM messages",
+        ] {
+            let v: i64 = chorus::run!(c.ex(), c => sqlx::query_scalar(sql).fetch_one(c).await).unwrap();
+            n.push(v);
+        }
+        (n[0], n[1], n[2])
+    };
+    chorus::seed::run(app.config.clone(), 12).await.unwrap();
     let first = counts().await;
-    assert_eq!(first.users, 30);
-    assert!(first.follows > 30, "{first:?}");
-    assert!(first.posts >= 30, "{first:?}");
+    let pictured = looks().await;
+    assert_eq!(first.users, 12);
+    assert!(first.follows > 12, "{first:?}");
+    assert!(first.posts >= 12, "{first:?}");
+    // Every account has an avatar, every post a picture, every neighbour pair a conversation.
+    assert_eq!(pictured, (12 + first.posts, 12, 11 * 5), "(ready media, avatars, messages)");
     assert!(first.comments > 0 && first.replies > 0, "{first:?}");
     assert!(first.reactions > 0 && first.hashtags > 0, "{first:?}");
-    chorus::seed::run(app.config.clone(), 30).await.unwrap();
+    chorus::seed::run(app.config.clone(), 12).await.unwrap();
     assert_eq!(counts().await, first, "a second run changes nothing");
+    assert_eq!(looks().await, pictured, "a second run adds no media or messages");
 
     // Seeded data is consistent with the counters the API shows.
     let (_, page) = app.get("/users/@user0002/posts", None).await;
     let post = &page["items"][0];
+    assert_eq!(post["media"][0]["status"], "ready", "{post}");
+    let avatar = post["author"]["avatar_url"].as_str().expect("seeded avatar");
+    // The avatar URL needs no credentials: a redirect to the public thumbnail.
+    let resp = app.http.get(format!("{}{avatar}", app.base)).send().await.unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(resp.headers()["content-type"], "image/jpeg");
     let (_, comments) = app.get(&format!("/posts/{}/comments?limit=100", post["id"].as_str().unwrap()), None).await;
     let top = comments["items"].as_array().unwrap().len() as i64;
     let replies: i64 = comments["items"].as_array().unwrap().iter().map(|c| c["reply_count"].as_i64().unwrap()).sum();
