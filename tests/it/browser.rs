@@ -242,8 +242,8 @@ async fn tokens_refresh_under_an_open_page_and_notifications_and_reports_arrive_
     let base = app.base.clone();
     let moderator = app.register("mona").await;
     crate::safety::grant(&app, &moderator, Role::Moderator).await;
-    let fan1 = app.register("fan1").await;
-    let fan2 = app.register("fan2").await;
+    app.register("fan1").await;
+    app.register("fan2").await;
 
     let u = browser.page(1200, 900).await;
     register(&u, &base, "uma").await;
@@ -265,6 +265,16 @@ async fn tokens_refresh_under_an_open_page_and_notifications_and_reports_arrive_
     u.until("the socket to stay live", "document.querySelector('#status').dataset.state === 'live'", vec![]).await;
 
     // Notifications arrive live: the badge counts them, and the list groups two reactions.
+    // (The fans' own tokens may have expired by now: they log in again.)
+    let login = |name: &'static str| {
+        let app = &app;
+        async move {
+            let (s, body) = app.post("/auth/login", None, json!({"login": name, "password": "password123"})).await;
+            assert_eq!(s, StatusCode::OK, "{body}");
+            crate::support::TestUser::from_auth(&body)
+        }
+    };
+    let (fan1, fan2) = (login("fan1").await, login("fan2").await);
     for fan in [&fan1, &fan2] {
         let (s, v) = app
             .call(
@@ -285,6 +295,7 @@ async fn tokens_refresh_under_an_open_page_and_notifications_and_reports_arrive_
     u.click("a[href=\"/notifications\"]").await;
     u.until_text(".notifications .notification", "and 1 other").await;
     u.shot("notifications").await;
+    let fan1 = login("fan1").await;
     let (s, _) = app.post(&format!("/users/{uma}/follow"), fan1.bearer(), json!({})).await;
     assert_eq!(s, StatusCode::OK);
     u.until_text(".notifications .notification", "started following you").await;
