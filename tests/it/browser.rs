@@ -17,7 +17,7 @@ fn photo(dir: &std::path::Path) -> std::path::PathBuf {
     path
 }
 
-async fn register(page: &Page, base: &str, name: &str) {
+pub(crate) async fn register(page: &Page, base: &str, name: &str) {
     page.goto(&format!("{base}/register")).await;
     page.type_into("input[name=username]", name).await;
     page.type_into("input[name=email]", &format!("{name}@example.com")).await;
@@ -82,6 +82,11 @@ async fn two_people_post_react_comment_and_chat_live_across_a_restart() {
     b.click(".new-posts").await;
     b.until_text(".post .caption", "Evening light #sunset").await;
     assert_eq!(b.count_text(".post .caption", "Evening light #sunset").await, 1, "the post is shown once");
+    assert_eq!(
+        b.js("return !!document.querySelector('.posts .empty')", vec![]).await,
+        json!(false),
+        "no 'feed is empty' beside a post"
+    );
     let img_ok = b
         .until("the photo to load", "(() => { const i = document.querySelector('.post .media img'); return i && i.complete && i.naturalWidth > 0; })()", vec![])
         .await;
@@ -330,4 +335,35 @@ async fn tokens_refresh_under_an_open_page_and_notifications_and_reports_arrive_
     u.until_text(".notifications .notification", "report").await;
     u.close().await;
     m.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_seeded_network_renders_with_pictures_avatars_and_conversations() {
+    let Some(browser) = Browser::start().await else { return };
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    chorus::seed::run(app.config.clone(), 12).await.expect("seed");
+    let base = app.base.clone();
+    let p = browser.page(1200, 900).await;
+    p.goto(&format!("{base}/login")).await;
+    p.type_into("input[name=login]", "user0004").await;
+    p.type_into("input[name=password]", chorus::seed::SEED_PASSWORD).await;
+    p.click("form button[type=submit]").await;
+    // The home feed: posts of followed accounts, each with its photo and its author's avatar,
+    // every image really loaded (not just referenced).
+    p.until(
+        "a feed of pictures",
+        "(() => { const imgs = [...document.querySelectorAll('.posts .post img')]; \
+           return document.querySelectorAll('.posts .post').length >= 3 && imgs.length >= 6 \
+             && imgs.slice(0, 6).every(i => i.complete && i.naturalWidth > 0); })()",
+        vec![],
+    )
+    .await;
+    p.shot("seeded-feed").await;
+    // The conversations have history, with names and last messages.
+    p.click("a[href=\"/chat\"]").await;
+    p.until_text(".conversations .conversation", "Saturday it is").await;
+    p.click(".conversations .conversation a").await;
+    p.until("a conversation's history", "document.querySelectorAll('.messages .message').length === 5", vec![]).await;
+    p.shot("seeded-chat").await;
+    p.close().await;
 }

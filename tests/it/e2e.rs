@@ -621,3 +621,60 @@ async fn nginx_cluster_loses_and_duplicates_nothing_through_kill_drain_and_redis
         watchers.iter().map(|w| w.reconnects).collect::<Vec<_>>()
     );
 }
+
+/// The web client as deployed: two instances behind nginx, the page and its socket going
+/// through nginx only (same origin, relative URLs). Two people whose sockets nginx may put
+/// on different instances follow, post and chat, live through Redis.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_web_client_works_through_nginx_in_front_of_a_cluster() {
+    use crate::support::browser::Browser;
+    let Some(browser) = Browser::start().await else { return };
+    let Some(cluster) = Cluster::start(2).await else { return };
+    let base = cluster.base.clone();
+    let a = browser.page(1200, 900).await;
+    let b = browser.page(1200, 900).await;
+    crate::browser::register(&a, &base, "nina").await;
+    crate::browser::register(&b, &base, "omar").await;
+    b.goto(&format!("{base}/u/nina")).await;
+    b.click_text(".profile-actions button", "Follow").await;
+    b.until_text(".profile-actions button", "Following").await;
+    b.goto(&format!("{base}/")).await;
+    b.until(
+        "omar's live feed",
+        "document.querySelector('#status').dataset.state === 'live' && document.querySelector('.posts')",
+        vec![],
+    )
+    .await;
+
+    a.goto(&format!("{base}/new")).await;
+    a.type_into("textarea[name=caption]", "Hello from behind nginx").await;
+    a.click("form.composer button[type=submit]").await;
+    a.until("the new post's page", "location.pathname.startsWith('/p/')", vec![]).await;
+    b.until_text(".new-posts", "1 new post").await;
+    b.click(".new-posts").await;
+    b.until_text(".post .caption", "Hello from behind nginx").await;
+
+    b.goto(&format!("{base}/u/nina")).await;
+    b.click_text(".profile-actions button", "Message").await;
+    b.until(
+        "the conversation page",
+        "location.pathname.startsWith('/chat/') && document.querySelector('.message-form')",
+        vec![],
+    )
+    .await;
+    let chat = b.path().await;
+    a.goto(&format!("{base}{chat}")).await;
+    a.until(
+        "nina's live conversation",
+        "document.querySelector('.message-form') && document.querySelector('#status').dataset.state === 'live'",
+        vec![],
+    )
+    .await;
+    b.type_into(".message-form textarea", "through the proxy\n").await;
+    a.until_text(".messages .message .body", "through the proxy").await;
+    a.type_into(".message-form textarea", "loud and clear\n").await;
+    b.until_text(".messages .message .body", "loud and clear").await;
+    b.until_text(".receipt", "Seen").await;
+    a.close().await;
+    b.close().await;
+}

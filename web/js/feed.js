@@ -217,6 +217,7 @@ export async function home(root) {
   const { list, shown } = postList(root, "/feed", scope, "Your feed is empty. Follow people from Explore.");
   let waiting = [];
   const showWaiting = () => {
+    list.querySelector(".empty")?.remove();
     for (const p of waiting.reverse()) list.prepend(postCard(p, scope));
     waiting = [];
     banner.hidden = true;
@@ -229,7 +230,10 @@ export async function home(root) {
       if (event === "post.created" && !shown.has(data.id)) {
         shown.add(data.id);
         // Own posts go straight in; others wait behind the banner, so nothing moves under the reader.
-        if (data.author.id === api.me().id) return list.prepend(postCard(data, scope));
+        if (data.author.id === api.me().id) {
+          list.querySelector(".empty")?.remove();
+          return list.prepend(postCard(data, scope));
+        }
         waiting.push(data);
         banner.textContent = waiting.length === 1 ? "1 new post" : `${waiting.length} new posts`;
         banner.hidden = false;
@@ -281,6 +285,7 @@ export function userPosts(root, user, scope) {
     live.watch(`user:${user.id}`, (event, data) => {
       if (event === "post.created" && !shown.has(data.id)) {
         shown.add(data.id);
+        list.querySelector(".empty")?.remove();
         list.prepend(postCard(data, scope));
       }
       if (event === "post.deleted") list.querySelector(`[data-post-id="${data.id}"]`)?.remove();
