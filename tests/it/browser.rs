@@ -367,3 +367,72 @@ async fn a_seeded_network_renders_with_pictures_avatars_and_conversations() {
     p.shot("seeded-chat").await;
     p.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_password_reset_by_mail_then_a_follow_request_approved_in_the_page() {
+    let Some(browser) = Browser::start().await else { return };
+    let (smtp_url, mut inbox) = crate::support::smtp::start().await;
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.smtp_url = Some(smtp_url)).await;
+    let base = app.base.clone();
+    let pia = app.register("pia").await;
+    let (s, _) = app.call(reqwest::Method::PATCH, "/users/me", pia.bearer(), Some(json!({"is_private": true}))).await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = app.post("/posts", pia.bearer(), json!({"caption": "for approved eyes"})).await;
+    assert_eq!(s, StatusCode::CREATED);
+
+    // Rex asks to follow the private account.
+    let rex = browser.page(1200, 900).await;
+    register(&rex, &base, "rex").await;
+    rex.goto(&format!("{base}/u/pia")).await;
+    rex.until_text(".private-notice", "This account is private").await;
+    rex.click_text(".profile-actions button", "Follow").await;
+    rex.until_text(".profile-actions button", "Requested").await;
+
+    // Pia forgot her password: the mailed link opens the page that sets a new one, and she
+    // logs in with her e-mail address.
+    let p = browser.page(1200, 900).await;
+    p.goto(&format!("{base}/login")).await;
+    p.click_text("a", "Forgot password?").await;
+    p.type_into("input[name=email]", "pia@example.com").await;
+    p.click("form button[type=submit]").await;
+    p.until_text("h1", "Check your e-mail").await;
+    // (The follow request's notification e-mail may come first.)
+    let mail = loop {
+        let m =
+            tokio::time::timeout(std::time::Duration::from_secs(10), inbox.recv()).await.expect("reset mail").unwrap();
+        if m.data.contains("Subject: Reset your Chorus password") {
+            break m;
+        }
+    };
+    let body = mail.body();
+    let link = body
+        .split_whitespace()
+        .find(|w| w.contains("/reset-password?token="))
+        .unwrap_or_else(|| panic!("no reset link in:\n{}", mail.data))
+        .to_string();
+    assert!(link.starts_with(&base), "{link}");
+    p.goto(&link).await;
+    p.type_into("input[name=new_password]", "a-brand-new-secret").await;
+    p.click("form button[type=submit]").await;
+    p.until("the login page", "location.pathname === '/login' && document.querySelector('input[name=login]')", vec![])
+        .await;
+    p.type_into("input[name=login]", "pia@example.com").await;
+    p.type_into("input[name=password]", "a-brand-new-secret").await;
+    p.click("form button[type=submit]").await;
+    p.until(
+        "pia's home",
+        "location.pathname === '/' && document.querySelector('#status').dataset.state === 'live'",
+        vec![],
+    )
+    .await;
+
+    // She approves Rex's request; Rex now sees her post.
+    p.goto(&format!("{base}/requests")).await;
+    p.until_text(".people .person", "rex").await;
+    p.click_text(".people .person button", "Approve").await;
+    p.until("the request to go", "!document.querySelector('.people .person')", vec![]).await;
+    rex.goto(&format!("{base}/u/pia")).await;
+    rex.until_text(".post .caption", "for approved eyes").await;
+    rex.close().await;
+    p.close().await;
+}
