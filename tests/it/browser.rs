@@ -359,6 +359,27 @@ async fn a_seeded_network_renders_with_pictures_avatars_and_conversations() {
     )
     .await;
     p.shot("seeded-feed").await;
+    // A profile pages through its cursors as the reader scrolls: 28 posts are two pages
+    // (20 each), shown once each.
+    let (_, body) = app.post("/auth/login", None, json!({"login": "user0004", "password": "password123"})).await;
+    let token = body["access_token"].as_str().unwrap().to_string();
+    for i in 0..25 {
+        let (s, _) = app.post("/posts", Some(&token), json!({"caption": format!("scroll test {i}")})).await;
+        assert_eq!(s, StatusCode::CREATED);
+    }
+    p.goto(&format!("{base}/u/user0004")).await;
+    let shown = p
+        .until(
+            "the second page of the profile",
+            "(scrollTo(0, document.body.scrollHeight), document.querySelectorAll('.posts .post').length >= 26 \
+               && document.querySelectorAll('.posts .post').length)",
+            vec![],
+        )
+        .await;
+    let unique = p
+        .js("return new Set([...document.querySelectorAll('.posts .post')].map(e => e.dataset.postId)).size", vec![])
+        .await;
+    assert_eq!(shown, unique, "no post twice across pages");
     // The conversations have history, with names and last messages.
     p.click("a[href=\"/chat\"]").await;
     p.until_text(".conversations .conversation", "Saturday it is").await;

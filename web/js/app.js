@@ -49,13 +49,15 @@ async function render() {
     const m = path.match(re);
     if (m) return show(await view(params()));
   }
-  if (!session) return go("/login");
+  if (!session) return go(path === "/" ? "/login" : "/login?next=" + encodeURIComponent(path + location.search));
   for (const [re, view] of routes) {
     const m = path.match(re);
     if (m) {
       const page = h("div", { class: "page" });
       fill(main, page);
+      markCurrent(path);
       cleanup = (await view(page, ...m.slice(1))) || null;
+      settle(page);
       return;
     }
   }
@@ -64,8 +66,24 @@ async function render() {
 
 function show(el) {
   fill(main, el);
-  const heading = main.querySelector("h1");
-  if (heading) heading.focus({ preventScroll: true });
+  markCurrent(location.pathname);
+  settle(main);
+}
+
+/** After a page renders: its title, and focus on its heading unless the page took focus
+ * itself (the chat input), so keyboard and screen-reader users start at the new content. */
+function settle(page) {
+  const heading = page.querySelector("h1");
+  document.title = heading && heading.textContent.trim() ? `${heading.textContent.trim()} · Chorus` : "Chorus";
+  if (heading && !main.contains(document.activeElement)) heading.focus({ preventScroll: true });
+}
+
+/** `aria-current="page"` on the navigation link of the page shown. */
+function markCurrent(path) {
+  for (const a of nav.querySelectorAll("a")) {
+    if (a.getAttribute("href") === path) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
+  }
 }
 
 const params = () => new URLSearchParams(location.search);
