@@ -145,6 +145,24 @@ async fn two_people_post_react_comment_and_chat_live_across_a_restart() {
     b.until_text(".receipt", "Seen").await;
     a.type_into(".message-form textarea", "hey bob\n").await;
     b.until_text(".messages .message .body", "hey bob").await;
+    // B reacts to A's message and A edits it: both arrive live on the other side.
+    b.click(".messages .message:not(.mine) .tools button[aria-label=React]").await;
+    b.click(".messages .message:not(.mine) .picker button").await;
+    a.until(
+        "the reaction on alice's message",
+        "document.querySelector('.messages .message.mine .message-reactions .chip')",
+        vec![],
+    )
+    .await;
+    a.click_text(".messages .message.mine .tools button", "Edit").await;
+    a.js(
+        "const t = document.querySelector('.messages form.inline textarea'); t.value = 'hey bob!'; return true",
+        vec![],
+    )
+    .await;
+    a.click(".messages form.inline button[type=submit]").await;
+    b.until_text(".messages .message .body", "hey bob!").await;
+    b.until_text(".messages .message .meta", "edited").await;
     b.shot("chat").await;
 
     // The server restarts mid-conversation. B sends while it is down: the message waits in
@@ -168,7 +186,7 @@ async fn two_people_post_react_comment_and_chat_live_across_a_restart() {
     // One more each way after the restart, to be sure both streams continue.
     a.type_into(".message-form textarea", "welcome back\n").await;
     b.until_text(".messages .message .body", "welcome back").await;
-    let expected = ["hi alice!", "hey bob", "sent while you were away", "welcome back"];
+    let expected = ["hi alice!", "hey bob!", "sent while you were away", "welcome back"];
     for p in [&a, &b] {
         p.until("no message pending", "!document.querySelector('.messages .message.pending')", vec![]).await;
         assert_eq!(message_bodies(p).await, expected, "each message once, in order");
