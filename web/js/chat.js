@@ -127,7 +127,10 @@ export async function conversation(root, id) {
       return v ? h("img", { src: v.url, alt: x.alt_text || "image", class: "message-image" }) : null;
     });
     const counts = h("span", { class: "message-reactions" });
-    const drawCounts = (rc) => fill(counts, Object.entries(rc || {}).map(([k, n]) => h("span", { class: "chip" }, k, " ", String(n))));
+    const drawCounts = async (rc) => {
+      const emoji = new Map((await types().catch(() => [])).map((t) => [t.key, t]));
+      fill(counts, Object.entries(rc || {}).map(([k, n]) => h("span", { class: "chip", title: emoji.get(k)?.label || k, "aria-label": `${emoji.get(k)?.label || k} ${n}` }, emoji.get(k)?.emoji || k, " ", String(n))));
+    };
     drawCounts(m.reaction_counts);
     const tools = h("span", { class: "tools" });
     if (!m.deleted && !m.pending) {

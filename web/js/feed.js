@@ -126,7 +126,7 @@ export function postCard(post, scope, { full = false } = {}) {
     caption,
     h("footer", {}, reactions, h("div", { class: "post-actions" }, comments, saveBtn, ...actions)),
   );
-  scope.add(
+  card.unwatch = scope.add(
     live.watch(`post:${post.id}`, (event, data) => {
       if (event === "reaction.changed" && data.target_kind === "post") reactions.update(data.reaction_counts);
       if (event === "comment.created") {
@@ -184,11 +184,15 @@ export function report(target_type, target_id) {
 // ---------------------------------------------------------------------------------------
 // Lists of posts
 
+/** Posts of one list updating live at most (the server allows 256 topics per connection). */
+const MAX_WATCHED = 120;
+
 /** A paged list of posts over `path`'s cursors, scrolled without end; returns its Scope. */
 function postList(root, path, scope, empty) {
   const list = h("div", { class: "posts", "aria-live": "off" });
   const sentinel = h("div", { class: "sentinel", "aria-hidden": "true" });
   const shown = new Set();
+  const watched = [];
   let cursor = null;
   let done = false;
   root.append(list, sentinel);
@@ -199,8 +203,13 @@ function postList(root, path, scope, empty) {
     for (const p of page.items) {
       if (shown.has(p.id)) continue;
       shown.add(p.id);
-      list.append(postCard(p, scope));
+      const card = postCard(p, scope);
+      list.append(card);
+      watched.push(card);
     }
+    // A connection may watch a bounded number of topics (`max_subscriptions`): the posts
+    // scrolled furthest past stop updating live.
+    while (watched.length > MAX_WATCHED) watched.shift().unwatch();
     cursor = page.next_cursor;
     done = !cursor;
     if (done && !shown.size) list.append(h("p", { class: "muted empty" }, empty));

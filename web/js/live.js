@@ -74,7 +74,10 @@ export class Live {
     const n = this.wanted.get(topic) || 0;
     this.wanted.set(topic, n + 1);
     if (n === 0 && this.status === "live") this.request({ op: "subscribe", topic }).catch(() => {});
+    let ended = false;
     return () => {
+      if (ended) return; // idempotent: a view may end what a list already ended
+      ended = true;
       off();
       const left = (this.wanted.get(topic) || 1) - 1;
       if (left > 0) return this.wanted.set(topic, left);
