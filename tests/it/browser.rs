@@ -31,6 +31,42 @@ pub(crate) async fn register(page: &Page, base: &str, name: &str) {
     .await;
 }
 
+/// `page` follows `name` from the profile's button, then watches its home feed, live.
+pub(crate) async fn follow_then_watch_the_feed(page: &Page, base: &str, name: &str) {
+    page.goto(&format!("{base}/u/{name}")).await;
+    page.click_text(".profile-actions button", "Follow").await;
+    page.until_text(".profile-actions button", "Following").await;
+    page.goto(&format!("{base}/")).await;
+    page.until(
+        "a live home feed",
+        "document.querySelector('#status').dataset.state === 'live' && document.querySelector('.posts')",
+        vec![],
+    )
+    .await;
+}
+
+/// `from` opens a direct conversation with `to_name` from the profile's Message button;
+/// `to` opens the same page. Returns its path.
+pub(crate) async fn open_conversation(from: &Page, to: &Page, base: &str, to_name: &str) -> String {
+    from.goto(&format!("{base}/u/{to_name}")).await;
+    from.click_text(".profile-actions button", "Message").await;
+    from.until(
+        "the conversation page",
+        "location.pathname.startsWith('/chat/') && document.querySelector('.message-form')",
+        vec![],
+    )
+    .await;
+    let path = from.path().await;
+    to.goto(&format!("{base}{path}")).await;
+    to.until(
+        "the other side's live conversation page",
+        "document.querySelector('.message-form') && document.querySelector('#status').dataset.state === 'live'",
+        vec![],
+    )
+    .await;
+    path
+}
+
 /// The ids of the messages a conversation page shows, in order.
 async fn message_bodies(page: &Page) -> Vec<String> {
     page.texts(".messages .message:not(.pending) .body").await
@@ -48,16 +84,7 @@ async fn two_people_post_react_comment_and_chat_live_across_a_restart() {
     // Both sign up through the form; B follows A from A's profile.
     register(&a, &base, "alice").await;
     register(&b, &base, "bob").await;
-    b.goto(&format!("{base}/u/alice")).await;
-    b.click_text(".profile-actions button", "Follow").await;
-    b.until_text(".profile-actions button", "Following").await;
-    b.goto(&format!("{base}/")).await;
-    b.until(
-        "bob's live feed",
-        "document.querySelector('#status').dataset.state === 'live' && document.querySelector('.posts')",
-        vec![],
-    )
-    .await;
+    follow_then_watch_the_feed(&b, &base, "alice").await;
 
     // A posts a photo with a caption: upload progress, processing, ready, share.
     a.goto(&format!("{base}/new")).await;
@@ -122,22 +149,7 @@ async fn two_people_post_react_comment_and_chat_live_across_a_restart() {
     a.shot("post-live").await;
 
     // They chat: B opens a conversation from A's profile; typing and read receipts are live.
-    b.goto(&format!("{base}/u/alice")).await;
-    b.click_text(".profile-actions button", "Message").await;
-    b.until(
-        "the conversation page",
-        "location.pathname.startsWith('/chat/') && document.querySelector('.message-form')",
-        vec![],
-    )
-    .await;
-    let chat_path = b.path().await;
-    a.goto(&format!("{base}{chat_path}")).await;
-    a.until(
-        "alice's conversation page",
-        "document.querySelector('.message-form') && document.querySelector('#status').dataset.state === 'live'",
-        vec![],
-    )
-    .await;
+    let chat_path = open_conversation(&b, &a, &base, "alice").await;
     b.type_into(".message-form textarea", "hi").await;
     a.until_text(".typing", "is typing").await;
     b.type_into(".message-form textarea", " alice!\n").await;

@@ -635,16 +635,7 @@ async fn the_web_client_works_through_nginx_in_front_of_a_cluster() {
     let b = browser.page(1200, 900).await;
     crate::browser::register(&a, &base, "nina").await;
     crate::browser::register(&b, &base, "omar").await;
-    b.goto(&format!("{base}/u/nina")).await;
-    b.click_text(".profile-actions button", "Follow").await;
-    b.until_text(".profile-actions button", "Following").await;
-    b.goto(&format!("{base}/")).await;
-    b.until(
-        "omar's live feed",
-        "document.querySelector('#status').dataset.state === 'live' && document.querySelector('.posts')",
-        vec![],
-    )
-    .await;
+    crate::browser::follow_then_watch_the_feed(&b, &base, "nina").await;
 
     a.goto(&format!("{base}/new")).await;
     a.type_into("textarea[name=caption]", "Hello from behind nginx").await;
@@ -654,22 +645,7 @@ async fn the_web_client_works_through_nginx_in_front_of_a_cluster() {
     b.click(".new-posts").await;
     b.until_text(".post .caption", "Hello from behind nginx").await;
 
-    b.goto(&format!("{base}/u/nina")).await;
-    b.click_text(".profile-actions button", "Message").await;
-    b.until(
-        "the conversation page",
-        "location.pathname.startsWith('/chat/') && document.querySelector('.message-form')",
-        vec![],
-    )
-    .await;
-    let chat = b.path().await;
-    a.goto(&format!("{base}{chat}")).await;
-    a.until(
-        "nina's live conversation",
-        "document.querySelector('.message-form') && document.querySelector('#status').dataset.state === 'live'",
-        vec![],
-    )
-    .await;
+    crate::browser::open_conversation(&b, &a, &base, "nina").await;
     b.type_into(".message-form textarea", "through the proxy\n").await;
     a.until_text(".messages .message .body", "through the proxy").await;
     a.type_into(".message-form textarea", "loud and clear\n").await;
