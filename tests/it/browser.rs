@@ -487,3 +487,54 @@ async fn a_password_reset_by_mail_then_a_follow_request_approved_in_the_page() {
     rex.close().await;
     p.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_request_accepted_and_a_group_started_in_the_page() {
+    use chorus::domain::user::WhoCanMessage;
+    let Some(browser) = Browser::start().await else { return };
+    // The real default: only accounts one follows may message without asking.
+    let app = TestApp::spawn_with(Backend::Sqlite, |c| c.default_who_can_message = WhoCanMessage::Following).await;
+    let base = app.base.clone();
+    let yan = app.register("yan").await;
+    let zoe = app.register("zoe").await;
+    let x = browser.page(1200, 900).await;
+    register(&x, &base, "xia").await;
+
+    // A stranger's message is a request: listed apart, nothing of it in the inbox until
+    // accepted, then the conversation with its message.
+    let (s, conv) = app.post("/conversations", yan.bearer(), json!({"kind": "direct", "user_id": "@xia"})).await;
+    assert_eq!(s, StatusCode::CREATED, "{conv}");
+    let conv_id = conv["id"].as_str().unwrap();
+    let (s, _) =
+        app.post(&format!("/conversations/{conv_id}/messages"), yan.bearer(), json!({"body": "hello stranger"})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    x.goto(&format!("{base}/chat")).await;
+    x.until_text(".requests .person", "wants to message you").await;
+    assert_eq!(
+        x.js("return document.querySelector('.conversations').innerText.includes('hello stranger')", vec![]).await,
+        json!(false)
+    );
+    x.click_text(".requests .person button", "Accept").await;
+    x.until_text(".messages .message .body", "hello stranger").await;
+
+    // A group, started from the form: yan, who follows xia, is added; zoe, who does not,
+    // is invited (her consent decides). A member's message arrives live.
+    let xia_id = x.js("return JSON.parse(localStorage.getItem('chorus.session')).user.id", vec![]).await;
+    let (s, _) = app.post(&format!("/users/{}/follow", xia_id.as_str().unwrap()), yan.bearer(), json!({})).await;
+    assert_eq!(s, StatusCode::OK);
+    x.goto(&format!("{base}/chat")).await;
+    x.type_into(".new-conversation input[name=usernames]", "yan, zoe").await;
+    x.type_into(".new-conversation input[name=title]", "Weekend trip").await;
+    x.click(".new-conversation button[type=submit]").await;
+    x.until_text(".chat h1", "Weekend trip").await;
+    let group = x.path().await.trim_start_matches("/chat/").to_string();
+    let (s, view) = app.get(&format!("/conversations/{group}"), yan.bearer()).await;
+    assert_eq!(s, StatusCode::OK, "yan is a member: {view}");
+    let (_, invites) = app.get("/conversations/requests", zoe.bearer()).await;
+    assert_eq!(invites["items"][0]["conversation"]["id"], group.as_str(), "zoe is invited: {invites}");
+    let (s, _) =
+        app.post(&format!("/conversations/{group}/messages"), yan.bearer(), json!({"body": "count me in"})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    x.until_text(".messages .message .body", "count me in").await;
+    x.close().await;
+}
