@@ -16,7 +16,7 @@ use tokio::process::{Child, Command};
 use super::skip_or_fail;
 
 /// How long a page may take to show what a test waits for.
-pub const WAIT: Duration = Duration::from_secs(20);
+pub const WAIT: Duration = Duration::from_secs(30);
 
 fn find_binary(env: &str, candidates: &[&str]) -> Option<PathBuf> {
     if let Ok(p) = std::env::var(env) {
