@@ -129,6 +129,7 @@ impl Chorus {
         }
 
         let media = crate::media::Media::new(&config, &secret).context("setting up media storage")?;
+        let vapid = crate::push::load_or_create_vapid(&config)?;
         let state = AppState::new(Inner {
             ids: IdGen::new(node),
             config,
@@ -137,6 +138,7 @@ impl Chorus {
             revocations,
             mailer,
             media,
+            vapid,
             limits,
             jobs: Queue::default(),
             hub,

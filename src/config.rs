@@ -49,6 +49,8 @@ pub struct Config {
     pub default_who_can_message: WhoCanMessage,
     /// E-mail verification.
     pub auth: AuthConfig,
+    /// Push notifications (Web Push).
+    pub push: PushConfig,
     /// `smtp://user:pass@host:port` or `smtps://…`; unset means e-mails are only logged.
     pub smtp_url: Option<String>,
     /// The `From:` of every e-mail.
@@ -128,6 +130,28 @@ pub struct RateLimitConfig {
     pub auth_account_burst: u32,
     /// Writes per account, each kind with its own rate.
     pub writes: WriteLimits,
+}
+
+/// Push notification settings.
+#[derive(Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PushConfig {
+    /// The VAPID private key (base64url of 32 bytes). Generated and kept in the data dir
+    /// when unset on a single node; must be set (and shared) when `redis_url` is set, since
+    /// browsers subscribe with its public half and any instance may send.
+    pub vapid_private_key: Option<String>,
+    /// The VAPID `sub`: how push services reach the operator (`mailto:` or `https:`).
+    /// Default: `mailto:` the address of `mail_from`.
+    pub vapid_subject: Option<String>,
+}
+
+impl fmt::Debug for PushConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PushConfig")
+            .field("vapid_private_key", &self.vapid_private_key.as_ref().map(|_| "***"))
+            .field("vapid_subject", &self.vapid_subject)
+            .finish()
+    }
 }
 
 /// E-mail verification settings.
@@ -302,6 +326,7 @@ impl Default for Config {
             reset_token_ttl_secs: 3600,
             default_who_can_message: WhoCanMessage::Following,
             auth: AuthConfig::default(),
+            push: PushConfig::default(),
             smtp_url: None,
             mail_from: "Chorus <no-reply@chorus.local>".into(),
             public_url: None,
@@ -526,6 +551,7 @@ impl fmt::Debug for Config {
             .field("feed", &self.feed)
             .field("hub", &self.hub)
             .field("jobs", &self.jobs)
+            .field("push", &self.push)
             .finish_non_exhaustive()
     }
 }

@@ -42,6 +42,7 @@ pub mod mail;
 pub mod media;
 pub mod metrics;
 pub mod pagination;
+pub mod push;
 pub mod ratelimit;
 pub mod realtime;
 pub mod seed;

@@ -39,6 +39,8 @@ pub struct Inner {
     pub mailer: Mailer,
     /// Media storage backends and processing limits.
     pub media: Media,
+    /// The Web Push identity (`None`: a cluster without a configured VAPID key).
+    pub vapid: Option<crate::push::Vapid>,
     /// Rate limiters.
     pub limits: RateLimits,
     /// Job worker wake-up.

@@ -31,6 +31,7 @@ use utoipa::{Modify, OpenApi};
         (name = "chat", description = "Direct and group conversations, messages, receipts (the socket carries them live)"),
         (name = "safety", description = "Reports, the moderators' queue and actions (remove, suspend), roles and \
                                          the append-only audit log"),
+        (name = "push", description = "Push notifications: the Web Push (VAPID) key browsers subscribe with"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
 )]

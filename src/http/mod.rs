@@ -16,6 +16,7 @@ pub mod media;
 pub mod notifications;
 pub mod ops;
 pub mod posts;
+pub mod push;
 pub mod reactions;
 pub mod safety;
 pub mod users;
@@ -50,6 +51,7 @@ pub fn api() -> OpenApiRouter<AppState> {
         .merge(media::router())
         .merge(chat::router())
         .merge(safety::router())
+        .merge(push::router())
 }
 
 /// The OpenAPI document of everything served.

@@ -14,5 +14,6 @@ pub mod media;
 pub mod moderation;
 pub mod notifications;
 pub mod posts;
+pub mod push;
 pub mod reactions;
 pub mod users;

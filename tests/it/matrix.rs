@@ -202,6 +202,7 @@ const ROWS: &[Row] = &[
     row("DELETE /comments/{comment}/reaction", Private, Option::None,
                                                                   "401  200  200  404  404  404  404  200  404  404  401  404"),
     // ---- media
+    row("GET /push/vapid-key", None, Option::None,                 "200  200  200  200  200  200  200  200  200  200  200  200"),
     row("POST /media", None, Option::None,                        "401  201  201  201  201  201  201  201  201  201  401  201"),
     row("GET /media/{media}", Unattached, Option::None,           "404  200  404  404  404  404  404  404  404  404  401  404"),
     row("GET /media/{media}", PublicPostMedia, Option::None,      "200  200  200  200  200  404  404  200  200  200  401  200"),
