@@ -20,6 +20,7 @@ mod ops;
 mod posts;
 mod privacy;
 mod protocol;
+mod push;
 mod reactions;
 mod realtime;
 mod safety;
