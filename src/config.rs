@@ -143,6 +143,10 @@ pub struct PushConfig {
     /// The VAPID `sub`: how push services reach the operator (`mailto:` or `https:`).
     /// Default: `mailto:` the address of `mail_from`.
     pub vapid_subject: Option<String>,
+    /// Accept `http://` Web Push endpoints (local push services in tests). Off: browsers'
+    /// push services are all `https://`, and anything else would let an account make the
+    /// server post to internal addresses.
+    pub allow_insecure_endpoints: bool,
 }
 
 impl fmt::Debug for PushConfig {
@@ -150,6 +154,7 @@ impl fmt::Debug for PushConfig {
         f.debug_struct("PushConfig")
             .field("vapid_private_key", &self.vapid_private_key.as_ref().map(|_| "***"))
             .field("vapid_subject", &self.vapid_subject)
+            .field("allow_insecure_endpoints", &self.allow_insecure_endpoints)
             .finish()
     }
 }

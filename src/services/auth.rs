@@ -238,13 +238,15 @@ async fn standing_for_tokens(tx: &mut Tx, user: Id) -> AppResult<()> {
     Ok(())
 }
 
-/// Revokes the access tokens of whole sessions (`sid:` keys) until they would expire, and
-/// marks the sessions ended.
+/// Revokes the access tokens of whole sessions (`sid:` keys) until they would expire, marks
+/// the sessions ended and removes the push subscriptions they registered.
 async fn revoke_sessions(state: &AppState, tx: &mut Tx, families: &[Id]) -> AppResult<()> {
     for f in families {
         state.revocations.revoke(tx, &format!("sid:{f}"), state.auth.access_ttl).await?;
     }
     sessions::end(tx.ex(), families, Timestamp::now()).await?;
+    // A device's push subscription belongs to the session that registered it.
+    crate::store::push::delete_for_sessions(tx.ex(), families).await?;
     Ok(())
 }
 

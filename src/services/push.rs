@@ -1,11 +1,22 @@
-//! Push notifications: what a device needs to subscribe. (The device registry and the
-//! sending jobs come with the rest of issue 17.)
+//! Push notifications: the key browsers subscribe with, and the registry of an account's
+//! devices (a browser's Web Push subscription or an app's FCM registration token), each
+//! tied to the login session that registered it — ending the session (logout, a password
+//! change elsewhere, `DELETE /auth/sessions/{id}`, a suspension, the account's deletion)
+//! removes it (`services::auth`). The sending jobs come with the rest of issue 17.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use crate::auth::AuthUser;
+use crate::domain::user::NotificationKind;
+use crate::domain::{Id, Timestamp};
 use crate::error::{AppError, AppResult};
+use crate::push::webpush;
 use crate::state::AppState;
+use crate::store::push::{self as store, SubscriptionRow};
+
+/// Most devices one account may register.
+pub const MAX_DEVICES: i64 = 20;
 
 /// `GET /push/vapid-key` answer.
 #[derive(Debug, Serialize, ToSchema)]
@@ -20,4 +31,164 @@ pub struct VapidKey {
 pub fn vapid_key(state: &AppState) -> AppResult<VapidKey> {
     let v = state.vapid.as_ref().ok_or(AppError::NotFound)?;
     Ok(VapidKey { public_key: v.public_key() })
+}
+
+/// A browser's `PushSubscription` as `JSON.stringify(subscription)` gives it.
+#[derive(Debug, Deserialize, ToSchema)]
+pub struct WebPushSubscription {
+    /// The push service URL to post to (`https://`).
+    pub endpoint: String,
+    /// The subscription's keys.
+    pub keys: WebPushKeys,
+    /// Ignored (browsers send it).
+    #[serde(default, rename = "expirationTime")]
+    #[schema(value_type = Option<f64>)]
+    pub expiration_time: Option<serde_json::Value>,
+}
+
+/// `keys` of a `PushSubscription`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WebPushKeys {
+    /// The browser's P-256 public key (base64url).
+    pub p256dh: String,
+    /// The 16-byte auth secret (base64url).
+    pub auth: String,
+}
+
+/// `POST /push/subscriptions` body: exactly one of `web_push` and `fcm_token`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewSubscription {
+    /// A browser's Web Push subscription.
+    #[serde(default)]
+    pub web_push: Option<WebPushSubscription>,
+    /// An app's Firebase Cloud Messaging registration token.
+    #[serde(default)]
+    pub fcm_token: Option<String>,
+    /// A name for the device ("Firefox on my laptop"), up to 100 characters.
+    #[serde(default)]
+    pub label: Option<String>,
+    /// The notification kinds this device wants (default: all the account's push kinds).
+    #[serde(default)]
+    pub kinds: Option<Vec<NotificationKind>>,
+}
+
+/// A registered device, as its owner sees it (never its keys).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SubscriptionView {
+    /// Id.
+    pub id: Id,
+    /// `web_push` or `fcm`.
+    pub kind: String,
+    /// The device's name.
+    pub label: String,
+    /// The notification kinds it wants (empty: all).
+    pub kinds: Vec<NotificationKind>,
+    /// The push service's host (Web Push), or `fcm.googleapis.com`.
+    pub service: String,
+    /// Registered.
+    pub created_at: Timestamp,
+    /// Whether it was registered by the session making this request.
+    pub this_session: bool,
+}
+
+fn kind_name(k: NotificationKind) -> String {
+    serde_json::to_value(k).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+fn view(r: &SubscriptionRow, sid: Id) -> SubscriptionView {
+    let kinds = r
+        .kinds
+        .split(',')
+        .filter(|k| !k.is_empty())
+        .filter_map(|k| serde_json::from_value(serde_json::Value::String(k.to_string())).ok())
+        .collect();
+    let service = match r.kind.as_str() {
+        "webpush" => {
+            url::Url::parse(&r.endpoint).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default()
+        }
+        _ => "fcm.googleapis.com".to_string(),
+    };
+    let kind = if r.kind == "webpush" { "web_push" } else { "fcm" }.to_string();
+    SubscriptionView {
+        id: r.id,
+        kind,
+        label: r.label.clone(),
+        kinds,
+        service,
+        created_at: r.created_at,
+        this_session: r.session_id == sid,
+    }
+}
+
+/// Registers the caller's device for the caller's current session (`201`), replacing an
+/// earlier registration of the same endpoint or token.
+pub async fn subscribe(state: &AppState, me: &AuthUser, req: NewSubscription) -> AppResult<SubscriptionView> {
+    let (kind, endpoint, p256dh, auth) = match (req.web_push, req.fcm_token) {
+        (Some(w), None) => {
+            let url = url::Url::parse(&w.endpoint).map_err(|_| AppError::field("web_push.endpoint", "is not a URL"))?;
+            let secure =
+                url.scheme() == "https" || (url.scheme() == "http" && state.config.push.allow_insecure_endpoints);
+            if !secure || url.host_str().is_none() || w.endpoint.len() > 2048 {
+                return Err(AppError::field("web_push.endpoint", "must be an https:// push service URL"));
+            }
+            webpush::Keys::parse(&w.keys.p256dh, &w.keys.auth).map_err(|e| {
+                let name =
+                    if e == webpush::Error::BadAuthSecret { "web_push.keys.auth" } else { "web_push.keys.p256dh" };
+                AppError::field(name, e.to_string())
+            })?;
+            if state.vapid.is_none() {
+                return Err(AppError::field("web_push", "Web Push is off on this server"));
+            }
+            ("webpush", w.endpoint, Some(w.keys.p256dh), Some(w.keys.auth))
+        }
+        (None, Some(token)) => {
+            let ok = (1..=4096).contains(&token.len())
+                && token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_:.".contains(&b));
+            if !ok {
+                return Err(AppError::field("fcm_token", "is not an FCM registration token"));
+            }
+            ("fcm", token, None, None)
+        }
+        _ => return Err(AppError::field("web_push", "send exactly one of web_push and fcm_token")),
+    };
+    let label = req.label.unwrap_or_default().trim().to_string();
+    if label.chars().count() > 100 {
+        return Err(AppError::field("label", "must be at most 100 characters"));
+    }
+    let mut kinds: Vec<String> = req.kinds.unwrap_or_default().into_iter().map(kind_name).collect();
+    kinds.sort();
+    kinds.dedup();
+    let row = SubscriptionRow {
+        id: state.ids.next(),
+        user_id: me.id,
+        session_id: me.sid,
+        kind: kind.to_string(),
+        endpoint,
+        p256dh,
+        auth,
+        label,
+        kinds: kinds.join(","),
+        created_at: Timestamp::now(),
+    };
+    let mut tx = state.store.begin().await?;
+    if store::count_for_user(tx.ex(), me.id).await? >= MAX_DEVICES {
+        return Err(AppError::conflict(format!("at most {MAX_DEVICES} devices: remove one first")));
+    }
+    store::upsert(tx.ex(), &row).await?;
+    tx.commit().await?;
+    Ok(view(&row, me.sid))
+}
+
+/// The caller's devices.
+pub async fn list(state: &AppState, me: &AuthUser) -> AppResult<Vec<SubscriptionView>> {
+    let mut c = state.store.conn().await?;
+    Ok(store::for_user(c.ex(), me.id).await?.iter().map(|r| view(r, me.sid)).collect())
+}
+
+/// Removes one of the caller's devices (`404` for anyone else's, as if it did not exist).
+pub async fn unsubscribe(state: &AppState, me: &AuthUser, id: Id) -> AppResult<()> {
+    let mut c = state.store.conn().await?;
+    if store::delete(c.ex(), me.id, id).await? { Ok(()) } else { Err(AppError::NotFound) }
 }

@@ -31,6 +31,7 @@ pub mod jobs;
 pub mod media;
 pub mod notifications;
 pub mod posts;
+pub mod push;
 pub mod reactions;
 pub mod reports;
 pub mod saves;

@@ -202,6 +202,9 @@ const ROWS: &[Row] = &[
     row("DELETE /comments/{comment}/reaction", Private, Option::None,
                                                                   "401  200  200  404  404  404  404  200  404  404  401  404"),
     // ---- media
+    row("POST /push/subscriptions", None, Some(r#"{"fcm_token":"matrix-device-token"}"#), "401  201  201  201  201  201  201  201  201  201  401  201"),
+    row("GET /push/subscriptions", None, Option::None,             "401  200  200  200  200  200  200  200  200  200  401  200"),
+    row("DELETE /push/subscriptions/{subscription}", None, Option::None, "401  204  404  404  404  404  404  404  404  404  401  404"),
     row("GET /push/vapid-key", None, Option::None,                 "200  200  200  200  200  200  200  200  200  200  200  200"),
     row("POST /media", None, Option::None,                        "401  201  201  201  201  201  201  201  201  201  401  201"),
     row("GET /media/{media}", Unattached, Option::None,           "404  200  404  404  404  404  404  404  404  404  401  404"),
@@ -475,6 +478,12 @@ async fn fixture(app: &TestApp, w: &World, r: &Row) -> Fixture {
         })
         .await;
         f.set("export", id);
+    }
+    if r.op.contains("{subscription}") {
+        // A device of the owner's.
+        let token = format!("owner-device-{}", rand::random::<u64>());
+        let d = ok(app, Method::POST, "/push/subscriptions", &w.owner, json!({"fcm_token": token})).await;
+        f.set("subscription", d["id"].as_str().unwrap());
     }
     if r.op.contains("{session}") {
         // The owner's session, from the store (once ended, the owner can no longer ask).

@@ -159,6 +159,8 @@ pub async fn test_config(backend: Backend, dir: &std::path::Path) -> Config {
     cfg.default_who_can_message = chorus::domain::user::WhoCanMessage::Everyone;
     // Some tests configure SMTP, which turns verification on; its tests turn it on themselves.
     cfg.auth.require_verified_email = Some(false);
+    // The tests' push services listen on http://127.0.0.1.
+    cfg.push.allow_insecure_endpoints = true;
     cfg.jobs.poll_ms = 50;
     cfg.jobs.backoff_base_ms = 50;
     cfg.shutdown_timeout_secs = 10;
