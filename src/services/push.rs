@@ -93,17 +93,8 @@ pub struct SubscriptionView {
     pub this_session: bool,
 }
 
-fn kind_name(k: NotificationKind) -> String {
-    serde_json::to_value(k).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
-}
-
 fn view(r: &SubscriptionRow, sid: Id) -> SubscriptionView {
-    let kinds = r
-        .kinds
-        .split(',')
-        .filter(|k| !k.is_empty())
-        .filter_map(|k| serde_json::from_value(serde_json::Value::String(k.to_string())).ok())
-        .collect();
+    let kinds = r.kinds.split(',').filter_map(NotificationKind::from_key).collect();
     let service = match r.kind.as_str() {
         "webpush" => {
             url::Url::parse(&r.endpoint).ok().and_then(|u| u.host_str().map(str::to_string)).unwrap_or_default()
@@ -157,7 +148,7 @@ pub async fn subscribe(state: &AppState, me: &AuthUser, req: NewSubscription) ->
     if label.chars().count() > 100 {
         return Err(AppError::field("label", "must be at most 100 characters"));
     }
-    let mut kinds: Vec<String> = req.kinds.unwrap_or_default().into_iter().map(kind_name).collect();
+    let mut kinds: Vec<&str> = req.kinds.unwrap_or_default().into_iter().map(NotificationKind::key).collect();
     kinds.sort();
     kinds.dedup();
     let row = SubscriptionRow {
