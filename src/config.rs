@@ -137,8 +137,9 @@ pub struct RateLimitConfig {
 #[serde(default)]
 pub struct PushConfig {
     /// The VAPID private key (base64url of 32 bytes). Generated and kept in the data dir
-    /// when unset on a single node; must be set (and shared) when `redis_url` is set, since
-    /// browsers subscribe with its public half and any instance may send.
+    /// when unset on a single node. With `redis_url` set it must be configured (the same on
+    /// every instance, since browsers subscribe with its public half and any instance may
+    /// send); without it a cluster has no Web Push.
     pub vapid_private_key: Option<String>,
     /// The VAPID `sub`: how push services reach the operator (`mailto:` or `https:`).
     /// Default: `mailto:` the address of `mail_from`.

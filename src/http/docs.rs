@@ -31,7 +31,8 @@ use utoipa::{Modify, OpenApi};
         (name = "chat", description = "Direct and group conversations, messages, receipts (the socket carries them live)"),
         (name = "safety", description = "Reports, the moderators' queue and actions (remove, suspend), roles and \
                                          the append-only audit log"),
-        (name = "push", description = "Push notifications: the Web Push (VAPID) key browsers subscribe with"),
+        (name = "push", description = "Push notifications: the Web Push (VAPID) key browsers subscribe with, and the \
+                                       caller's registered devices (browser subscriptions, FCM tokens)"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
 )]

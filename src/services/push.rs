@@ -164,7 +164,7 @@ pub async fn subscribe(state: &AppState, me: &AuthUser, req: NewSubscription) ->
         created_at: Timestamp::now(),
     };
     let mut tx = state.store.begin().await?;
-    if store::count_for_user(tx.ex(), me.id).await? >= MAX_DEVICES {
+    if store::count_others(tx.ex(), me.id, &row.endpoint).await? >= MAX_DEVICES {
         return Err(AppError::conflict(format!("at most {MAX_DEVICES} devices: remove one first")));
     }
     store::upsert(tx.ex(), &row).await?;

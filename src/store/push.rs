@@ -52,10 +52,10 @@ pub async fn for_user(ex: Ex<'_>, user: Id) -> StoreResult<Vec<SubscriptionRow>>
     Ok(run!(ex, c => sqlx::query_as::<_, SubscriptionRow>(&sql).bind(user).fetch_all(c).await)?)
 }
 
-/// How many devices an account has.
-pub async fn count_for_user(ex: Ex<'_>, user: Id) -> StoreResult<i64> {
-    let sql = "SELECT COUNT(*) FROM push_subscriptions WHERE user_id = $1";
-    Ok(run!(ex, c => sqlx::query_scalar(sql).bind(user).fetch_one(c).await)?)
+/// How many devices an account has besides `endpoint` (which a registration would replace).
+pub async fn count_others(ex: Ex<'_>, user: Id, endpoint: &str) -> StoreResult<i64> {
+    let sql = "SELECT COUNT(*) FROM push_subscriptions WHERE user_id = $1 AND endpoint <> $2";
+    Ok(run!(ex, c => sqlx::query_scalar(sql).bind(user).bind(endpoint).fetch_one(c).await)?)
 }
 
 /// Removes one of `user`'s devices; whether it existed.
