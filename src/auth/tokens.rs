@@ -167,21 +167,35 @@ pub fn load_or_create_secret(configured: Option<&str>, data_dir: &Path) -> anyho
         return Ok(s.as_bytes().to_vec());
     }
     let path = data_dir.join("jwt_secret");
-    if let Ok(s) = std::fs::read_to_string(&path) {
-        let s = s.trim();
-        anyhow::ensure!(s.len() >= 32, "{} is too short; delete it to regenerate", path.display());
-        return Ok(s.as_bytes().to_vec());
+    let s = kept_secret(&path, "JWT secret", || Ok(random_token(48)))?;
+    let s = s.trim();
+    anyhow::ensure!(s.len() >= 32, "{} is too short; delete it to regenerate", path.display());
+    Ok(s.as_bytes().to_vec())
+}
+
+/// A secret kept in a file of the data directory: read when it exists, otherwise made by
+/// `make` and written readable by its owner only. The one way every generated secret of a
+/// single node is kept (the JWT secret, the VAPID key).
+pub(crate) fn kept_secret(
+    path: &Path,
+    what: &str,
+    make: impl FnOnce() -> anyhow::Result<String>,
+) -> anyhow::Result<String> {
+    if let Ok(s) = std::fs::read_to_string(path) {
+        return Ok(s);
     }
-    std::fs::create_dir_all(data_dir)?;
-    let secret = random_token(48);
-    write_private(&path, &secret)?;
-    tracing::info!(path = %path.display(), "generated a new JWT secret");
-    Ok(secret.into_bytes())
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let secret = make()?;
+    write_private(path, &secret)?;
+    tracing::info!(path = %path.display(), "generated a new {what}");
+    Ok(secret)
 }
 
 /// Writes a secret file readable by its owner only (created, never overwritten).
 #[cfg(unix)]
-pub(crate) fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)?;
@@ -190,7 +204,7 @@ pub(crate) fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
 }
 
 #[cfg(not(unix))]
-pub(crate) fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
+fn write_private(path: &Path, content: &str) -> anyhow::Result<()> {
     std::fs::write(path, content)?;
     Ok(())
 }

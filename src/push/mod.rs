@@ -29,15 +29,10 @@ pub fn load_or_create_vapid(config: &Config) -> anyhow::Result<Option<Vapid>> {
 
 fn load_or_create_in(dir: &Path, subject: &str) -> anyhow::Result<Vapid> {
     let path = dir.join("vapid_private_key");
-    if let Ok(k) = std::fs::read_to_string(&path) {
-        return Vapid::from_base64(&k, subject)
-            .map_err(|e| e.context(format!("{}: delete it to regenerate", path.display())));
-    }
-    std::fs::create_dir_all(dir)?;
-    let v = Vapid::generate(subject)?;
-    crate::auth::tokens::write_private(&path, &v.private_base64())?;
-    tracing::info!(path = %path.display(), "generated a new VAPID key for Web Push");
-    Ok(v)
+    let key = crate::auth::tokens::kept_secret(&path, "VAPID key for Web Push", || {
+        Ok(Vapid::generate(subject)?.private_base64())
+    })?;
+    Vapid::from_base64(&key, subject).map_err(|e| e.context(format!("{}: delete it to regenerate", path.display())))
 }
 
 /// `mailto:` the address in a `From:` value (`Chorus <no-reply@chorus.local>`).
