@@ -217,8 +217,8 @@ async fn media_and_chat(mut config: Config, n: u32) -> anyhow::Result<()> {
     }
     for &(user, post, id) in &pictures {
         let mut tx = state.store.begin().await?;
-        media::attach_to_post(&state, &mut tx, user, post, &[id]).await?;
-        posts::set_has_image(tx.ex(), post).await?;
+        let (has_image, has_video) = media::attach_to_post(&state, &mut tx, user, post, &[id]).await?;
+        posts::set_media_flags(tx.ex(), post, has_image, has_video).await?;
         tx.commit().await?;
     }
     // A direct conversation of each account with the previous one, who follows it (so no

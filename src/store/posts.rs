@@ -212,12 +212,6 @@ pub async fn mentions_of(ex: Ex<'_>, posts: &[Id]) -> StoreResult<Vec<(Id, Id)>>
     Ok(run!(ex, c => sqlx::query_as(&sql).fetch_all(c).await)?)
 }
 
-/// Marks a post as having an image (media attached after it was written: `chorus seed`).
-pub async fn set_has_image(ex: Ex<'_>, id: Id) -> StoreResult<()> {
-    exec!(ex, c => sqlx::query("UPDATE posts SET has_image = TRUE WHERE id = $1").bind(id).execute(c).await)?;
-    Ok(())
-}
-
 /// Posts of the given authors before `before`, newest first.
 pub async fn by_authors(ex: Ex<'_>, authors: &[Id], before: Option<Id>, limit: i64) -> StoreResult<Vec<PostRow>> {
     if authors.is_empty() {

@@ -92,7 +92,8 @@ pub async fn public_variant_url(state: &AppState, id: Id, name: &str) -> AppResu
     }
     let mut c = state.store.conn().await?;
     let variants = store::variants(c.ex(), &[id]).await?;
-    let v = variants.iter().find(|v| v.name == name && m.status == "ready").ok_or(AppError::NotFound)?;
+    // (A public item is a ready one: the policy shows nothing else to anyone but its owner.)
+    let v = variants.iter().find(|v| v.name == name).ok_or(AppError::NotFound)?;
     Ok(variant_url(state, v, MediaAudience::Public))
 }
 
