@@ -6,7 +6,7 @@
 import * as api from "./api.js";
 import { live } from "./live.js";
 import { h, fill, link, go, avatar, userLink, ago, toast, attempt, showErrors } from "./ui.js";
-import { Scope, types, report } from "./feed.js";
+import { Scope, types, report, processed } from "./feed.js";
 
 const big = (id) => BigInt(id);
 
@@ -259,10 +259,7 @@ export async function conversation(root, id) {
       pic.value = "";
       if (!file) return;
       const up = await api.upload(file);
-      const ready = await new Promise((resolve) => {
-        const off = live.on("image", (event, data) => data.id === up.id && event !== "media.processing" && (off(), resolve(event === "media.ready")));
-        api.get(`/media/${up.id}`).then((m) => m.status !== "processing" && (off(), resolve(m.status === "ready")), () => {});
-      });
+      const ready = await processed(up.id);
       if (!ready) return toast("That image could not be processed.", "error");
       send({ media_ids: [up.id], body: input.value.trim() || undefined });
       input.value = "";

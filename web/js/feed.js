@@ -435,6 +435,15 @@ function commentItem(c, postId, byId) {
 
 // ---------------------------------------------------------------------------------------
 // The composer
+/** Resolves to whether upload `id` came out `ready` (false: `failed`): from the `image`
+ * topic, or from the item itself when processing finished before anyone listened. */
+export function processed(id) {
+  return new Promise((resolve) => {
+    const off = live.on("image", (event, data) => data.id === id && event !== "media.processing" && (off(), resolve(event === "media.ready")));
+    api.get(`/media/${id}`).then((m) => m.status !== "processing" && (off(), resolve(m.status === "ready")), () => {});
+  });
+}
+
 
 export async function composer(root) {
   const scope = new Scope();

@@ -9,7 +9,7 @@ function targetPath(n) {
   if (n.post_id) return `/p/${n.post_id}`;
   if (n.conversation_id) return `/chat/${n.conversation_id}`;
   if (n.kind === "follow_request") return "/requests";
-  if (n.kind === "report" || n.kind === "report_resolved") return n.kind === "report" ? "/admin" : "/notifications";
+  if (n.kind === "report") return "/admin";
   if (n.target.type === "user" && n.actors[0]) return `/u/${n.actors[0].username}`;
   if (n.kind === "export_ready") return "/settings";
   return "/notifications";

@@ -4,7 +4,7 @@
 import * as api from "./api.js";
 import { live } from "./live.js";
 import { h, fill, link, go, avatar, userLink, ago, toast, attempt, infinite, field, showErrors } from "./ui.js";
-import { Scope, userPosts, report } from "./feed.js";
+import { Scope, userPosts, report, processed } from "./feed.js";
 
 async function lookup(name) {
   return api.get(`/users/${name.startsWith("@") || /^\d+$/.test(name) ? name : "@" + name}`);
@@ -186,10 +186,7 @@ export async function settings(root) {
       state.textContent = "Uploading…";
       const up = await api.upload(file, (p) => (state.textContent = `Uploading… ${Math.round(p * 100)}%`));
       state.textContent = "Processing…";
-      const ready = await new Promise((resolve) => {
-        const off = live.on("image", (event, data) => data.id === up.id && event !== "media.processing" && (off(), resolve(event === "media.ready")));
-        api.get(`/media/${up.id}`).then((m) => m.status !== "processing" && (off(), resolve(m.status === "ready")), () => {});
-      });
+      const ready = await processed(up.id);
       if (!ready) return (state.textContent = "That image could not be processed.");
       const u = await api.put("/users/me/avatar", { media_id: up.id });
       api.setMe(u);
