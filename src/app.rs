@@ -129,7 +129,7 @@ impl Chorus {
         }
 
         let media = crate::media::Media::new(&config, &secret).context("setting up media storage")?;
-        let vapid = crate::push::load_or_create_vapid(&config)?;
+        let push = crate::push::Pusher::from_config(&config).context("setting up push")?;
         let state = AppState::new(Inner {
             ids: IdGen::new(node),
             config,
@@ -138,7 +138,7 @@ impl Chorus {
             revocations,
             mailer,
             media,
-            vapid,
+            push,
             limits,
             jobs: Queue::default(),
             hub,
@@ -232,6 +232,7 @@ impl Chorus {
 fn job_registry() -> Registry {
     let mut r = Registry::default();
     r.register(crate::services::auth::run_send_email);
+    r.register(crate::services::push::run_send_push);
     r.register(crate::services::media::run_process_media);
     r.register(crate::services::media::run_delete_stored_media);
     r.register(crate::services::feed::run_fan_out);

@@ -133,7 +133,7 @@ pub struct RateLimitConfig {
 }
 
 /// Push notification settings.
-#[derive(Clone, Default, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct PushConfig {
     /// The VAPID private key (base64url of 32 bytes). Generated and kept in the data dir
@@ -148,6 +148,29 @@ pub struct PushConfig {
     /// push services are all `https://`, and anything else would let an account make the
     /// server post to internal addresses.
     pub allow_insecure_endpoints: bool,
+    /// A Firebase service-account key file (JSON, from the Firebase console's "Service
+    /// accounts" page): turns on FCM, so apps can register FCM tokens.
+    pub fcm_credentials: Option<std::path::PathBuf>,
+    /// The FCM API base (`https://fcm.googleapis.com`); another for a proxy or a test.
+    pub fcm_api_base: String,
+    /// Overrides the key file's `token_uri` (the OAuth 2.0 token endpoint).
+    pub fcm_token_uri: Option<String>,
+    /// How long push services keep an undelivered notification for an offline device.
+    pub ttl_secs: u32,
+}
+
+impl Default for PushConfig {
+    fn default() -> Self {
+        PushConfig {
+            vapid_private_key: None,
+            vapid_subject: None,
+            allow_insecure_endpoints: false,
+            fcm_credentials: None,
+            fcm_api_base: "https://fcm.googleapis.com".into(),
+            fcm_token_uri: None,
+            ttl_secs: 24 * 3600,
+        }
+    }
 }
 
 impl fmt::Debug for PushConfig {
@@ -156,6 +179,10 @@ impl fmt::Debug for PushConfig {
             .field("vapid_private_key", &self.vapid_private_key.as_ref().map(|_| "***"))
             .field("vapid_subject", &self.vapid_subject)
             .field("allow_insecure_endpoints", &self.allow_insecure_endpoints)
+            .field("fcm_credentials", &self.fcm_credentials)
+            .field("fcm_api_base", &self.fcm_api_base)
+            .field("fcm_token_uri", &self.fcm_token_uri)
+            .field("ttl_secs", &self.ttl_secs)
             .finish()
     }
 }

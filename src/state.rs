@@ -39,8 +39,9 @@ pub struct Inner {
     pub mailer: Mailer,
     /// Media storage backends and processing limits.
     pub media: Media,
-    /// The Web Push identity (`None`: a cluster without a configured VAPID key).
-    pub vapid: Option<crate::push::Vapid>,
+    /// Push services: Web Push (`vapid()` is `None` in a cluster without a configured
+    /// VAPID key) and FCM (when configured).
+    pub push: crate::push::Pusher,
     /// Rate limiters.
     pub limits: RateLimits,
     /// Job worker wake-up.

@@ -68,6 +68,12 @@ pub async fn complete_within(tx: &mut Tx) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A handler's error asking to be run again after this long rather than after the
+/// backoff: a dependency said when (an HTTP `Retry-After`). Still counts as an attempt.
+#[derive(Debug, thiserror::Error)]
+#[error("asked to retry after {0:?}")]
+pub struct RetryAfter(pub Duration);
+
 /// Enqueues `job` in the caller's transaction, runnable now.
 pub async fn enqueue<J: Job>(tx: &mut Tx, ids: &IdGen, max_attempts: i32, job: &J) -> StoreResult<Id> {
     enqueue_at(tx, ids, max_attempts, job, Timestamp::now()).await
@@ -208,7 +214,11 @@ async fn execute(state: &AppState, registry: &Registry, job: store::JobRow) {
             } else {
                 tracing::warn!(job = %job.id, kind, attempts = job.attempts, error = %format!("{e:#}"), "job failed; will retry");
             }
-            let retry_at = (!dead).then(|| Timestamp(now_ms() + backoff_ms(state, job.attempts)));
+            let wait = match e.downcast_ref::<RetryAfter>() {
+                Some(RetryAfter(d)) => d.as_millis() as i64,
+                None => backoff_ms(state, job.attempts),
+            };
+            let retry_at = (!dead).then(|| Timestamp(now_ms() + wait));
             finish(state, job.id, Some((format!("{e:#}"), retry_at))).await
         }
     };

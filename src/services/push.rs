@@ -2,7 +2,25 @@
 //! devices (a browser's Web Push subscription or an app's FCM registration token), each
 //! tied to the login session that registered it — ending the session (logout, a password
 //! change elsewhere, `DELETE /auth/sessions/{id}`, a suspension, the account's deletion)
-//! removes it (`services::auth`). The sending jobs come with the rest of issue 17.
+//! removes it (`services::auth`).
+//!
+//! # Sending
+//! `services::notifications` calls [`enqueue`] in the transaction that makes a
+//! notification: one [`SendPush`] job per device of the recipient that wants the kind, so
+//! a notification is pushed exactly when it committed, and each device's send is retried
+//! on its own. The job ([`run_send_push`]):
+//! - sends nothing when the device is gone (the session ended, the device was removed) or
+//!   when the recipient has a socket open on any instance now (they see it live);
+//! - retries with the queue's backoff on timeouts and 5xx, after `Retry-After` on 429;
+//! - removes the device when the push service says it no longer exists (Web Push 404/410,
+//!   FCM `UNREGISTERED`);
+//! - carries the message fixed at enqueue, with the group's `Topic`/collapse key: a send
+//!   repeated after a crash between the push service's answer and the job's completion
+//!   replaces itself on the device instead of showing twice.
+//!
+//! Counted in `chorus_push_sent_total`, `chorus_push_failed_total{reason}`,
+//! `chorus_push_skipped_total{reason}` and `chorus_push_subscriptions_removed_total`, each
+//! by `service` (`web_push`, `fcm`).
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -11,8 +29,10 @@ use crate::auth::AuthUser;
 use crate::domain::user::NotificationKind;
 use crate::domain::{Id, Timestamp};
 use crate::error::{AppError, AppResult};
-use crate::push::webpush;
+use crate::jobs::{self, Job};
+use crate::push::{Device, Message, Outcome, webpush};
 use crate::state::AppState;
+use crate::store::Tx;
 use crate::store::push::{self as store, SubscriptionRow};
 
 /// Most devices one account may register.
@@ -29,7 +49,7 @@ pub struct VapidKey {
 /// The key browsers subscribe with; `404` where Web Push is off (a cluster without a
 /// configured key). Public: it identifies the server, it grants nothing.
 pub fn vapid_key(state: &AppState) -> AppResult<VapidKey> {
-    let v = state.vapid.as_ref().ok_or(AppError::NotFound)?;
+    let v = state.push.vapid().ok_or(AppError::NotFound)?;
     Ok(VapidKey { public_key: v.public_key() })
 }
 
@@ -129,7 +149,7 @@ pub async fn subscribe(state: &AppState, me: &AuthUser, req: NewSubscription) ->
                     if e == webpush::Error::BadAuthSecret { "web_push.keys.auth" } else { "web_push.keys.p256dh" };
                 AppError::field(name, e.to_string())
             })?;
-            if state.vapid.is_none() {
+            if state.push.vapid().is_none() {
                 return Err(AppError::field("web_push", "Web Push is off on this server"));
             }
             ("webpush", w.endpoint, Some(w.keys.p256dh), Some(w.keys.auth))
@@ -139,6 +159,9 @@ pub async fn subscribe(state: &AppState, me: &AuthUser, req: NewSubscription) ->
                 && token.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_:.".contains(&b));
             if !ok {
                 return Err(AppError::field("fcm_token", "is not an FCM registration token"));
+            }
+            if !state.push.has_fcm() {
+                return Err(AppError::field("fcm_token", "FCM is not configured on this server"));
             }
             ("fcm", token, None, None)
         }
@@ -182,4 +205,83 @@ pub async fn list(state: &AppState, me: &AuthUser) -> AppResult<Vec<Subscription
 pub async fn unsubscribe(state: &AppState, me: &AuthUser, id: Id) -> AppResult<()> {
     let mut c = state.store.conn().await?;
     if store::delete(c.ex(), me.id, id).await? { Ok(()) } else { Err(AppError::NotFound) }
+}
+
+// ---- sending --------------------------------------------------------------------------
+
+/// Job: push one notification to one device.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct SendPush {
+    /// The device (`push_subscriptions.id`).
+    pub device: Id,
+    /// Its owner, the recipient.
+    pub user: Id,
+    /// What it shows.
+    pub message: Message,
+}
+
+impl Job for SendPush {
+    const KIND: &'static str = "send_push";
+}
+
+/// In the caller's transaction: one [`SendPush`] per device of `user` that wants `kind`
+/// (and whose push service this server can reach).
+pub async fn enqueue(state: &AppState, tx: &mut Tx, user: Id, kind: NotificationKind, message: &Message) -> AppResult<()> {
+    for d in store::for_user(tx.ex(), user).await? {
+        let wants = d.kinds.is_empty() || d.kinds.split(',').any(|k| k == kind.key());
+        let reachable = if d.kind == "webpush" { state.push.vapid().is_some() } else { state.push.has_fcm() };
+        if wants && reachable {
+            let job = SendPush { device: d.id, user, message: message.clone() };
+            jobs::enqueue(tx, &state.ids, state.config.jobs.max_attempts, &job).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Runs a [`SendPush`] job (see the module doc).
+pub async fn run_send_push(state: AppState, job: SendPush) -> anyhow::Result<()> {
+    let mut c = state.store.conn().await?;
+    let device = store::get(c.ex(), job.device).await?.filter(|d| d.user_id == job.user);
+    drop(c);
+    let Some(d) = device else {
+        metrics::counter!("chorus_push_skipped_total", "service" => "any", "reason" => "no_device").increment(1);
+        return Ok(());
+    };
+    let service = if d.kind == "webpush" { "web_push" } else { "fcm" };
+    if !state.presence.online_among(&[job.user]).await?.is_empty() {
+        metrics::counter!("chorus_push_skipped_total", "service" => service, "reason" => "online").increment(1);
+        return Ok(());
+    }
+    let target = match (d.kind.as_str(), &d.p256dh, &d.auth) {
+        ("webpush", Some(p256dh), Some(auth)) => Device::WebPush { endpoint: &d.endpoint, p256dh, auth },
+        _ => Device::Fcm(&d.endpoint),
+    };
+    let failed = |reason: &'static str| {
+        metrics::counter!("chorus_push_failed_total", "service" => service, "reason" => reason).increment(1);
+    };
+    match state.push.send(target, &job.message).await {
+        Outcome::Delivered => {
+            metrics::counter!("chorus_push_sent_total", "service" => service).increment(1);
+        }
+        Outcome::Gone => {
+            let mut c = state.store.conn().await?;
+            store::delete(c.ex(), job.user, d.id).await?;
+            metrics::counter!("chorus_push_subscriptions_removed_total", "service" => service).increment(1);
+            tracing::info!(device = %d.id, service, "push subscription expired at its service; removed");
+        }
+        Outcome::RetryAfter(wait) => {
+            failed("throttled");
+            return Err(jobs::RetryAfter(wait).into());
+        }
+        Outcome::Transient(e) => {
+            failed("transient");
+            anyhow::bail!(e);
+        }
+        Outcome::Rejected(e) => {
+            // Trying again would be refused the same way: count it and let the job end.
+            failed("rejected");
+            tracing::warn!(device = %d.id, service, error = %e, "push refused");
+        }
+    }
+    Ok(())
 }

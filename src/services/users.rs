@@ -106,6 +106,9 @@ pub struct Pref {
     pub in_app: bool,
     /// Sent by e-mail.
     pub email: bool,
+    /// Pushed to the devices registered with `POST /push/subscriptions` while no socket of
+    /// the account is open.
+    pub push: bool,
 }
 
 /// Account settings.
@@ -116,6 +119,9 @@ pub struct Settings {
     /// Who may message me (or add me to a group) without asking; anyone else sends a
     /// message request or an invitation (`GET /conversations/requests`).
     pub who_can_message: WhoCanMessage,
+    /// Whether pushed chat messages quote the message ("dave: see you at 8"); off, they
+    /// only say "New message from dave".
+    pub push_previews: bool,
 }
 
 /// The caller's own account: the profile plus private fields.
@@ -153,10 +159,14 @@ fn profile(u: &UserRow, links: Vec<(SocialNetwork, String)>) -> Profile {
     }
 }
 
-fn settings(prefs: Vec<NotificationPref>, who_can_message: WhoCanMessage) -> Settings {
+fn settings(state: &AppState, u: &UserRow, prefs: Vec<NotificationPref>) -> Settings {
     Settings {
-        notifications: prefs.into_iter().map(|p| (p.kind, Pref { in_app: p.in_app, email: p.email })).collect(),
-        who_can_message,
+        notifications: prefs
+            .into_iter()
+            .map(|p| (p.kind, Pref { in_app: p.in_app, email: p.email, push: p.push }))
+            .collect(),
+        who_can_message: u.who_can_message(state.config.default_who_can_message),
+        push_previews: u.push_previews,
     }
 }
 
@@ -169,7 +179,7 @@ pub async fn me(state: &AppState, id: Id) -> AppResult<Me> {
     Ok(Me {
         profile: profile(&u, links),
         email: u.email.clone(),
-        settings: settings(prefs, u.who_can_message(state.config.default_who_can_message)),
+        settings: settings(state, &u, prefs),
         role: u.role(),
         email_verified: u.email_verified_at.is_some(),
     })
@@ -278,6 +288,9 @@ pub struct UpdateSettings {
     /// `following` (accounts I follow) or `nobody`.
     #[serde(default)]
     pub who_can_message: Option<WhoCanMessage>,
+    /// Whether pushed chat messages quote the message.
+    #[serde(default)]
+    pub push_previews: Option<bool>,
 }
 
 /// A partial preference.
@@ -288,6 +301,8 @@ pub struct PrefPatch {
     pub in_app: Option<bool>,
     /// E-mail delivery.
     pub email: Option<bool>,
+    /// Push delivery.
+    pub push: Option<bool>,
 }
 
 /// Updates notification settings.
@@ -300,16 +315,20 @@ pub async fn update_settings(state: &AppState, id: Id, req: UpdateSettings) -> A
             kind: *kind,
             in_app: patch.in_app.unwrap_or(cur.in_app),
             email: patch.email.unwrap_or(cur.email),
+            push: patch.push.unwrap_or(cur.push),
         };
         store::set_notification_pref(tx.ex(), id, next).await?;
     }
     if let Some(who) = req.who_can_message {
         store::set_who_can_message(tx.ex(), id, who).await?;
     }
+    if let Some(on) = req.push_previews {
+        store::set_push_previews(tx.ex(), id, on).await?;
+    }
     let prefs = store::notification_prefs(tx.ex(), id).await?;
     let u = store::get(tx.ex(), id).await?.ok_or(AppError::NotFound)?;
     state.commit(tx, EventBatch::new()).await?;
-    Ok(settings(prefs, u.who_can_message(state.config.default_who_can_message)))
+    Ok(settings(state, &u, prefs))
 }
 
 /// All users, newest first (minus those blocked either way with the viewer).

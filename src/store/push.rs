@@ -46,6 +46,12 @@ pub async fn upsert(ex: Ex<'_>, s: &SubscriptionRow) -> StoreResult<()> {
     Ok(())
 }
 
+/// One device.
+pub async fn get(ex: Ex<'_>, id: Id) -> StoreResult<Option<SubscriptionRow>> {
+    let sql = format!("SELECT {COLS} FROM push_subscriptions WHERE id = $1");
+    Ok(run!(ex, c => sqlx::query_as::<_, SubscriptionRow>(&sql).bind(id).fetch_optional(c).await)?)
+}
+
 /// An account's devices, newest first.
 pub async fn for_user(ex: Ex<'_>, user: Id) -> StoreResult<Vec<SubscriptionRow>> {
     let sql = format!("SELECT {COLS} FROM push_subscriptions WHERE user_id = $1 ORDER BY id DESC");

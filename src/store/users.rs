@@ -48,6 +48,8 @@ pub struct UserRow {
     pub email_verified_at: Option<Timestamp>,
     /// When the owner deleted the account (erased, or being erased).
     pub deleted_at: Option<Timestamp>,
+    /// Whether pushed chat messages quote the message (else only name the sender).
+    pub push_previews: bool,
 }
 
 impl UserRow {
@@ -64,7 +66,7 @@ impl UserRow {
 
 const COLS: &str = "id, username, email, password_hash, display_name, bio, website, avatar_media_id, \
                     is_private, follower_count, following_count, post_count, created_at, updated_at, \
-                    role, suspended_at, who_can_message, email_verified_at, deleted_at";
+                    role, suspended_at, who_can_message, email_verified_at, deleted_at, push_previews";
 
 /// Values of a new user.
 pub struct NewUser<'a> {
@@ -252,29 +254,40 @@ pub struct NotificationPref {
     pub in_app: bool,
     /// Sent by e-mail.
     pub email: bool,
+    /// Pushed to the account's registered devices while it has no socket open.
+    pub push: bool,
 }
 
 /// Every notification preference of a user; kinds never set get their defaults.
 pub async fn notification_prefs(ex: Ex<'_>, id: Id) -> StoreResult<Vec<NotificationPref>> {
-    let rows: Vec<(String, bool, bool)> = run!(ex, c => sqlx::query_as(
-        "SELECT kind, in_app, email FROM user_notification_settings WHERE user_id = $1")
+    let rows: Vec<(String, bool, bool, bool)> = run!(ex, c => sqlx::query_as(
+        "SELECT kind, in_app, email, push FROM user_notification_settings WHERE user_id = $1")
         .bind(id).fetch_all(c).await)?;
     Ok(NotificationKind::ALL
         .into_iter()
         .map(|kind| {
             rows.iter()
-                .find(|(k, _, _)| k == kind.key())
-                .map(|&(_, in_app, email)| NotificationPref { kind, in_app, email })
-                .unwrap_or(NotificationPref { kind, in_app: true, email: kind.email_by_default() })
+                .find(|(k, ..)| k == kind.key())
+                .map(|&(_, in_app, email, push)| NotificationPref { kind, in_app, email, push })
+                .unwrap_or(NotificationPref { kind, in_app: true, email: kind.email_by_default(), push: true })
         })
         .collect())
 }
 
 /// Stores one notification preference.
 pub async fn set_notification_pref(ex: Ex<'_>, id: Id, p: NotificationPref) -> StoreResult<()> {
-    let sql = "INSERT INTO user_notification_settings (user_id, kind, in_app, email) VALUES ($1, $2, $3, $4) \
-               ON CONFLICT (user_id, kind) DO UPDATE SET in_app = excluded.in_app, email = excluded.email";
-    exec!(ex, c => sqlx::query(sql).bind(id).bind(p.kind.key()).bind(p.in_app).bind(p.email).execute(c).await)?;
+    let sql = "INSERT INTO user_notification_settings (user_id, kind, in_app, email, push) VALUES ($1, $2, $3, $4, $5) \
+               ON CONFLICT (user_id, kind) DO UPDATE SET in_app = excluded.in_app, email = excluded.email, \
+               push = excluded.push";
+    exec!(ex, c => sqlx::query(sql).bind(id).bind(p.kind.key()).bind(p.in_app).bind(p.email).bind(p.push)
+        .execute(c).await)?;
+    Ok(())
+}
+
+/// Sets whether pushed chat messages quote the message.
+pub async fn set_push_previews(ex: Ex<'_>, id: Id, on: bool) -> StoreResult<()> {
+    exec!(ex, c => sqlx::query("UPDATE users SET push_previews = $2 WHERE id = $1").bind(id).bind(on)
+        .execute(c).await)?;
     Ok(())
 }
 

@@ -1,6 +1,12 @@
 //! The `Notify` job: who hears of a cause, through which channels, grouped how.
 
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use sha2::{Digest, Sha256};
+
 use super::*;
+use crate::push::{Message as PushMessage, Urgency};
+use crate::services::push;
 
 /// One notification to deliver, before the recipient's checks.
 struct Planned {
@@ -285,22 +291,81 @@ async fn deliver(state: &AppState, tx: &mut Tx, events: &mut EventBatch, actor: 
                 if !fresh {
                     continue;
                 }
-                let users = user_store::get_many(tx.ex(), &[p.recipient, actor]).await?;
-                let (Some(to), Some(by)) =
-                    (users.iter().find(|u| u.id == p.recipient), users.iter().find(|u| u.id == actor))
-                else {
-                    continue;
-                };
+                let Some((to, by)) = people(tx, p.recipient, actor).await? else { continue };
                 let text = match &view {
                     Some(v) => v.text.clone(),
                     None => sentence(p.kind, p.target.0, &by.username, 1),
                 };
-                let mail = email(state, to, &text, p.preview.as_deref());
+                let mail = email(state, &to, &text, p.preview.as_deref());
                 jobs::enqueue(tx, &state.ids, state.config.jobs.max_attempts, &SendEmail(mail)).await?;
+            }
+            Channel::Push => {
+                // A new notification, or a new actor in its group (which the push replaces
+                // on the device); with in-app off, each event on its own.
+                if view.is_none() && !(fresh && !pref.in_app) {
+                    continue;
+                }
+                let Some((to, by)) = people(tx, p.recipient, actor).await? else { continue };
+                let message = push_message(state, &p, &key, view.as_ref(), &to, &by);
+                push::enqueue(state, tx, p.recipient, p.kind, &message).await?;
             }
         }
     }
     Ok(())
+}
+
+/// The recipient and the actor, if both still exist.
+async fn people(tx: &mut Tx, recipient: Id, actor: Id) -> anyhow::Result<Option<(UserRow, UserRow)>> {
+    let users = user_store::get_many(tx.ex(), &[recipient, actor]).await?;
+    let find = |id: Id| users.iter().find(|u| u.id == id).cloned();
+    Ok(find(recipient).zip(find(actor)))
+}
+
+/// What a device shows for `p`: the group's sentence, the preview (a chat message only
+/// where the recipient allows previews), where a click leads, and the group as `Topic`.
+fn push_message(
+    state: &AppState,
+    p: &Planned,
+    group_key: &str,
+    view: Option<&NotificationView>,
+    to: &UserRow,
+    by: &UserRow,
+) -> PushMessage {
+    use NotificationKind as K;
+    let count = view.map_or(1, |v| v.actor_count);
+    let first = view.and_then(|v| v.actors.first()).map_or(by.username.as_str(), |a| a.username.as_str());
+    let (title, body) = if p.kind == K::Message && !to.push_previews {
+        (format!("New message from {}", who(first, count)), String::new())
+    } else {
+        (sentence(p.kind, p.target.0, first, count), p.preview.clone().unwrap_or_default())
+    };
+    let url = match (p.kind, p.target.0) {
+        (_, TargetType::Post | TargetType::Comment) => p.post_id.map_or("/notifications".into(), |id| format!("/p/{id}")),
+        (K::FollowRequest, _) => "/requests".into(),
+        (_, TargetType::User) => format!("/u/{}", by.username),
+        (_, TargetType::Conversation) => format!("/chat/{}", p.target.1),
+        (K::Report, _) => "/admin".into(),
+        (_, TargetType::Export) => "/settings".into(),
+        _ => "/notifications".into(),
+    };
+    let urgency = match p.kind {
+        K::Message => Urgency::High,
+        K::Reaction => Urgency::Low,
+        _ => Urgency::Normal,
+    };
+    // The recipient is implied by the device; the group names the rest. A hash keeps it
+    // within the 32 URL-safe characters RFC 8030 allows.
+    let digest = Sha256::digest(group_key.as_bytes());
+    PushMessage {
+        kind: p.kind.key().to_string(),
+        title,
+        body,
+        url,
+        topic: URL_SAFE_NO_PAD.encode(&digest[..16]),
+        notification_id: view.map(|v| v.id),
+        urgency,
+        ttl_secs: state.config.push.ttl_secs,
+    }
 }
 
 fn email(state: &AppState, to: &UserRow, text: &str, preview: Option<&str>) -> Mail {
@@ -317,13 +382,18 @@ fn email(state: &AppState, to: &UserRow, text: &str, preview: Option<&str>) -> M
     }
 }
 
-/// The sentence of a notification: "alice and 2 others reacted to your post".
-pub(super) fn sentence(kind: NotificationKind, target: TargetType, first: &str, count: i64) -> String {
-    let who = match count {
+/// "alice", "alice and 1 other", "alice and 2 others".
+fn who(first: &str, count: i64) -> String {
+    match count {
         ..=1 => first.to_string(),
         2 => format!("{first} and 1 other"),
         n => format!("{first} and {} others", n - 1),
-    };
+    }
+}
+
+/// The sentence of a notification: "alice and 2 others reacted to your post".
+pub(super) fn sentence(kind: NotificationKind, target: TargetType, first: &str, count: i64) -> String {
+    let who = who(first, count);
     let what = match target {
         TargetType::Comment => "comment",
         _ => "post",

@@ -14,7 +14,7 @@
 //!    the post concerned; for chat messages, anyone with an open socket on any instance
 //!    (they see the message live);
 //! 3. delivers through each [`Channel`] the recipient enabled for that kind
-//!    (`PUT /users/me/settings`, per-kind `in_app` and `email`).
+//!    (`PUT /users/me/settings`, per-kind `in_app`, `email` and `push`).
 //!
 //! # Grouping
 //! A recipient has at most one *unread* notification per `(kind, target)`: further actors
@@ -37,9 +37,12 @@
 //! a client that was away resumes it). [`Channel::Email`] enqueues the existing
 //! `SendEmail` job (retries with backoff, dead letters) — once per new notification, never
 //! for an actor merely joining a group (with `in_app` off for a kind there is no group, so
-//! each such event is e-mailed on its own). Push to mobile (FCM/APNs) is one more variant of
-//! [`Channel`] with its own preference flag and job: [`deliver`] already loops over
-//! [`Channel::ALL`], and nothing else changes.
+//! each such event is e-mailed on its own). [`Channel::Push`] enqueues one `SendPush` job per
+//! registered device (`services::push`) for a new notification *and* for each actor joining
+//! a group, with the group's sentence ("dave and 2 others reacted…") and the group as the
+//! push `Topic`, so the device replaces the older one; the job sends only while the
+//! recipient has no socket open on any instance. Chat messages are quoted unless the
+//! recipient turned `push_previews` off ("New message from dave").
 
 use std::collections::{HashMap, HashSet};
 
@@ -205,18 +208,21 @@ pub enum Channel {
     InApp,
     /// An e-mail through the `SendEmail` job.
     Email,
+    /// A push to each registered device through the `SendPush` job.
+    Push,
 }
 
 impl Channel {
     /// Every channel, in delivery order (in-app first: it creates the row the others
     /// describe).
-    pub const ALL: [Channel; 2] = [Channel::InApp, Channel::Email];
+    pub const ALL: [Channel; 3] = [Channel::InApp, Channel::Email, Channel::Push];
 
     /// Whether the recipient wants this channel for the kind.
     fn enabled(self, pref: &user_store::NotificationPref) -> bool {
         match self {
             Channel::InApp => pref.in_app,
             Channel::Email => pref.email,
+            Channel::Push => pref.push,
         }
     }
 }
