@@ -1,9 +1,18 @@
-//! Push notifications: the server's Web Push identity.
+//! Push notifications: the server's Web Push identity, the device registry, and delivery
+//! through the stand-in push services of `support::pushsvc` (Web Push and FCM).
+
+use std::time::Duration;
 
 use base64::Engine;
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
 
-use crate::support::{Backend, TestApp, redis_available};
+use crate::posts::{jobs_drained, new_post};
+use crate::support::pushsvc::{Answer, push_service};
+use crate::support::ws::WsClient;
+use crate::support::{Backend, TestApp, TestUser, eventually, redis_available};
+
+const WAIT: Duration = Duration::from_secs(20);
 
 /// The key browsers subscribe with is a P-256 point, and the same after a restart: a new key
 /// would silently orphan every browser subscription.
@@ -58,13 +67,21 @@ async fn login(app: &TestApp, name: &str) -> crate::support::TestUser {
     crate::support::TestUser::from_auth(&body)
 }
 
-crate::both_backends!(devices_belong_to_their_session, device_registrations_are_validated);
+crate::both_backends!(
+    devices_belong_to_their_session,
+    device_registrations_are_validated,
+    an_offline_browser_gets_each_notification_encrypted_signed_and_grouped,
+    an_app_gets_fcm_messages_under_one_cached_access_token,
+    settings_and_device_kinds_decide_what_is_pushed,
+    a_subscription_its_service_forgot_is_removed,
+    throttling_and_outages_are_retried_without_doubling,
+    across_instances_each_device_gets_each_notification_once,
+);
 
 /// A device is registered for the session that registered it: listed to its owner only,
 /// replaced when registered again, and removed when that session ends (logout, a session
 /// ended from another device) — never when another session ends.
 async fn devices_belong_to_their_session(b: Backend) {
-    use reqwest::Method;
     let app = TestApp::spawn(b).await;
     let ann = app.register("ann").await;
     let laptop = login(&app, "ann").await;
@@ -170,4 +187,262 @@ async fn device_registrations_are_validated(b: Backend) {
     );
     // At the limit a device already registered may still register again (it replaces itself).
     assert_eq!(post(serde_json::json!({"fcm_token": "t1"})).await.0, StatusCode::CREATED);
+}
+
+// ---- delivery ----------------------------------------------------------------------------
+
+
+
+/// Registers `body` as a device of `u`; its id.
+async fn register_device(app: &TestApp, u: &TestUser, body: Value) -> String {
+    let (s, d) = app.post("/push/subscriptions", u.bearer(), body).await;
+    assert_eq!(s, StatusCode::CREATED, "{d}");
+    d["id"].as_str().unwrap().to_string()
+}
+
+async fn react(app: &TestApp, u: &TestUser, post: &str) {
+    let (s, v) = app.call(Method::PUT, &format!("/posts/{post}/reaction"), u.bearer(), Some(json!({"type": "love"}))).await;
+    assert!(s.is_success(), "{s} {v}");
+}
+
+/// Waits until `device` received `n` pushes; they are returned.
+async fn pushes(device: &str, n: usize) -> Vec<crate::support::pushsvc::Push> {
+    let svc = push_service();
+    svc.wait_for(WAIT, &format!("{n} pushes to {device}"), |s| s.of(device).len() >= n).await;
+    svc.read(|s| s.of(device).to_vec())
+}
+
+/// A browser without an open socket gets each notification as a Web Push: signed with
+/// VAPID, encrypted to the browser's key (the service decrypts it), with `TTL`, `Urgency`
+/// and the group as `Topic`; a second actor's push carries the grouped sentence under the
+/// same `Topic`, so the device shows one notification, not two.
+async fn an_offline_browser_gets_each_notification_encrypted_signed_and_grouped(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let ann = app.register("ann").await;
+    let bob = app.register("bob").await;
+    let cat = app.register("cat").await;
+    let browser = push_service().browser("ann");
+    register_device(&app, &ann, json!({"web_push": browser.subscription(), "label": "Firefox"})).await;
+    let post = new_post(&app, &ann, "sunset").await;
+
+    react(&app, &bob, &post).await;
+    let first = pushes(&browser.device, 1).await.remove(0);
+    assert_eq!(first.payload["title"], "bob reacted to your post");
+    assert_eq!(first.payload["url"], format!("/p/{post}"));
+    assert_eq!(first.payload["kind"], "reaction");
+    assert_eq!((first.urgency.as_str(), first.ttl.as_str()), ("low", "86400"));
+    assert_eq!(first.payload["tag"], first.topic.as_str());
+    let (_, list) = app.get("/notifications", ann.bearer()).await;
+    assert_eq!(first.payload["notification_id"], list["items"][0]["id"], "names the in-app notification");
+
+    react(&app, &cat, &post).await;
+    let second = pushes(&browser.device, 2).await.remove(1);
+    assert_eq!(second.payload["title"], "cat and 1 other reacted to your post");
+    assert_eq!(second.topic, first.topic, "one group, one Topic");
+    assert_eq!(push_service().read(|s| s.showing(&browser.device)), 1, "the newer replaced the older");
+
+    let (s, _) = app.post(&format!("/posts/{post}/comments"), bob.bearer(), json!({"body": "what a sky"})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let third = pushes(&browser.device, 3).await.remove(2);
+    assert_eq!(
+        (third.payload["title"].as_str(), third.payload["body"].as_str(), third.urgency.as_str()),
+        (Some("bob commented on your post"), Some("what a sky"), "normal")
+    );
+    assert_ne!(third.topic, first.topic);
+    assert_eq!(push_service().read(|s| s.showing(&browser.device)), 2);
+}
+
+/// An app's FCM token gets v1 messages: notification and data parts, the group as
+/// `collapse_key`/tag; the OAuth access token (from a signed service-account assertion,
+/// checked by the stand-in) is fetched once and reused.
+async fn an_app_gets_fcm_messages_under_one_cached_access_token(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let ann = app.register("ann").await;
+    let bob = app.register("bob").await;
+    let cat = app.register("cat").await;
+    let token = push_service().fcm_token("ann-phone");
+    register_device(&app, &ann, json!({"fcm_token": token, "label": "Pixel"})).await;
+    let conv = crate::chat::dm(&app, &bob, &ann).await;
+    crate::chat::say(&app, &bob, &conv, "dinner at 8?").await;
+    let m = pushes(&token, 1).await.remove(0);
+    assert_eq!(m.service, "fcm");
+    let msg = &m.payload;
+    assert_eq!(msg["token"], token.as_str());
+    assert_eq!(msg["notification"]["title"], "bob sent you a message");
+    assert_eq!(msg["notification"]["body"], "dinner at 8?");
+    assert_eq!(msg["data"]["url"], format!("/chat/{conv}"));
+    assert_eq!(msg["data"]["kind"], "message");
+    assert_eq!(msg["android"]["notification"]["tag"], m.topic.as_str());
+    assert_eq!(msg["apns"]["headers"]["apns-collapse-id"], m.topic.as_str());
+    assert_eq!(m.urgency, "high");
+
+    let (s, _) = app.post(&format!("/users/{}/follow", ann.id), cat.bearer(), json!({})).await;
+    assert!(s.is_success());
+    let f = pushes(&token, 2).await.remove(1);
+    assert_eq!(f.payload["notification"]["title"], "cat started following you");
+    assert_eq!(f.payload["data"]["url"], "/u/cat");
+    assert_eq!(app.state.push.has_fcm(), true);
+    let bearers = push_service().read(|s| s.bearers_of(&token));
+    assert_eq!(bearers.len(), 2);
+    assert_eq!(bearers[0], bearers[1], "one access token for both sends");
+}
+
+/// Turning `push` off for a kind stops its pushes (in-app stays); `push_previews: false`
+/// pushes "New message from bob" without the text; a device that chose kinds gets only
+/// those; blocking the actor stops them.
+async fn settings_and_device_kinds_decide_what_is_pushed(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let ann = app.register("ann").await;
+    let bob = app.register("bob").await;
+    let cat = app.register("cat").await;
+    let all = push_service().browser("ann-all");
+    let chats = push_service().fcm_token("ann-chats-only");
+    register_device(&app, &ann, json!({"web_push": all.subscription()})).await;
+    register_device(&app, &ann, json!({"fcm_token": chats, "kinds": ["message"]})).await;
+    let (s, v) = app
+        .call(
+            Method::PUT,
+            "/users/me/settings",
+            ann.bearer(),
+            Some(json!({"notifications": {"reaction": {"push": false}}, "push_previews": false})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["notifications"]["reaction"], json!({"in_app": true, "email": false, "push": false}));
+    assert_eq!(v["push_previews"], false);
+    assert_eq!(app.get("/auth/me", ann.bearer()).await.1["settings"]["push_previews"], false);
+
+    let post = new_post(&app, &ann, "p").await;
+    react(&app, &bob, &post).await;
+    let conv = crate::chat::dm(&app, &bob, &ann).await;
+    crate::chat::say(&app, &bob, &conv, "the secret plan").await;
+    let on_phone = pushes(&chats, 1).await.remove(0);
+    assert_eq!(on_phone.payload["notification"]["title"], "New message from bob");
+    assert!(on_phone.payload["notification"].get("body").is_none(), "{}", on_phone.payload);
+    let in_browser = pushes(&all.device, 1).await.remove(0);
+    assert_eq!(in_browser.payload["title"], "New message from bob");
+    assert_eq!(in_browser.payload["body"], "");
+    assert!(!in_browser.payload.to_string().contains("secret"));
+    // A follow reaches the browser only; the reaction reached neither.
+    let (s, _) = app.post(&format!("/users/{}/follow", ann.id), cat.bearer(), json!({})).await;
+    assert!(s.is_success());
+    let follow = pushes(&all.device, 2).await.remove(1);
+    assert_eq!(follow.payload["title"], "cat started following you");
+    jobs_drained(&app).await;
+    assert_eq!(push_service().read(|s| (s.of(&all.device).len(), s.of(&chats).len())), (2, 1));
+    let (_, n) = app.get("/notifications", ann.bearer()).await;
+    assert!(n["items"].as_array().unwrap().iter().any(|n| n["kind"] == "reaction"), "in-app still has it");
+
+    // Blocked: no more pushes from them.
+    let (s, _) = app.post(&format!("/users/{}/block", cat.id), ann.bearer(), json!({})).await;
+    assert!(s.is_success());
+    let post2 = new_post(&app, &ann, "q").await;
+    let (s, _) = app.post(&format!("/posts/{post2}/comments"), bob.bearer(), json!({"body": "hi"})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    pushes(&all.device, 3).await;
+    jobs_drained(&app).await;
+    let titles: Vec<String> =
+        push_service().read(|s| s.of(&all.device).iter().map(|p| p.payload["title"].to_string()).collect());
+    assert!(!titles.iter().skip(2).any(|t| t.contains("cat")), "{titles:?}");
+}
+
+/// A push service that says the subscription is gone (Web Push 410, FCM `UNREGISTERED`)
+/// gets the device removed: no further sends to it.
+async fn a_subscription_its_service_forgot_is_removed(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let ann = app.register("ann").await;
+    let bob = app.register("bob").await;
+    let browser = push_service().browser("ann-gone");
+    let token = push_service().fcm_token("ann-uninstalled");
+    push_service().script(&browser.device, &[Answer::Gone]);
+    push_service().script(&token, &[Answer::Gone]);
+    register_device(&app, &ann, json!({"web_push": browser.subscription()})).await;
+    register_device(&app, &ann, json!({"fcm_token": token})).await;
+    let (s, _) = app.post(&format!("/users/{}/follow", ann.id), bob.bearer(), json!({})).await;
+    assert!(s.is_success());
+    pushes(&browser.device, 1).await;
+    pushes(&token, 1).await;
+    let list = eventually(WAIT, || async {
+        let (_, l) = app.get("/push/subscriptions", ann.bearer()).await;
+        l.as_array().unwrap().is_empty().then_some(l)
+    })
+    .await;
+    assert_eq!(list, json!([]));
+    let metrics = app.http.get(format!("{}/metrics", app.base)).send().await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("chorus_push_subscriptions_removed_total"), "counted");
+}
+
+/// 429 with `Retry-After` is honoured (the queue's own backoff here is 50 ms), a 500 is
+/// retried, and the device ends up showing the notification once.
+async fn throttling_and_outages_are_retried_without_doubling(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let ann = app.register("ann").await;
+    let bob = app.register("bob").await;
+    let browser = push_service().browser("ann-busy");
+    let token = push_service().fcm_token("ann-busy-phone");
+    push_service().script(&browser.device, &[Answer::Throttle(2), Answer::Fail, Answer::Accept]);
+    push_service().script(&token, &[Answer::Throttle(1), Answer::Accept]);
+    register_device(&app, &ann, json!({"web_push": browser.subscription()})).await;
+    register_device(&app, &ann, json!({"fcm_token": token})).await;
+    let (s, _) = app.post(&format!("/users/{}/follow", ann.id), bob.bearer(), json!({})).await;
+    assert!(s.is_success());
+    let wp = pushes(&browser.device, 3).await;
+    assert!(wp[1].at - wp[0].at >= Duration::from_secs(2), "waited for Retry-After: {:?}", wp[1].at - wp[0].at);
+    assert!(wp.iter().all(|p| p.topic == wp[0].topic && p.payload == wp[0].payload), "the same push each time");
+    let fcm = pushes(&token, 2).await;
+    assert!(fcm[1].at - fcm[0].at >= Duration::from_secs(1));
+    jobs_drained(&app).await;
+    assert_eq!(push_service().read(|s| (s.of(&browser.device).len(), s.showing(&browser.device))), (3, 1));
+    assert_eq!(push_service().read(|s| s.of(&token).len()), 2);
+}
+
+/// Two instances on one database and Redis, ann on one and bob on the other: while ann has
+/// a socket open anywhere her devices get nothing; once it closes each device gets each
+/// notification exactly once, whichever instance's worker sends it; after she logs out the
+/// devices that session registered get nothing.
+async fn across_instances_each_device_gets_each_notification_once(b: Backend) {
+    let key = chorus::push::Vapid::generate("mailto:ops@example.com").unwrap().private_base64();
+    let Some(apps) = TestApp::redis_cluster_with(b, 2, |c| c.push.vapid_private_key = Some(key)).await else { return };
+    let (a, bb) = (&apps[0], &apps[1]);
+    let ann = a.register("ann").await;
+    let bob = bb.register("bob").await;
+    let browser = push_service().browser("ann-cluster");
+    let phone = push_service().fcm_token("ann-cluster-phone");
+    register_device(a, &ann, json!({"web_push": browser.subscription()})).await;
+    register_device(bb, &ann, json!({"fcm_token": phone})).await;
+    let bobs = push_service().browser("bob-cluster");
+    register_device(bb, &bob, json!({"web_push": bobs.subscription()})).await;
+    let post = new_post(a, &ann, "cluster").await;
+
+    // ann online on instance a: bob's reaction on b reaches her in the app only.
+    let ws = WsClient::connect(&a.base, &ann.token).await;
+    let ann_id: chorus::domain::Id = ann.id.parse().unwrap();
+    react(bb, &bob, &post).await;
+    jobs_drained(a).await;
+    let (_, n) = bb.get("/notifications", ann.bearer()).await;
+    assert_eq!(n["items"].as_array().unwrap().len(), 1, "the notification was made");
+    assert_eq!(push_service().read(|s| (s.of(&browser.device).len(), s.of(&phone).len())), (0, 0));
+
+    // Offline: one push per device per notification.
+    drop(ws);
+    eventually(WAIT, || async { bb.state.presence.online_among(&[ann_id]).await.unwrap().is_empty().then_some(()) })
+        .await;
+    let (s, _) = bb.post(&format!("/users/{}/follow", ann.id), bob.bearer(), json!({})).await;
+    assert!(s.is_success());
+    let conv = crate::chat::dm(a, &ann, &bob).await;
+    crate::chat::say(a, &ann, &conv, "hello bob").await;
+    pushes(&browser.device, 1).await;
+    pushes(&phone, 1).await;
+    pushes(&bobs.device, 1).await;
+    jobs_drained(a).await;
+    let counts = push_service().read(|s| (s.of(&browser.device).len(), s.of(&phone).len(), s.of(&bobs.device).len()));
+    assert_eq!(counts, (1, 1, 1), "exactly once per device");
+
+    // Logged out: the devices of that session are gone, and nothing more is pushed to them.
+    assert_eq!(a.post("/auth/logout", ann.bearer(), json!({})).await.0, StatusCode::NO_CONTENT);
+    crate::chat::say(bb, &bob, &conv, "still there?").await;
+    let (s, _) = bb.post(&format!("/posts/{post}/comments"), bob.bearer(), json!({"body": "nice"})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    jobs_drained(a).await;
+    assert_eq!(push_service().read(|s| (s.of(&browser.device).len(), s.of(&phone).len())), (1, 1));
 }

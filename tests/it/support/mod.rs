@@ -4,6 +4,7 @@
 
 pub mod browser;
 pub mod cloudinary;
+pub mod pushsvc;
 pub mod schemas;
 pub mod sio;
 pub mod smtp;
@@ -159,8 +160,13 @@ pub async fn test_config(backend: Backend, dir: &std::path::Path) -> Config {
     cfg.default_who_can_message = chorus::domain::user::WhoCanMessage::Everyone;
     // Some tests configure SMTP, which turns verification on; its tests turn it on themselves.
     cfg.auth.require_verified_email = Some(false);
-    // The tests' push services listen on http://127.0.0.1.
+    // The tests' push services listen on http://127.0.0.1: Web Push at whatever endpoint a
+    // test registers, FCM at the one stand-in of the process.
     cfg.push.allow_insecure_endpoints = true;
+    let fcm = pushsvc::push_service();
+    cfg.push.fcm_credentials = Some(pushsvc::FCM_KEY_FILE.into());
+    cfg.push.fcm_api_base = fcm.base.clone();
+    cfg.push.fcm_token_uri = Some(format!("{}/token", fcm.base));
     cfg.jobs.poll_ms = 50;
     cfg.jobs.backoff_base_ms = 50;
     cfg.shutdown_timeout_secs = 10;
