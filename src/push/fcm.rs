@@ -89,7 +89,8 @@ impl Fcm {
         {
             return Ok(t.clone());
         }
-        let assertion = self.assertion(crate::domain::now_ms() as u64 / 1000).map_err(|e| Outcome::Rejected(e.to_string()))?;
+        let assertion =
+            self.assertion(crate::domain::now_ms() as u64 / 1000).map_err(|e| Outcome::Rejected(e.to_string()))?;
         let res = http
             .post(&self.account.token_uri)
             .form(&[("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"), ("assertion", assertion.as_str())])

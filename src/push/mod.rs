@@ -192,7 +192,10 @@ impl Pusher {
             },
             _ => {
                 let text = res.text().await.unwrap_or_default();
-                Outcome::Rejected(format!("push service answered {status}: {}", text.chars().take(300).collect::<String>()))
+                Outcome::Rejected(format!(
+                    "push service answered {status}: {}",
+                    text.chars().take(300).collect::<String>()
+                ))
             }
         }
     }

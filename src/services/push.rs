@@ -9,8 +9,10 @@
 //! notification: one [`SendPush`] job per device of the recipient that wants the kind, so
 //! a notification is pushed exactly when it committed, and each device's send is retried
 //! on its own. The job ([`run_send_push`]):
-//! - sends nothing when the device is gone (the session ended, the device was removed) or
-//!   when the recipient has a socket open on any instance now (they see it live);
+//! - sends nothing when the device is gone (the session ended, the device was removed),
+//!   when the in-app notification it describes is gone (the post deleted, the reaction
+//!   taken back, a block), or when the recipient has a socket open on any instance now
+//!   (they see it live);
 //! - retries with the queue's backoff on timeouts and 5xx, after `Retry-After` on 429;
 //! - removes the device when the push service says it no longer exists (Web Push 404/410,
 //!   FCM `UNREGISTERED`);
@@ -33,6 +35,7 @@ use crate::jobs::{self, Job};
 use crate::push::{Device, Message, Outcome, webpush};
 use crate::state::AppState;
 use crate::store::Tx;
+use crate::store::notifications as notification_store;
 use crate::store::push::{self as store, SubscriptionRow};
 
 /// Most devices one account may register.
@@ -226,7 +229,13 @@ impl Job for SendPush {
 
 /// In the caller's transaction: one [`SendPush`] per device of `user` that wants `kind`
 /// (and whose push service this server can reach).
-pub async fn enqueue(state: &AppState, tx: &mut Tx, user: Id, kind: NotificationKind, message: &Message) -> AppResult<()> {
+pub async fn enqueue(
+    state: &AppState,
+    tx: &mut Tx,
+    user: Id,
+    kind: NotificationKind,
+    message: &Message,
+) -> AppResult<()> {
     for d in store::for_user(tx.ex(), user).await? {
         let wants = d.kinds.is_empty() || d.kinds.split(',').any(|k| k == kind.key());
         let reachable = if d.kind == "webpush" { state.push.vapid().is_some() } else { state.push.has_fcm() };
@@ -242,11 +251,21 @@ pub async fn enqueue(state: &AppState, tx: &mut Tx, user: Id, kind: Notification
 pub async fn run_send_push(state: AppState, job: SendPush) -> anyhow::Result<()> {
     let mut c = state.store.conn().await?;
     let device = store::get(c.ex(), job.device).await?.filter(|d| d.user_id == job.user);
+    // The in-app notification went meanwhile (its post or comment deleted, the reaction
+    // taken back, a block between the two): the push would show what the app no longer does.
+    let withdrawn = match job.message.notification_id {
+        Some(id) => notification_store::get(c.ex(), id).await?.is_none(),
+        None => false,
+    };
     drop(c);
     let Some(d) = device else {
         metrics::counter!("chorus_push_skipped_total", "service" => "any", "reason" => "no_device").increment(1);
         return Ok(());
     };
+    if withdrawn {
+        metrics::counter!("chorus_push_skipped_total", "service" => "any", "reason" => "withdrawn").increment(1);
+        return Ok(());
+    }
     let service = if d.kind == "webpush" { "web_push" } else { "fcm" };
     if !state.presence.online_among(&[job.user]).await?.is_empty() {
         metrics::counter!("chorus_push_skipped_total", "service" => service, "reason" => "online").increment(1);

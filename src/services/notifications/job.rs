@@ -340,7 +340,9 @@ fn push_message(
         (sentence(p.kind, p.target.0, first, count), p.preview.clone().unwrap_or_default())
     };
     let url = match (p.kind, p.target.0) {
-        (_, TargetType::Post | TargetType::Comment) => p.post_id.map_or("/notifications".into(), |id| format!("/p/{id}")),
+        (_, TargetType::Post | TargetType::Comment) => {
+            p.post_id.map_or("/notifications".into(), |id| format!("/p/{id}"))
+        }
         (K::FollowRequest, _) => "/requests".into(),
         (_, TargetType::User) => format!("/u/{}", by.username),
         (_, TargetType::Conversation) => format!("/chat/{}", p.target.1),

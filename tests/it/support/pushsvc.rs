@@ -329,7 +329,9 @@ async fn web_push(
         bearer: String::new(),
     };
     match sh.record(&device, push) {
-        Answer::Accept => (StatusCode::CREATED, [("location", format!("/m/{}", rand::random::<u64>()))]).into_response(),
+        Answer::Accept => {
+            (StatusCode::CREATED, [("location", format!("/m/{}", rand::random::<u64>()))]).into_response()
+        }
         Answer::Throttle(secs) => (StatusCode::TOO_MANY_REQUESTS, [("retry-after", secs.to_string())]).into_response(),
         Answer::Gone => (StatusCode::GONE, "push subscription has unsubscribed or expired").into_response(),
         Answer::Fail => StatusCode::INTERNAL_SERVER_ERROR.into_response(),
@@ -352,7 +354,10 @@ async fn token(AxState(sh): AxState<Arc<Shared>>, Form(form): Form<HashMap<Strin
         Ok(d) => d.claims,
         Err(e) => {
             sh.reject(format!("token: assertion refused: {e}"));
-            return (StatusCode::BAD_REQUEST, Json(json!({"error": "invalid_grant", "error_description": e.to_string()})))
+            return (
+                StatusCode::BAD_REQUEST,
+                Json(json!({"error": "invalid_grant", "error_description": e.to_string()})),
+            )
                 .into_response();
         }
     };
@@ -391,7 +396,11 @@ async fn fcm_send(
     let device = m["token"].as_str().unwrap_or("").to_string();
     let data_ok = m["data"].as_object().is_some_and(|d| d.values().all(Value::is_string));
     let topic = m["android"]["collapse_key"].as_str().unwrap_or("").to_string();
-    if device.is_empty() || !m["notification"]["title"].is_string() || !data_ok || !valid_topic(&topic) || topic.is_empty()
+    if device.is_empty()
+        || !m["notification"]["title"].is_string()
+        || !data_ok
+        || !valid_topic(&topic)
+        || topic.is_empty()
     {
         sh.reject(format!("fcm: invalid message {m}"));
         return fcm_error(400, "INVALID_ARGUMENT", "INVALID_ARGUMENT");
@@ -407,8 +416,9 @@ async fn fcm_send(
         bearer,
     };
     match sh.record(&device, push) {
-        Answer::Accept => Json(json!({"name": format!("projects/{project}/messages/{}", rand::random::<u64>())}))
-            .into_response(),
+        Answer::Accept => {
+            Json(json!({"name": format!("projects/{project}/messages/{}", rand::random::<u64>())})).into_response()
+        }
         Answer::Throttle(secs) => {
             let mut r = fcm_error(429, "RESOURCE_EXHAUSTED", "QUOTA_EXCEEDED");
             r.headers_mut().insert("retry-after", secs.to_string().parse().unwrap());
