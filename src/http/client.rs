@@ -4,7 +4,8 @@
 //! `web/` are what the browser runs and `cargo build` is the only build. Pages are
 //! client-side routes (`/p/42`, `/chat/9`, `/reset-password?token=…`): a browser
 //! navigation (`Accept: text/html`) to any path that is not the API's gets the page, every
-//! other unknown path keeps the JSON `404`.
+//! other unknown path keeps the JSON `404`. The service worker that shows push
+//! notifications is `/sw.js`.
 
 use std::sync::LazyLock;
 
@@ -50,6 +51,8 @@ static ASSETS: &[Asset] = &[
     asset!("js/chat.js", JS),
     asset!("js/inbox.js", JS),
     asset!("js/admin.js", JS),
+    asset!("js/push.js", JS),
+    asset!("sw.js", JS),
 ];
 
 /// Strong validators, one per asset, computed once: the files never change while the
@@ -71,9 +74,16 @@ const CSP: &str = "default-src 'self'; script-src 'self'; style-src 'self'; img-
                    media-src * blob:; connect-src 'self' ws: wss:; object-src 'none'; base-uri 'none'; \
                    frame-ancestors 'none'; form-action 'self'";
 
-/// `/` and `/assets/{path}`.
+/// `/`, `/sw.js` and `/assets/{path}`.
 pub fn router() -> Router<AppState> {
-    Router::new().route("/", get(index)).route("/assets/{*path}", get(asset))
+    Router::new().route("/", get(index)).route("/sw.js", get(service_worker)).route("/assets/{*path}", get(asset))
+}
+
+/// The service worker, at the root: a worker controls only the paths under its own, and
+/// push notifications open any client route.
+async fn service_worker(headers: HeaderMap) -> Response {
+    let i = ASSETS.iter().position(|a| a.path == "sw.js").expect("sw.js is an asset");
+    serve(i, &headers)
 }
 
 async fn index(headers: HeaderMap) -> Response {

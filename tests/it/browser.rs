@@ -538,3 +538,87 @@ async fn a_message_request_accepted_and_a_group_started_in_the_page() {
     x.until_text(".messages .message .body", "count me in").await;
     x.close().await;
 }
+
+/// The notifications the page's service worker shows now.
+async fn shown_notifications(page: &Page) -> Vec<serde_json::Value> {
+    let script = "const done = arguments[arguments.length - 1];
+        navigator.serviceWorker.ready
+          .then((r) => r.getNotifications())
+          .then((ns) => done(ns.map((n) => ({ title: n.title, body: n.body, tag: n.tag, url: n.data && n.data.url }))))
+          .catch((e) => done(String(e)));";
+    let v = page.client.execute_async(script, vec![]).await.expect("getNotifications");
+    v.as_array().unwrap_or_else(|| panic!("getNotifications: {v}")).clone()
+}
+
+/// Push in the browser: the client registers its service worker at `/sw.js` on load; the
+/// settings page has the push column, the message-preview switch and this device's push
+/// card. What the server pushes (here taken from the stand-in push service, which
+/// decrypted it, and handed to Chromium's push event through DevTools: Chromium's own push
+/// service is Google's) is shown by the worker as a notification, and the next one of the
+/// group replaces it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_service_worker_shows_what_the_server_pushes() {
+    use crate::support::pushsvc::push_service;
+    let Some(browser) = Browser::start().await else { return };
+    let app = TestApp::spawn(Backend::Sqlite).await;
+    let base = app.base.clone();
+    let page = browser.page(1000, 900).await;
+    register(&page, &base, "ann").await;
+    page.until("the service worker controlling the page", "navigator.serviceWorker.controller", vec![]).await;
+
+    // Settings: push per kind and the preview switch, saved.
+    page.goto(&format!("{base}/settings")).await;
+    page.until_text("#push h2", "Push notifications on this device").await;
+    page.click("input[name='reaction.push']").await;
+    page.click("input[name=push_previews]").await;
+    page.js("document.querySelector('input[name=push_previews]').form.requestSubmit()", vec![]).await;
+    page.until_text(".toast", "Settings saved").await;
+    let (s, login) = app.post("/auth/login", None, json!({"login": "ann", "password": "password123"})).await;
+    assert_eq!(s, StatusCode::OK);
+    let ann = crate::support::TestUser::from_auth(&login);
+    let (_, me) = app.get("/auth/me", ann.bearer()).await;
+    assert_eq!(me["settings"]["notifications"]["reaction"]["push"], false);
+    assert_eq!(me["settings"]["push_previews"], false);
+    app.call(
+        reqwest::Method::PUT,
+        "/users/me/settings",
+        ann.bearer(),
+        Some(json!({"notifications": {"reaction": {"push": true}}})),
+    )
+    .await;
+
+    // The page signs out (its socket closes; the device registered from another session
+    // stays); two reactions are pushed meanwhile.
+    let device = push_service().browser("ann-chromium");
+    let (s, _) = app.post("/push/subscriptions", ann.bearer(), json!({"web_push": device.subscription()})).await;
+    assert_eq!(s, StatusCode::CREATED);
+    let post = crate::posts::new_post(&app, &ann, "sunset").await;
+    page.click_text("button.link", "Log out").await;
+    page.until("the login page", "location.pathname === '/login'", vec![]).await;
+    let ann_id: chorus::domain::Id = ann.id.parse().unwrap();
+    crate::support::eventually(std::time::Duration::from_secs(10), || async {
+        app.state.presence.online_among(&[ann_id]).await.unwrap().is_empty().then_some(())
+    })
+    .await;
+    page.cdp("Browser.grantPermissions", json!({"origin": base, "permissions": ["notifications"]})).await;
+    for (i, name) in ["bob", "cat"].into_iter().enumerate() {
+        let u = app.register(name).await;
+        let path = format!("/posts/{post}/reaction");
+        assert!(app.call(reqwest::Method::PUT, &path, u.bearer(), Some(json!({"type": "love"}))).await.0.is_success());
+        push_service().wait_for(crate::support::browser::WAIT, "a push", |s| s.of(&device.device).len() > i).await;
+        let payload = push_service().read(|s| s.of(&device.device)[i].payload.clone());
+        deliver_push(&page, &base, &payload.to_string()).await;
+    }
+    let shown = shown_notifications(&page).await;
+    assert_eq!(shown.len(), 1, "the newer replaced the older: {shown:?}");
+    assert_eq!(shown[0]["title"], "cat and 1 other reacted to your post");
+    assert_eq!(shown[0]["url"], format!("/p/{post}"));
+}
+
+/// Hands `data` to the service worker's `push` event, as Chromium's push service would.
+async fn deliver_push(page: &Page, origin: &str, data: &str) {
+    // DevTools names a registration by its id, which WebDriver cannot read; a fresh
+    // profile numbers them from 0 and this one has one.
+    page.cdp("ServiceWorker.enable", json!({})).await;
+    page.cdp("ServiceWorker.deliverPushMessage", json!({"origin": origin, "registrationId": "0", "data": data})).await;
+}

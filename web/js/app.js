@@ -9,6 +9,7 @@ import * as people from "./people.js";
 import * as chat from "./chat.js";
 import * as inbox from "./inbox.js";
 import * as admin from "./admin.js";
+import * as push from "./push.js";
 
 const main = document.getElementById("main");
 const nav = document.getElementById("nav");
@@ -159,6 +160,7 @@ async function logout() {
 
 function endSession(message) {
   live.stop();
+  push.forget();
   api.setSession(null);
   if (message) toast(message, "error");
   go("/login");
@@ -264,6 +266,7 @@ function verify(q) {
 // ---------------------------------------------------------------------------------------
 
 drawNav();
+push.register();
 if (api.current()) {
   sessionUser = api.me().id;
   live.start();

@@ -2,6 +2,7 @@
 // profile, avatar, privacy, notification switches and sessions.
 
 import * as api from "./api.js";
+import * as push from "./push.js";
 import { live } from "./live.js";
 import { h, fill, link, go, avatar, userLink, ago, toast, attempt, infinite, field, showErrors } from "./ui.js";
 import { Scope, userPosts, report, processed } from "./feed.js";
@@ -197,26 +198,28 @@ export async function settings(root) {
 
   // Notifications and messages
   const rows = Object.entries(me.settings.notifications).map(([kind, p]) =>
-    h("tr", {}, h("th", { scope: "row" }, KIND_LABELS[kind] || kind.replace("_", " ")), ...["in_app", "email"].map((ch) => h("td", {}, h("input", { type: "checkbox", name: `${kind}.${ch}`, checked: p[ch], "aria-label": `${KIND_LABELS[kind] || kind} ${ch === "in_app" ? "in the app" : "by e-mail"}` })))),
+    h("tr", {}, h("th", { scope: "row" }, KIND_LABELS[kind] || kind.replace("_", " ")), ...["in_app", "email", "push"].map((ch) => h("td", {}, h("input", { type: "checkbox", name: `${kind}.${ch}`, checked: p[ch], "aria-label": `${KIND_LABELS[kind] || kind} ${CHANNEL_LABELS[ch]}` })))),
   );
+  const previews = h("input", { type: "checkbox", name: "push_previews", checked: me.settings.push_previews });
   const who = h("select", { name: "who_can_message" }, ["everyone", "following", "nobody"].map((w) => h("option", { value: w, selected: me.settings.who_can_message === w }, { everyone: "Everyone", following: "People I follow", nobody: "Nobody" }[w])));
   const nf = h(
     "form",
     { class: "card" },
     h("h2", {}, "Notifications"),
-    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", { scope: "col" }, "In app"), h("th", { scope: "col" }, "E-mail"))), h("tbody", {}, rows)),
+    h("table", {}, h("thead", {}, h("tr", {}, h("th", {}, ""), h("th", { scope: "col" }, "In app"), h("th", { scope: "col" }, "E-mail"), h("th", { scope: "col" }, "Push"))), h("tbody", {}, rows)),
+    h("label", { class: "check" }, previews, " Show message text in push notifications"),
     field("Who can message me without a request", who),
     h("button", { type: "submit" }, "Save"),
   );
   nf.onsubmit = async (e) => {
     e.preventDefault();
     const notifications = {};
-    for (const box of nf.querySelectorAll("input[type=checkbox]")) {
+    for (const box of nf.querySelectorAll("tbody input[type=checkbox]")) {
       const [kind, ch] = box.name.split(".");
       (notifications[kind] ||= {})[ch] = box.checked;
     }
     try {
-      await api.put("/users/me/settings", { notifications, who_can_message: who.value });
+      await api.put("/users/me/settings", { notifications, who_can_message: who.value, push_previews: previews.checked });
       toast("Settings saved.");
     } catch (err) {
       showErrors(nf, err);
@@ -234,5 +237,45 @@ export async function settings(root) {
       ),
     ),
   );
-  root.append(pf, av, nf, sf);
+  root.append(pf, av, nf, pushCard(), sf);
+}
+
+const CHANNEL_LABELS = { in_app: "in the app", email: "by e-mail", push: "by push" };
+
+/** Push notifications on this browser: on or off, and why not where it cannot. */
+function pushCard() {
+  const state = h("p", { role: "status" });
+  const button = h("button", { type: "button" });
+  const card = h("section", { class: "card", id: "push" }, h("h2", {}, "Push notifications on this device"), state, button);
+  const show = (on) => {
+    state.textContent = on ? "On: this browser shows notifications while Chorus is closed." : "Off on this browser.";
+    button.textContent = on ? "Turn off" : "Turn on";
+    button.dataset.on = on ? "1" : "";
+  };
+  if (!push.supported()) {
+    state.textContent = "This browser cannot receive push notifications.";
+    button.hidden = true;
+    return card;
+  }
+  api.get("/push/subscriptions").then(
+    (devices) => show(devices.some((d) => d.id === push.deviceId())),
+    () => show(false),
+  );
+  button.onclick = async () => {
+    button.disabled = true;
+    try {
+      if (button.dataset.on) {
+        await push.disable();
+        show(false);
+      } else {
+        await push.enable();
+        show(true);
+      }
+    } catch (e) {
+      state.textContent = e.message || String(e);
+    } finally {
+      button.disabled = false;
+    }
+  };
+  return card;
 }

@@ -302,7 +302,8 @@ async fn deliver(state: &AppState, tx: &mut Tx, events: &mut EventBatch, actor: 
             Channel::Push => {
                 // A new notification, or a new actor in its group (which the push replaces
                 // on the device); with in-app off, each event on its own.
-                if view.is_none() && !(fresh && !pref.in_app) {
+                let pushable = view.is_some() || (fresh && !pref.in_app);
+                if !pushable {
                     continue;
                 }
                 let Some((to, by)) = people(tx, p.recipient, actor).await? else { continue };

@@ -111,7 +111,30 @@ pub struct Page {
     pub client: Client,
 }
 
+/// A Chrome DevTools Protocol command through chromedriver's `goog/cdp/execute`.
+#[derive(Debug)]
+struct Cdp(Value);
+
+impl fantoccini::wd::WebDriverCompatibleCommand for Cdp {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/goog/cdp/execute", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (axum::http::Method, Option<String>) {
+        (axum::http::Method::POST, Some(self.0.to_string()))
+    }
+}
+
 impl Page {
+    /// Runs a DevTools command (`Browser.grantPermissions`, `ServiceWorker.deliverPushMessage`):
+    /// what WebDriver has no command for.
+    pub async fn cdp(&self, cmd: &str, params: Value) -> Value {
+        self.client
+            .issue_cmd(Cdp(json!({"cmd": cmd, "params": params})))
+            .await
+            .unwrap_or_else(|e| panic!("{cmd} failed: {e}"))
+    }
+
     pub async fn goto(&self, url: &str) {
         self.client.goto(url).await.expect("navigate");
     }
