@@ -4,3 +4,6 @@
 -- from dave").
 ALTER TABLE user_notification_settings ADD COLUMN push BOOLEAN NOT NULL DEFAULT TRUE;
 ALTER TABLE users ADD COLUMN push_previews BOOLEAN NOT NULL DEFAULT TRUE;
+-- A member may mute a conversation: its messages still arrive and count as unread, but
+-- make no notification (in-app, e-mail or push).
+ALTER TABLE conversation_members ADD COLUMN muted BOOLEAN NOT NULL DEFAULT FALSE;

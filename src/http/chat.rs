@@ -31,6 +31,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(remove_member))
         .routes(routes!(send_message, history))
         .routes(routes!(mark_read))
+        .routes(routes!(mute, unmute))
         .routes(routes!(edit_message, delete_message))
         .routes(routes!(react_to_message, unreact_to_message))
 }
@@ -214,6 +215,33 @@ async fn mark_read(
     AppJson(req): AppJson<MarkRead>,
 ) -> AppResult<AppJson<Receipt>> {
     Ok(AppJson(svc::mark_read(&state, me.id, id, req).await?))
+}
+
+/// Mute a conversation for me: its messages keep arriving and counting as unread, but
+/// notify me of nothing (in the app, by e-mail or by push). Idempotent.
+#[utoipa::path(put, path = "/conversations/{id}/mute", tag = "chat", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Conversation id")),
+    responses(
+        (status = 204, description = "Muted"),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 404, description = "No such conversation, or not a member", body = ErrorBody),
+    ))]
+async fn mute(State(state): State<AppState>, me: AuthUser, AppPath(id): AppPath<Id>) -> AppResult<StatusCode> {
+    svc::set_muted(&state, me.id, id, true).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Unmute a conversation for me. Idempotent.
+#[utoipa::path(delete, path = "/conversations/{id}/mute", tag = "chat", security(("bearer" = [])),
+    params(("id" = String, Path, description = "Conversation id")),
+    responses(
+        (status = 204, description = "Not muted"),
+        (status = 401, description = "Not authenticated", body = ErrorBody),
+        (status = 404, description = "No such conversation, or not a member", body = ErrorBody),
+    ))]
+async fn unmute(State(state): State<AppState>, me: AuthUser, AppPath(id): AppPath<Id>) -> AppResult<StatusCode> {
+    svc::set_muted(&state, me.id, id, false).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Edit my message.

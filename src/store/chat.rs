@@ -59,9 +59,12 @@ pub struct MemberRow {
     pub last_read_id: Id,
     /// Delivery receipt.
     pub last_delivered_id: Id,
+    /// Muted by the member: no notifications of its messages.
+    pub muted: bool,
 }
 
-const MEMBER_COLS: &str = "conversation_id, user_id, role, joined_at, joined_seq, last_read_id, last_delivered_id";
+const MEMBER_COLS: &str =
+    "conversation_id, user_id, role, joined_at, joined_seq, last_read_id, last_delivered_id, muted";
 
 /// A `messages` row.
 #[derive(Clone, Debug, FromRow)]
@@ -193,6 +196,13 @@ pub async fn set_role(ex: Ex<'_>, conv: Id, user: Id, role: &str) -> StoreResult
 pub async fn member(ex: Ex<'_>, conv: Id, user: Id) -> StoreResult<Option<MemberRow>> {
     let sql = format!("SELECT {MEMBER_COLS} FROM conversation_members WHERE conversation_id = $1 AND user_id = $2");
     Ok(run!(ex, x => sqlx::query_as(&sql).bind(conv).bind(user).fetch_optional(x).await)?)
+}
+
+/// Mutes or unmutes a conversation for one member.
+pub async fn set_muted(ex: Ex<'_>, conv: Id, user: Id, muted: bool) -> StoreResult<()> {
+    let sql = "UPDATE conversation_members SET muted = $3 WHERE conversation_id = $1 AND user_id = $2";
+    exec!(ex, x => sqlx::query(sql).bind(conv).bind(user).bind(muted).execute(x).await)?;
+    Ok(())
 }
 
 /// The members of several conversations, oldest member first.

@@ -75,6 +75,7 @@ crate::both_backends!(
     settings_and_device_kinds_decide_what_is_pushed,
     a_subscription_its_service_forgot_is_removed,
     a_push_whose_notification_went_is_not_sent,
+    a_muted_conversation_pushes_nothing,
     throttling_and_outages_are_retried_without_doubling,
     across_instances_each_device_gets_each_notification_once,
 );
@@ -526,4 +527,33 @@ async fn a_killed_instance_neither_loses_nor_doubles_a_push() {
     assert_eq!(push_service().read(|s| (s.of(&browser.device).len(), s.showing(&browser.device))), (2, 1));
     child.kill().unwrap();
     child.wait().unwrap();
+}
+
+/// A conversation its member muted notifies them of nothing — no push, no in-app
+/// notification — while its messages still arrive and count as unread; unmuted, they do
+/// again.
+async fn a_muted_conversation_pushes_nothing(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let ann = app.register("ann").await;
+    let bob = app.register("bob").await;
+    let phone = push_service().fcm_token("ann-muting");
+    register_device(&app, &ann, json!({"fcm_token": phone})).await;
+    let conv = crate::chat::dm(&app, &bob, &ann).await;
+    let mute = format!("/conversations/{conv}/mute");
+    assert_eq!(app.call(Method::PUT, &mute, ann.bearer(), None).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(app.call(Method::PUT, &mute, ann.bearer(), None).await.0, StatusCode::NO_CONTENT, "idempotent");
+    crate::chat::say(&app, &bob, &conv, "psst").await;
+    jobs_drained(&app).await;
+    assert!(push_service().read(|s| s.of(&phone).is_empty()));
+    let (_, n) = app.get("/notifications", ann.bearer()).await;
+    assert_eq!(n["items"], json!([]), "no in-app notification either");
+    let (_, v) = app.get(&format!("/conversations/{conv}"), ann.bearer()).await;
+    assert_eq!((v["muted"].as_bool(), v["unread_count"].as_i64()), (Some(true), Some(1)), "{v}");
+    let (_, theirs) = app.get(&format!("/conversations/{conv}"), bob.bearer()).await;
+    assert_eq!(theirs["muted"], false, "muting is the member's own");
+
+    assert_eq!(app.call(Method::DELETE, &mute, ann.bearer(), None).await.0, StatusCode::NO_CONTENT);
+    crate::chat::say(&app, &bob, &conv, "hello?").await;
+    let p = pushes(&phone, 1).await.remove(0);
+    assert_eq!(p.payload["notification"]["body"], "hello?");
 }

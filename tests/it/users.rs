@@ -109,9 +109,14 @@ async fn settings_are_typed_and_partial(b: Backend) {
         )
         .await;
     assert_eq!(s, StatusCode::OK, "{st}");
-    assert_eq!(st["notifications"]["reaction"], json!({"in_app": true, "email": true}));
-    assert_eq!(st["notifications"]["follow"], json!({"in_app": false, "email": false}));
-    assert_eq!(st["notifications"]["message"], json!({"in_app": true, "email": true}), "defaults for untouched kinds");
+    assert_eq!(st["notifications"]["reaction"], json!({"in_app": true, "email": true, "push": true}));
+    assert_eq!(st["notifications"]["follow"], json!({"in_app": false, "email": false, "push": true}));
+    assert_eq!(
+        st["notifications"]["message"],
+        json!({"in_app": true, "email": true, "push": true}),
+        "defaults for untouched kinds"
+    );
+    assert_eq!(st["push_previews"], true);
     let (_, me) = app.get("/auth/me", moe.bearer()).await;
     assert_eq!(me["settings"], st);
     let (s, _) = app

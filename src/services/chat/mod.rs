@@ -142,6 +142,9 @@ pub struct ConversationView {
     pub last_message: Option<MessageView>,
     /// Messages of others after my read receipt.
     pub unread_count: i64,
+    /// Whether I muted it (`PUT /conversations/{id}/mute`): its messages notify me of
+    /// nothing, in the app, by e-mail or by push.
+    pub muted: bool,
     /// Created.
     pub created_at: Timestamp,
     /// Last message or creation.
@@ -369,6 +372,16 @@ async fn membership(state: &AppState, me: Id, id: Id) -> AppResult<(Conversation
     let conv = store::get_conversation(c.ex(), id, None).await?.ok_or(AppError::NotFound)?;
     let m = store::member(c.ex(), id, me).await?.ok_or(AppError::NotFound)?;
     Ok((conv, m))
+}
+
+/// Mutes (or unmutes) conversation `id` for me, a member (`404` for anyone else). Blocks
+/// do not matter: it changes what reaches me only.
+pub async fn set_muted(state: &AppState, me: Id, id: Id, muted: bool) -> AppResult<()> {
+    let mut tx = state.store.begin().await?;
+    member_in(&mut tx, me, id).await?;
+    store::set_muted(tx.ex(), id, me, muted).await?;
+    tx.commit().await?;
+    Ok(())
 }
 
 /// Like [`membership`], inside a write transaction, the conversation row locked so

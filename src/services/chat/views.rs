@@ -36,6 +36,7 @@ pub(super) async fn views_of_conversations(
             asked.entry(conv).or_default().push(u.clone());
         }
     }
+    let muted: HashSet<Id> = members.iter().filter(|m| m.user_id == me && m.muted).map(|m| m.conversation_id).collect();
     let mut by_conv: HashMap<Id, Vec<MemberView>> = HashMap::new();
     for m in members {
         let Some(user) = users.get(&m.user_id) else { continue };
@@ -58,6 +59,7 @@ pub(super) async fn views_of_conversations(
             requested: asked.remove(&c.id).unwrap_or_default(),
             last_message: last.get(&c.id).cloned(),
             unread_count: unread.get(&c.id).copied().unwrap_or(0),
+            muted: muted.contains(&c.id),
             created_at: c.created_at,
             last_activity_at: c.last_activity_at,
         })

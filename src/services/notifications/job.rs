@@ -166,8 +166,15 @@ async fn plan(tx: &mut Tx, cause: &Cause) -> anyhow::Result<(Id, Vec<Planned>)> 
             if chat_store::get_message(tx.ex(), *message_id, None).await?.is_none_or(|m| m.deleted) {
                 return Ok((*sender, Vec::new()));
             }
+            let muted: HashSet<Id> = chat_store::members_of(tx.ex(), &[*conversation_id])
+                .await?
+                .into_iter()
+                .filter(|m| m.muted)
+                .map(|m| m.user_id)
+                .collect();
             let out = recipients
                 .iter()
+                .filter(|r| !muted.contains(r))
                 .map(|r| {
                     let mut p = Planned::about(*r, K::Message, (TargetType::Conversation, *conversation_id));
                     p.conversation_id = Some(*conversation_id);

@@ -12,7 +12,7 @@
 //! 2. decides the recipients and drops the actor themself, anyone who blocked or was
 //!    blocked by the actor, anyone who muted the actor, and anyone who may no longer see
 //!    the post concerned; for chat messages, anyone with an open socket on any instance
-//!    (they see the message live);
+//!    (they see the message live) and anyone who muted the conversation;
 //! 3. delivers through each [`Channel`] the recipient enabled for that kind
 //!    (`PUT /users/me/settings`, per-kind `in_app`, `email` and `push`).
 //!
