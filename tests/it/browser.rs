@@ -536,6 +536,18 @@ async fn a_message_request_accepted_and_a_group_started_in_the_page() {
         app.post(&format!("/conversations/{group}/messages"), yan.bearer(), json!({"body": "count me in"})).await;
     assert_eq!(s, StatusCode::CREATED);
     x.until_text(".messages .message .body", "count me in").await;
+
+    // Muted from its page: the group stops notifying xia.
+    x.click_text(".chat header button.mute", "Mute").await;
+    x.until(
+        "the mute pressed",
+        "document.querySelector('.chat header button.mute').getAttribute('aria-pressed') === 'true'",
+        vec![],
+    )
+    .await;
+    let token = x.js("return JSON.parse(localStorage.getItem('chorus.session')).access_token", vec![]).await;
+    let (_, view) = app.get(&format!("/conversations/{group}"), token.as_str()).await;
+    assert_eq!(view["muted"], true, "{view}");
     x.close().await;
 }
 

@@ -265,7 +265,17 @@ export async function conversation(root, id) {
       input.value = "";
     });
 
-  const header = h("header", { class: "row" }, h("h1", { tabindex: "-1" }, titleOf(conv)), h("span", { class: "muted" }, conv.members.map((m) => userLink(m.user)).reduce((a, b) => [a, ", ", b])));
+  // Muting stops this conversation's notifications (in the app, by e-mail, by push) for me.
+  const mute = h("button", { type: "button", class: "link mute", "aria-pressed": String(conv.muted) }, conv.muted ? "Unmute" : "Mute");
+  mute.onclick = () =>
+    attempt(async () => {
+      const on = mute.getAttribute("aria-pressed") !== "true";
+      await (on ? api.put(`/conversations/${id}/mute`) : api.del(`/conversations/${id}/mute`));
+      mute.setAttribute("aria-pressed", String(on));
+      mute.textContent = on ? "Unmute" : "Mute";
+      toast(on ? "Muted: this conversation will not notify you." : "Unmuted.");
+    });
+  const header = h("header", { class: "row" }, h("h1", { tabindex: "-1" }, titleOf(conv)), h("span", { class: "muted" }, conv.members.map((m) => userLink(m.user)).reduce((a, b) => [a, ", ", b])), mute);
   root.append(h("section", { class: "card chat" }, header, older, msgs, typing, receipt, form));
 
   const history = await api.get(`/conversations/${id}/messages?limit=30`);
