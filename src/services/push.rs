@@ -11,7 +11,8 @@
 //! on its own. The job ([`run_send_push`]):
 //! - sends nothing when the device is gone (the session ended, the device was removed),
 //!   when the in-app notification it describes is gone (the post deleted, the reaction
-//!   taken back, a block), or when the recipient has a socket open on any instance now
+//!   taken back, a block) or has more actors than when the job was made (a newer push of
+//!   the group is queued), or when the recipient has a socket open on any instance now
 //!   (they see it live);
 //! - retries with the queue's backoff on timeouts and 5xx, after `Retry-After` on 429;
 //! - removes the device when the push service says it no longer exists (Web Push 404/410,
@@ -221,6 +222,10 @@ pub struct SendPush {
     pub user: Id,
     /// What it shows.
     pub message: Message,
+    /// How many actors the in-app notification had when this was made: a job that finds
+    /// more is stale (a newer one, with the newer sentence, is queued) and sends nothing.
+    #[serde(default)]
+    pub actors: i64,
 }
 
 impl Job for SendPush {
@@ -228,19 +233,21 @@ impl Job for SendPush {
 }
 
 /// In the caller's transaction: one [`SendPush`] per device of `user` that wants `kind`
-/// (and whose push service this server can reach).
+/// (and whose push service this server can reach). `actors`: the in-app notification's
+/// actor count now (0 without one).
 pub async fn enqueue(
     state: &AppState,
     tx: &mut Tx,
     user: Id,
     kind: NotificationKind,
     message: &Message,
+    actors: i64,
 ) -> AppResult<()> {
     for d in store::for_user(tx.ex(), user).await? {
         let wants = d.kinds.is_empty() || d.kinds.split(',').any(|k| k == kind.key());
         let reachable = if d.kind == "webpush" { state.push.vapid().is_some() } else { state.push.has_fcm() };
         if wants && reachable {
-            let job = SendPush { device: d.id, user, message: message.clone() };
+            let job = SendPush { device: d.id, user, message: message.clone(), actors };
             jobs::enqueue(tx, &state.ids, state.config.jobs.max_attempts, &job).await?;
         }
     }
@@ -252,18 +259,24 @@ pub async fn run_send_push(state: AppState, job: SendPush) -> anyhow::Result<()>
     let mut c = state.store.conn().await?;
     let device = store::get(c.ex(), job.device).await?.filter(|d| d.user_id == job.user);
     // The in-app notification went meanwhile (its post or comment deleted, the reaction
-    // taken back, a block between the two): the push would show what the app no longer does.
-    let withdrawn = match job.message.notification_id {
-        Some(id) => notification_store::get(c.ex(), id).await?.is_none(),
-        None => false,
+    // taken back, a block between the two): the push would show what the app no longer
+    // does. Or more actors joined it: a newer push of the group is queued (a popular post
+    // under a push service's `Retry-After` sends the latest sentence, not every one).
+    let skip = match job.message.notification_id {
+        Some(id) => match notification_store::get(c.ex(), id).await? {
+            None => Some("withdrawn"),
+            Some(n) if n.actor_count > job.actors => Some("superseded"),
+            Some(_) => None,
+        },
+        None => None,
     };
     drop(c);
     let Some(d) = device else {
         metrics::counter!("chorus_push_skipped_total", "service" => "any", "reason" => "no_device").increment(1);
         return Ok(());
     };
-    if withdrawn {
-        metrics::counter!("chorus_push_skipped_total", "service" => "any", "reason" => "withdrawn").increment(1);
+    if let Some(reason) = skip {
+        metrics::counter!("chorus_push_skipped_total", "service" => "any", "reason" => reason).increment(1);
         return Ok(());
     }
     let service = if d.kind == "webpush" { "web_push" } else { "fcm" };

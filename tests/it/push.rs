@@ -76,6 +76,7 @@ crate::both_backends!(
     a_subscription_its_service_forgot_is_removed,
     a_push_whose_notification_went_is_not_sent,
     a_muted_conversation_pushes_nothing,
+    a_stale_push_of_a_growing_group_is_not_sent,
     throttling_and_outages_are_retried_without_doubling,
     across_instances_each_device_gets_each_notification_once,
 );
@@ -556,4 +557,33 @@ async fn a_muted_conversation_pushes_nothing(b: Backend) {
     crate::chat::say(&app, &bob, &conv, "hello?").await;
     let p = pushes(&phone, 1).await.remove(0);
     assert_eq!(p.payload["notification"]["body"], "hello?");
+}
+
+/// A push held back by the service's `Retry-After` while more people react is not sent
+/// with its stale sentence: the newer pushes of the group carry the count, and the device
+/// ends on the latest.
+async fn a_stale_push_of_a_growing_group_is_not_sent(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let ann = app.register("ann").await;
+    let browser = push_service().browser("ann-popular");
+    push_service().script(&browser.device, &[Answer::Throttle(1)]);
+    register_device(&app, &ann, json!({"web_push": browser.subscription()})).await;
+    let post = new_post(&app, &ann, "popular").await;
+    let fans = crate::posts::quick_users(&app, "fan", 4).await;
+    react(&app, &fans[0], &post).await;
+    pushes(&browser.device, 1).await;
+    for f in &fans[1..] {
+        react(&app, f, &post).await;
+    }
+    jobs_drained(&app).await;
+    let all = push_service().read(|s| s.of(&browser.device).to_vec());
+    let titles: Vec<&str> = all.iter().map(|p| p.payload["title"].as_str().unwrap()).collect();
+    assert!(
+        titles[1..].iter().all(|t| t.contains(" and ")),
+        "the throttled first push was not resent with one actor: {titles:?}"
+    );
+    assert!(titles.last().unwrap().ends_with("and 3 others reacted to your post"), "{titles:?}");
+    let shown = push_service().read(|s| s.shown[&browser.device].values().cloned().collect::<Vec<_>>());
+    assert_eq!(shown.len(), 1);
+    assert_eq!(shown[0]["title"], *titles.last().unwrap());
 }

@@ -315,7 +315,8 @@ async fn deliver(state: &AppState, tx: &mut Tx, events: &mut EventBatch, actor: 
                 }
                 let Some((to, by)) = people(tx, p.recipient, actor).await? else { continue };
                 let message = push_message(state, &p, &key, view.as_ref(), &to, &by);
-                push::enqueue(state, tx, p.recipient, p.kind, &message).await?;
+                let actors = view.as_ref().map_or(0, |v| v.actor_count);
+                push::enqueue(state, tx, p.recipient, p.kind, &message, actors).await?;
             }
         }
     }
