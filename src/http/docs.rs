@@ -32,7 +32,9 @@ use utoipa::{Modify, OpenApi};
         (name = "safety", description = "Reports, the moderators' queue and actions (remove, suspend), roles and \
                                          the append-only audit log"),
         (name = "push", description = "Push notifications: the Web Push (VAPID) key browsers subscribe with, and the \
-                                       caller's registered devices (browser subscriptions, FCM tokens)"),
+                                       caller's registered devices (browser subscriptions, FCM tokens). A device gets a push for \
+                                       each notification made while its owner has no socket open (per-kind `push` \
+                                       switch in the settings)"),
         (name = "ops", description = "Health, readiness, metrics"),
     )
 )]

@@ -39,7 +39,7 @@ async fn vapid_key(State(state): State<AppState>) -> AppResult<AppJson<VapidKey>
         (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 401, description = "Not authenticated", body = ErrorBody),
         (status = 409, description = "20 other devices already", body = ErrorBody),
-        (status = 422, description = "Not exactly one of `web_push` and `fcm_token`, a non-`https` endpoint, bad keys or token, a label over 100 characters, or Web Push off on this server", body = ErrorBody),
+        (status = 422, description = "Not exactly one of `web_push` and `fcm_token`, a non-`https` endpoint, bad keys or token, a label over 100 characters, or Web Push (FCM) off on this server", body = ErrorBody),
     ))]
 async fn subscribe(
     State(state): State<AppState>,
