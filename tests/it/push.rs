@@ -459,66 +459,32 @@ async fn across_instances_each_device_gets_each_notification_once(b: Backend) {
 /// once — nothing lost, nothing doubled — and the completed job is not run a third time.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_instance_neither_loses_nor_doubles_a_push() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let base = format!("http://127.0.0.1:{port}");
-    let start = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_chorus"))
-            .env("CHORUS_LISTEN", format!("127.0.0.1:{port}"))
-            .env("CHORUS_DATA_DIR", dir.path())
-            .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .env("CHORUS_LOG", "warn")
-            .env("CHORUS_JOBS__LEASE_MS", "1500")
-            .env("CHORUS_JOBS__POLL_MS", "50")
-            .env("CHORUS_PUSH__ALLOW_INSECURE_ENDPOINTS", "true")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let http = reqwest::Client::new();
-    let ready = || {
-        let (http, url) = (http.clone(), format!("{base}/ready"));
-        eventually(Duration::from_secs(30), move || {
-            let (http, url) = (http.clone(), url.clone());
-            async move { http.get(&url).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
-        })
-    };
-    let api = |p: &str| format!("{base}/api/v1{p}");
-    let mut child = start();
-    ready().await;
-    let mut users = Vec::new();
-    for name in ["ann", "bob"] {
-        let body = json!({"username": name, "email": format!("{name}@example.com"), "password": "password123"});
-        let v: Value = http.post(api("/auth/register")).json(&body).send().await.unwrap().json().await.unwrap();
-        users.push(TestUser::from_auth(&v));
-    }
-    let (ann, bob) = (&users[0], &users[1]);
+    let mut bin = crate::support::Binary::start(&[("CHORUS_PUSH__ALLOW_INSECURE_ENDPOINTS", "true")]).await;
+    let ann = bin.register("ann").await;
+    let bob = bin.register("bob").await;
     let browser = push_service().browser("ann-killed");
     push_service().script(&browser.device, &[Answer::AcceptAndStall]);
-    let r = http
-        .post(api("/push/subscriptions"))
+    let r = bin
+        .http
+        .post(bin.api("/push/subscriptions"))
         .bearer_auth(&ann.token)
         .json(&json!({"web_push": browser.subscription()}))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::CREATED);
-    let r = http.post(api(&format!("/users/{}/follow", ann.id))).bearer_auth(&bob.token).send().await.unwrap();
+    let r = bin.http.post(bin.api(&format!("/users/{}/follow", ann.id))).bearer_auth(&bob.token).send().await.unwrap();
     assert!(r.status().is_success());
 
     pushes(&browser.device, 1).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
-    let mut child = start();
-    ready().await;
+    bin.kill();
+    bin.restart().await;
     let again = pushes(&browser.device, 2).await;
     assert_eq!(again[0].topic, again[1].topic, "the resend carries the same Topic");
     assert_eq!(again[0].payload, again[1].payload);
     // The job is done (completed jobs leave the table) once the resend was answered, and
     // a done job cannot run again.
-    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("chorus.db").display())).await.unwrap();
+    let db = bin.db().await;
     eventually(WAIT, || async {
         let left: i64 =
             sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'send_push'").fetch_one(&db).await.unwrap();
@@ -526,8 +492,6 @@ async fn a_killed_instance_neither_loses_nor_doubles_a_push() {
     })
     .await;
     assert_eq!(push_service().read(|s| (s.of(&browser.device).len(), s.showing(&browser.device))), (2, 1));
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 /// A conversation its member muted notifies them of nothing — no push, no in-app

@@ -962,44 +962,14 @@ async fn account_deletion_erases_everything_and_keeps_counts_right(b: Backend) {
 /// after its lease and finishes (the real binary, SIGKILLed, on SQLite).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_erasure_survives_a_killed_instance() {
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let base = format!("http://127.0.0.1:{port}");
-    let start = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_chorus"))
-            .env("CHORUS_LISTEN", format!("127.0.0.1:{port}"))
-            .env("CHORUS_DATA_DIR", dir.path())
-            .env_remove("DATABASE_URL")
-            .env_remove("REDIS_URL")
-            .env("CHORUS_LOG", "warn")
-            .env("CHORUS_JOBS__LEASE_MS", "1000")
-            .env("CHORUS_JOBS__POLL_MS", "50")
-            .env("CHORUS_RATE_LIMIT__WRITES__POSTS__PER_HOUR", "1000000")
-            .env("CHORUS_RATE_LIMIT__WRITES__POSTS__BURST", "100000")
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap()
-    };
-    let http = reqwest::Client::new();
-    let ready = || {
-        let (http, url) = (http.clone(), format!("{base}/ready"));
-        eventually(Duration::from_secs(30), move || {
-            let (http, url) = (http.clone(), url.clone());
-            async move { http.get(&url).send().await.ok().filter(|r| r.status().is_success()).map(|_| ()) }
-        })
-    };
-    let mut child = start();
-    ready().await;
+    let mut bin = crate::support::Binary::start(&[
+        ("CHORUS_RATE_LIMIT__WRITES__POSTS__PER_HOUR", "1000000"),
+        ("CHORUS_RATE_LIMIT__WRITES__POSTS__BURST", "100000"),
+    ])
+    .await;
+    let (http, base) = (bin.http.clone(), bin.base.clone());
     let api = |p: &str| format!("{base}/api/v1{p}");
-    let reg = |name: &'static str| {
-        let (http, url) = (http.clone(), api("/auth/register"));
-        async move {
-            let body = json!({"username": name, "email": format!("{name}@example.com"), "password": "password123"});
-            let v: Value = http.post(url).json(&body).send().await.unwrap().json().await.unwrap();
-            TestUser::from_auth(&v)
-        }
-    };
+    let reg = |name: &'static str| bin.register(name);
     let gone = reg("gone").await;
     let fan = reg("fan").await;
     http.post(api(&format!("/users/{}/follow", gone.id)))
@@ -1019,7 +989,7 @@ async fn an_erasure_survives_a_killed_instance() {
             .unwrap();
         assert_eq!(r.status(), StatusCode::CREATED);
     }
-    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("chorus.db").display())).await.unwrap();
+    let db = bin.db().await;
     let gone_id: i64 = gone.id.parse().unwrap();
     let posts_left = || {
         let db = db.clone();
@@ -1041,12 +1011,10 @@ async fn an_erasure_survives_a_killed_instance() {
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     // Killed once the erasure is under way, before it is done.
     eventually(Duration::from_secs(30), || async { (posts_left().await < POSTS).then_some(()) }).await;
-    child.kill().unwrap();
-    child.wait().unwrap();
+    bin.kill();
     let left = posts_left().await;
     eprintln!("killed with {left} of {POSTS} posts left");
-    let mut child = start();
-    ready().await;
+    bin.restart().await;
     eventually(Duration::from_secs(60), || async {
         let name: String =
             sqlx::query_scalar("SELECT username FROM users WHERE id = $1").bind(gone_id).fetch_one(&db).await.unwrap();
@@ -1064,8 +1032,6 @@ async fn an_erasure_survives_a_killed_instance() {
     let jobs: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM jobs WHERE kind = 'erase_account'").fetch_one(&db).await.unwrap();
     assert_eq!(jobs, 0, "the erasure finished (not dead-lettered)");
-    child.kill().unwrap();
-    child.wait().unwrap();
 }
 
 /// An export holds what it says, is its owner's only, and expires.

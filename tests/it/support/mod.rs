@@ -493,3 +493,89 @@ impl Drop for PrivateRedis {
         self.kill();
     }
 }
+
+/// The real `chorus` binary on SQLite in a data directory of its own, for tests that
+/// SIGKILL it mid-work and start it again on the same address and data.
+pub struct Binary {
+    /// `http://127.0.0.1:port`.
+    pub base: String,
+    pub dir: tempfile::TempDir,
+    port: u16,
+    env: Vec<(String, String)>,
+    child: Option<std::process::Child>,
+    pub http: reqwest::Client,
+}
+
+impl Binary {
+    /// Starts it with `env` (on top of a short job lease and poll) and waits until ready.
+    pub async fn start(env: &[(&str, &str)]) -> Binary {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let env = env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let mut b = Binary {
+            base: format!("http://127.0.0.1:{port}"),
+            dir: tempfile::tempdir().unwrap(),
+            port,
+            env,
+            child: None,
+            http: reqwest::Client::new(),
+        };
+        b.restart().await;
+        b
+    }
+
+    /// Starts it (again) and waits until `/ready` answers.
+    pub async fn restart(&mut self) {
+        assert!(self.child.is_none(), "kill it first");
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_chorus"));
+        cmd.env("CHORUS_LISTEN", format!("127.0.0.1:{}", self.port))
+            .env("CHORUS_DATA_DIR", self.dir.path())
+            .env_remove("DATABASE_URL")
+            .env_remove("REDIS_URL")
+            .env("CHORUS_LOG", "warn")
+            .env("CHORUS_JOBS__LEASE_MS", "1000")
+            .env("CHORUS_JOBS__POLL_MS", "50")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null());
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        self.child = Some(cmd.spawn().expect("chorus starts"));
+        let url = format!("{}/ready", self.base);
+        eventually(Duration::from_secs(30), || async {
+            self.http.get(&url).send().await.ok().filter(|r| r.status().is_success()).map(|_| ())
+        })
+        .await;
+    }
+
+    /// SIGKILL: no shutdown, no cleanup.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
+    /// `/api/v1{path}`.
+    pub fn api(&self, path: &str) -> String {
+        format!("{}/api/v1{path}", self.base)
+    }
+
+    /// Registers `name` (password `password123`).
+    pub async fn register(&self, name: &str) -> TestUser {
+        let body = json!({"username": name, "email": format!("{name}@example.com"), "password": "password123"});
+        let v: Value =
+            self.http.post(self.api("/auth/register")).json(&body).send().await.unwrap().json().await.unwrap();
+        TestUser::from_auth(&v)
+    }
+
+    /// A pool on its SQLite database, to look at what it stored.
+    pub async fn db(&self) -> sqlx::SqlitePool {
+        sqlx::SqlitePool::connect(&format!("sqlite://{}", self.dir.path().join("chorus.db").display())).await.unwrap()
+    }
+}
+
+impl Drop for Binary {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
