@@ -189,11 +189,8 @@ pub fn message_json(token: &str, msg: &Message) -> serde_json::Value {
 /// `error.details[].errorCode` of an FCM error answer (`UNREGISTERED`, `QUOTA_EXCEEDED`…).
 fn error_code(body: &str) -> Option<String> {
     let v: serde_json::Value = serde_json::from_str(body).ok()?;
-    v["error"]["details"]
-        .as_array()?
-        .iter()
-        .find_map(|d| d["errorCode"].as_str().map(str::to_string))
-        .or_else(|| v["error"]["status"].as_str().map(str::to_string))
+    let detail = v["error"]["details"].as_array().and_then(|ds| ds.iter().find_map(|d| d["errorCode"].as_str()));
+    detail.or_else(|| v["error"]["status"].as_str()).map(str::to_string)
 }
 
 #[cfg(test)]
