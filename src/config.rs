@@ -157,6 +157,9 @@ pub struct PushConfig {
     pub fcm_token_uri: Option<String>,
     /// How long push services keep an undelivered notification for an offline device.
     pub ttl_secs: u32,
+    /// How long a push service may take to answer before the send counts as failed (and
+    /// is retried with backoff).
+    pub send_timeout_ms: u64,
 }
 
 impl Default for PushConfig {
@@ -169,6 +172,7 @@ impl Default for PushConfig {
             fcm_api_base: "https://fcm.googleapis.com".into(),
             fcm_token_uri: None,
             ttl_secs: 24 * 3600,
+            send_timeout_ms: 15_000,
         }
     }
 }
@@ -183,6 +187,7 @@ impl fmt::Debug for PushConfig {
             .field("fcm_api_base", &self.fcm_api_base)
             .field("fcm_token_uri", &self.fcm_token_uri)
             .field("ttl_secs", &self.ttl_secs)
+            .field("send_timeout_ms", &self.send_timeout_ms)
             .finish()
     }
 }

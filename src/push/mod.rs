@@ -102,9 +102,6 @@ pub struct Pusher {
     fcm: Option<fcm::Fcm>,
 }
 
-/// How long a push service may take to answer before the send counts as a timeout.
-const SEND_TIMEOUT: Duration = Duration::from_secs(15);
-
 impl Pusher {
     /// From the configuration: the VAPID identity ([`load_or_create_vapid`]) and, with
     /// `push.fcm_credentials`, FCM.
@@ -120,7 +117,7 @@ impl Pusher {
             }
             None => None,
         };
-        let http = reqwest::Client::builder().timeout(SEND_TIMEOUT).build()?;
+        let http = reqwest::Client::builder().timeout(Duration::from_millis(config.push.send_timeout_ms)).build()?;
         Ok(Pusher { http, vapid, fcm })
     }
 

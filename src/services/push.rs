@@ -286,7 +286,12 @@ pub async fn run_send_push(state: AppState, job: SendPush) -> anyhow::Result<()>
     }
     let target = match (d.kind.as_str(), &d.p256dh, &d.auth) {
         ("webpush", Some(p256dh), Some(auth)) => Device::WebPush { endpoint: &d.endpoint, p256dh, auth },
-        _ => Device::Fcm(&d.endpoint),
+        ("fcm", ..) => Device::Fcm(&d.endpoint),
+        _ => {
+            // The registry never writes such a row; one that is there cannot be sent to.
+            tracing::warn!(device = %d.id, kind = d.kind, "push subscription without its keys; skipped");
+            return Ok(());
+        }
     };
     let failed = |reason: &'static str| {
         metrics::counter!("chorus_push_failed_total", "service" => service, "reason" => reason).increment(1);

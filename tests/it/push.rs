@@ -77,6 +77,7 @@ crate::both_backends!(
     a_push_whose_notification_went_is_not_sent,
     a_muted_conversation_pushes_nothing,
     a_stale_push_of_a_growing_group_is_not_sent,
+    a_push_service_that_never_answers_is_retried,
     throttling_and_outages_are_retried_without_doubling,
     across_instances_each_device_gets_each_notification_once,
 );
@@ -550,4 +551,21 @@ async fn a_stale_push_of_a_growing_group_is_not_sent(b: Backend) {
     let shown = push_service().read(|s| s.shown[&browser.device].values().cloned().collect::<Vec<_>>());
     assert_eq!(shown.len(), 1);
     assert_eq!(shown[0]["title"], *titles.last().unwrap());
+}
+
+/// A push service that takes the push and never answers is a timeout: the send is retried,
+/// with the same `Topic`, and the device shows the notification once.
+async fn a_push_service_that_never_answers_is_retried(b: Backend) {
+    let app = TestApp::spawn_with(b, |c| c.push.send_timeout_ms = 300).await;
+    let ann = app.register("ann").await;
+    let bob = app.register("bob").await;
+    let browser = push_service().browser("ann-slow");
+    push_service().script(&browser.device, &[Answer::AcceptAndStall]);
+    register_device(&app, &ann, json!({"web_push": browser.subscription()})).await;
+    let (s, _) = app.post(&format!("/users/{}/follow", ann.id), bob.bearer(), json!({})).await;
+    assert!(s.is_success());
+    let both = pushes(&browser.device, 2).await;
+    assert_eq!(both[0].topic, both[1].topic);
+    jobs_drained(&app).await;
+    assert_eq!(push_service().read(|s| (s.of(&browser.device).len(), s.showing(&browser.device))), (2, 1));
 }
