@@ -21,7 +21,7 @@ use crate::auth::tokens::load_or_create_secret;
 use crate::auth::{Auth, Revocations};
 use crate::broker::Broker;
 use crate::broker::memory::{MemoryBroker, MemoryBus};
-use crate::broker::redis::RedisBroker;
+use crate::broker::redis::Connected;
 use crate::config::Config;
 use crate::domain::{IdGen, Timestamp};
 use crate::jobs::{self, Queue, Registry};
@@ -105,10 +105,10 @@ impl Chorus {
         };
         let mailer = Mailer::new(config.smtp_url.as_deref(), &config.mail_from).context("configuring SMTP")?;
 
-        let broker = match (&config.redis_url, opts.memory_bus) {
-            (Some(url), _) => Broker::Redis(RedisBroker::start(url, &config.redis_namespace, shutdown.clone()).await?),
-            (None, Some(bus)) => Broker::Memory(MemoryBroker::on(bus)),
-            (None, None) => Broker::Memory(MemoryBroker::new()),
+        // The broker is made for the hub (it delivers to it), the hub owns it.
+        let redis_broker = match &config.redis_url {
+            Some(url) => Some(Connected::open(url).await?),
+            None => None,
         };
         let presence = match &redis {
             Some(conn) => Presence::redis(
@@ -118,8 +118,11 @@ impl Chorus {
             ),
             None => Presence::local(),
         };
-        let hub = Hub::new(config.hub.queue_frames);
-        hub.attach_broker(broker.clone());
+        let hub = Hub::new(config.hub.queue_frames, |sink| match redis_broker {
+            Some(connected) => Broker::Redis(connected.start(&config.redis_namespace, sink, shutdown.clone())),
+            None => Broker::Memory(MemoryBroker::join(opts.memory_bus.unwrap_or_default(), sink)),
+        });
+        let broker = hub.broker().clone();
 
         let listener = TcpListener::bind(config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         let mut config = config;

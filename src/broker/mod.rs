@@ -23,7 +23,20 @@ pub mod redis;
 use std::sync::Arc;
 
 use crate::events::Envelope;
-use crate::realtime::hub::Hub;
+
+/// What a broker delivers to: this instance's hub, given to the broker when it is made (as
+/// a `Weak`, so the broker never keeps a stopped hub alive). The broker sits below the hub
+/// and knows nothing else of it; tests drive a broker with a stub.
+pub trait Sink: Send + Sync + 'static {
+    /// An envelope for the local subscribers of its topic.
+    fn deliver(&self, env: Envelope);
+    /// The broker lost messages (it reconnected): every session re-reads what it missed.
+    fn recovered(&self);
+    /// Topics with local subscribers (re-subscribed after a reconnect).
+    fn held_topics(&self) -> Vec<Arc<str>>;
+    /// Whether `topic` has local subscribers now.
+    fn holds(&self, topic: &str) -> bool;
+}
 
 /// The broker of this instance.
 #[derive(Clone)]
@@ -65,14 +78,6 @@ impl Broker {
         match self {
             Broker::Memory(_) => true,
             Broker::Redis(b) => b.is_healthy(),
-        }
-    }
-
-    /// Connects the broker to this instance's hub (called once at start).
-    pub fn attach(&self, hub: &Arc<Hub>) {
-        match self {
-            Broker::Memory(b) => b.attach(hub),
-            Broker::Redis(b) => b.attach(hub),
         }
     }
 

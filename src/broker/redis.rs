@@ -15,7 +15,7 @@
 //!   that way (they were stored before they were published).
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -24,9 +24,9 @@ use serde_json::value::RawValue;
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use super::Sink;
 use crate::domain::{Id, now_ms};
 use crate::events::{Envelope, EventName};
-use crate::realtime::hub::Hub;
 
 /// Batches waiting to be published before new ones are dropped (and counted).
 const PUBLISH_QUEUE: usize = 8192;
@@ -39,7 +39,7 @@ enum Command {
 struct Shared {
     namespace: String,
     healthy: AtomicBool,
-    hub: OnceLock<Weak<Hub>>,
+    sink: Weak<dyn Sink>,
 }
 
 /// Handle on the Redis broker tasks.
@@ -88,27 +88,33 @@ pub async fn connection_manager(client: redis::Client) -> redis::RedisResult<red
     redis::aio::ConnectionManager::new_with_config(client, config).await
 }
 
-impl RedisBroker {
-    /// Connects and starts the publisher and subscriber tasks (stopped by `shutdown`).
-    pub async fn start(url: &str, namespace: &str, shutdown: CancellationToken) -> anyhow::Result<Self> {
+/// A connection to Redis, before it is given its sink ([`Connected::start`]).
+pub struct Connected {
+    client: redis::Client,
+    publisher: redis::aio::ConnectionManager,
+}
+
+impl Connected {
+    /// Connects (fails when Redis cannot be reached at start).
+    pub async fn open(url: &str) -> anyhow::Result<Connected> {
         let client = redis::Client::open(url)?;
         let publisher = connection_manager(client.clone()).await?;
-        let shared = Arc::new(Shared {
-            namespace: namespace.to_string(),
-            healthy: AtomicBool::new(false),
-            hub: OnceLock::new(),
-        });
+        Ok(Connected { client, publisher })
+    }
+
+    /// Starts the publisher and subscriber tasks (stopped by `shutdown`), delivering to
+    /// `sink`.
+    pub fn start(self, namespace: &str, sink: Weak<dyn Sink>, shutdown: CancellationToken) -> RedisBroker {
+        let shared = Arc::new(Shared { namespace: namespace.to_string(), healthy: AtomicBool::new(false), sink });
         let (publish_tx, publish_rx) = mpsc::channel(PUBLISH_QUEUE);
         let (commands, commands_rx) = mpsc::unbounded_channel();
-        tokio::spawn(publish_loop(publisher, shared.clone(), publish_rx, shutdown.clone()));
-        tokio::spawn(subscribe_loop(client, shared.clone(), commands_rx, shutdown));
-        Ok(Self { shared, publish_tx, commands })
+        tokio::spawn(publish_loop(self.publisher, shared.clone(), publish_rx, shutdown.clone()));
+        tokio::spawn(subscribe_loop(self.client, shared.clone(), commands_rx, shutdown));
+        RedisBroker { shared, publish_tx, commands }
     }
+}
 
-    pub(super) fn attach(&self, hub: &Arc<Hub>) {
-        let _ = self.shared.hub.set(Arc::downgrade(hub));
-    }
-
+impl RedisBroker {
     pub(super) fn publish(&self, envelopes: Vec<Envelope>) {
         if let Err(e) = self.publish_tx.try_send(envelopes) {
             let n = match &e {
@@ -227,8 +233,8 @@ async fn subscribe_loop(
         let (mut sink, mut stream) = pubsub.split();
 
         // Re-subscribe everything the hub holds (none on first connect).
-        let hub = shared.hub.get().and_then(Weak::upgrade);
-        let held: Vec<Arc<str>> = hub.as_ref().map(|h| h.topic_keys()).unwrap_or_default();
+        let hub = shared.sink.upgrade();
+        let held: Vec<Arc<str>> = hub.as_ref().map(|h| h.held_topics()).unwrap_or_default();
         let mut ok = true;
         for chunk in held.chunks(500) {
             let chans: Vec<String> = chunk.iter().map(|t| channel(&shared.namespace, t)).collect();
@@ -247,7 +253,7 @@ async fn subscribe_loop(
             metrics::counter!("chorus_broker_reconnects_total").increment(1);
             tracing::info!(topics = held.len(), "Redis subscriber reconnected");
             if let Some(hub) = &hub {
-                hub.broker_recovered();
+                hub.recovered();
             }
         }
         was_connected = true;
@@ -264,7 +270,7 @@ async fn subscribe_loop(
                     }
                     Some(Command::Unsubscribe(topic)) => {
                         // The hub may have re-gained a subscriber since it asked.
-                        let still_held = shared.hub.get().and_then(Weak::upgrade).is_some_and(|h| h.has_topic(&topic));
+                        let still_held = shared.sink.upgrade().is_some_and(|h| h.holds(&topic));
                         if !still_held
                             && let Err(e) = sink.unsubscribe(channel(&shared.namespace, &topic)).await
                         {
@@ -309,7 +315,7 @@ fn deliver(shared: &Shared, msg: &redis::Msg) {
     let lag_ms = (now_ms() - wire.t).max(0);
     metrics::histogram!("chorus_broker_lag_seconds").record(lag_ms as f64 / 1000.0);
     let env = Envelope { topic, event, seq: wire.s, data: Arc::from(wire.d.get()), actor: wire.a };
-    if let Some(hub) = shared.hub.get().and_then(Weak::upgrade) {
+    if let Some(hub) = shared.sink.upgrade() {
         hub.deliver(env);
     }
 }

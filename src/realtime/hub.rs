@@ -26,7 +26,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU16, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, OnceLock, RwLock, Weak};
 use std::task::Poll;
 
 use axum::extract::ws::Utf8Bytes;
@@ -35,7 +35,7 @@ use dashmap::mapref::entry::Entry;
 use futures_util::task::AtomicWaker;
 use tokio::sync::{OnceCell, broadcast, mpsc};
 
-use crate::broker::Broker;
+use crate::broker::{Broker, Sink};
 use crate::domain::Id;
 use crate::events::{Envelope, EventName, Topic};
 use crate::realtime::close::CloseCode;
@@ -248,7 +248,7 @@ pub fn blocked_room(user: Id) -> String {
 /// The registry.
 pub struct Hub {
     queue_frames: usize,
-    broker: OnceLock<Broker>,
+    broker: Broker,
     topics: DashMap<Arc<str>, Arc<TopicSubs>>,
     sessions: DashMap<SessionId, SessionHandle>,
     /// Sessions per user, for the per-user cap.
@@ -259,11 +259,12 @@ pub struct Hub {
 }
 
 impl Hub {
-    /// A hub whose sessions queue at most `queue_frames` events each.
-    pub fn new(queue_frames: usize) -> Arc<Self> {
-        Arc::new(Self {
+    /// A hub whose sessions queue at most `queue_frames` events each, over the broker
+    /// `broker` makes for it (given the hub as its [`Sink`]).
+    pub fn new(queue_frames: usize, broker: impl FnOnce(Weak<dyn Sink>) -> Broker) -> Arc<Self> {
+        Arc::new_cyclic(|me: &Weak<Hub>| Self {
             queue_frames,
-            broker: OnceLock::new(),
+            broker: broker(me.clone()),
             topics: DashMap::new(),
             sessions: DashMap::new(),
             per_user: DashMap::new(),
@@ -273,19 +274,14 @@ impl Hub {
         })
     }
 
-    /// Connects the hub and its broker (both directions). Called once at start.
-    pub fn attach_broker(self: &Arc<Self>, broker: Broker) {
-        broker.attach(self);
-        let _ = self.broker.set(broker);
-    }
-
     /// Installs the Socket.IO room broadcaster.
     pub fn set_sio_bridge(&self, bridge: SioBridge) {
         let _ = self.sio_bridge.set(bridge);
     }
 
-    fn broker(&self) -> &Broker {
-        self.broker.get().expect("hub used before a broker was attached")
+    /// The broker this hub's events travel on.
+    pub fn broker(&self) -> &Broker {
+        &self.broker
     }
 
     /// Every envelope this hub receives, for tests and diagnostics. Costs nothing while no
@@ -513,5 +509,23 @@ impl Hub {
         for s in self.sessions.iter() {
             s.kill.kill(code);
         }
+    }
+}
+/// What the broker sees of the hub.
+impl Sink for Hub {
+    fn deliver(&self, env: Envelope) {
+        Hub::deliver(self, env);
+    }
+
+    fn recovered(&self) {
+        self.broker_recovered();
+    }
+
+    fn held_topics(&self) -> Vec<Arc<str>> {
+        self.topic_keys()
+    }
+
+    fn holds(&self, topic: &str) -> bool {
+        self.has_topic(topic)
     }
 }
