@@ -37,7 +37,12 @@ self.addEventListener("notificationclick", (event) => {
       const open = windows.find((w) => new URL(w.url).origin === self.location.origin);
       if (open) {
         await open.focus();
-        return open.navigate(target.href);
+        // navigate() works on windows this worker controls only (not after a hard reload).
+        try {
+          return await open.navigate(target.href);
+        } catch {
+          /* fall through to a new window */
+        }
       }
       return self.clients.openWindow(target.href);
     })(),

@@ -137,7 +137,13 @@ impl Fcm {
         let body = res.text().await.unwrap_or_default();
         let code = error_code(&body);
         match (status.as_u16(), code.as_deref()) {
-            (_, Some("UNREGISTERED")) | (404, _) => Outcome::Gone,
+            // The token is no longer valid, or belongs to another Firebase project: FCM's
+            // documentation says to remove it. A bare 404 is not that (a wrong project or
+            // API base would otherwise remove every device).
+            (_, Some("UNREGISTERED" | "SENDER_ID_MISMATCH")) => Outcome::Gone,
+            // The APNs or Web Push credentials in the Firebase project are wrong: a
+            // configuration problem, not an expired access token.
+            (_, Some("THIRD_PARTY_AUTH_ERROR")) => Outcome::Rejected(format!("FCM third-party auth: {body}")),
             (401, _) => {
                 // The access token was revoked or expired early: fetch a new one next time.
                 *self.token.lock().await = None;

@@ -100,6 +100,8 @@ pub struct Pusher {
     http: reqwest::Client,
     vapid: Option<Vapid>,
     fcm: Option<fcm::Fcm>,
+    /// Bounds a whole send, an FCM token fetch (and the wait for another's) included.
+    timeout: Duration,
 }
 
 impl Pusher {
@@ -117,8 +119,16 @@ impl Pusher {
             }
             None => None,
         };
-        let http = reqwest::Client::builder().timeout(Duration::from_millis(config.push.send_timeout_ms)).build()?;
-        Ok(Pusher { http, vapid, fcm })
+        let timeout = Duration::from_millis(config.push.send_timeout_ms);
+        if config.push.send_timeout_ms >= config.jobs.lease_ms {
+            tracing::warn!(
+                "push.send_timeout_ms is not below jobs.lease_ms: a slow send may be claimed again and sent twice"
+            );
+        }
+        // No redirects: an endpoint must be the https:// URL it was registered with, never an
+        // address a push service (or an account pretending to be one) points the server to.
+        let http = reqwest::Client::builder().timeout(timeout).redirect(reqwest::redirect::Policy::none()).build()?;
+        Ok(Pusher { http, vapid, fcm, timeout })
     }
 
     /// The VAPID identity, where Web Push is on.
@@ -131,8 +141,15 @@ impl Pusher {
         self.fcm.is_some()
     }
 
-    /// Sends `msg` to `device`.
+    /// Sends `msg` to `device`, within the send timeout.
     pub async fn send(&self, device: Device<'_>, msg: &Message) -> Outcome {
+        match tokio::time::timeout(self.timeout, self.send_now(device, msg)).await {
+            Ok(o) => o,
+            Err(_) => Outcome::Transient("push service timed out".into()),
+        }
+    }
+
+    async fn send_now(&self, device: Device<'_>, msg: &Message) -> Outcome {
         match device {
             Device::WebPush { endpoint, p256dh, auth } => match &self.vapid {
                 Some(v) => self.web_push(v, endpoint, p256dh, auth, msg).await,

@@ -9,11 +9,13 @@
 //! notification: one [`SendPush`] job per device of the recipient that wants the kind, so
 //! a notification is pushed exactly when it committed, and each device's send is retried
 //! on its own. The job ([`run_send_push`]):
-//! - sends nothing when the device is gone (the session ended, the device was removed),
-//!   when the in-app notification it describes is gone (the post deleted, the reaction
-//!   taken back, a block) or has more actors than when the job was made (a newer push of
-//!   the group is queued), or when the recipient has a socket open on any instance now
-//!   (they see it live);
+//! - sends nothing when the device is gone (the session ended, the device was removed);
+//!   when what it describes changed since ([`Recheck`]): the in-app notification is gone
+//!   or its actor left it (the post deleted, the reaction taken back), more actors joined
+//!   it (a newer push of the group is queued), a block or mute now stands between the
+//!   recipient and the actor, the post is no longer the recipient's to see, the chat
+//!   message was deleted, the recipient left or muted the conversation; or when the
+//!   recipient has a socket open on any instance now (they see it live);
 //! - retries with the queue's backoff on timeouts and 5xx, after `Retry-After` on 429;
 //! - removes the device when the push service says it no longer exists (Web Push 404/410,
 //!   FCM `UNREGISTERED`);
@@ -34,10 +36,12 @@ use crate::domain::{Id, Timestamp};
 use crate::error::{AppError, AppResult};
 use crate::jobs::{self, Job};
 use crate::push::{Device, Message, Outcome, webpush};
+use crate::services::access;
 use crate::state::AppState;
-use crate::store::Tx;
+use crate::store::chat as chat_store;
 use crate::store::notifications as notification_store;
 use crate::store::push::{self as store, SubscriptionRow};
+use crate::store::{Ex, Tx};
 
 /// Most devices one account may register.
 pub const MAX_DEVICES: i64 = 20;
@@ -178,7 +182,7 @@ pub async fn subscribe(state: &AppState, me: &AuthUser, req: NewSubscription) ->
     let mut kinds: Vec<&str> = req.kinds.unwrap_or_default().into_iter().map(NotificationKind::key).collect();
     kinds.sort();
     kinds.dedup();
-    let row = SubscriptionRow {
+    let mut row = SubscriptionRow {
         id: state.ids.next(),
         user_id: me.id,
         session_id: me.sid,
@@ -194,7 +198,7 @@ pub async fn subscribe(state: &AppState, me: &AuthUser, req: NewSubscription) ->
     if store::count_others(tx.ex(), me.id, &row.endpoint).await? >= MAX_DEVICES {
         return Err(AppError::conflict(format!("at most {MAX_DEVICES} devices: remove one first")));
     }
-    store::upsert(tx.ex(), &row).await?;
+    row.id = store::upsert(tx.ex(), &row).await?;
     tx.commit().await?;
     Ok(view(&row, me.sid))
 }
@@ -222,10 +226,27 @@ pub struct SendPush {
     pub user: Id,
     /// What it shows.
     pub message: Message,
-    /// How many actors the in-app notification had when this was made: a job that finds
-    /// more is stale (a newer one, with the newer sentence, is queued) and sends nothing.
+    /// What is checked again when it is sent.
     #[serde(default)]
+    pub recheck: Recheck,
+}
+
+/// What a push is checked against again when it is sent: whatever changed since the
+/// notification was made (a block, a deleted post or message, a mute, a newer push of the
+/// group) must not reach the device.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Recheck {
+    /// The account whose action it reports (`None`: a notice of the service's own): the
+    /// recipient must still accept notifications from them (no block or mute either way).
+    pub actor: Option<Id>,
+    /// The author of the post concerned: the recipient must still be allowed to see it.
+    pub post_author: Option<Id>,
+    /// The in-app notification's actor count when this was made: a job that finds more is
+    /// stale (a newer one, with the newer sentence, is queued) and sends nothing.
     pub actors: i64,
+    /// A chat message `(conversation, message)`: it must not be deleted, and the recipient
+    /// must still be a member who has not muted the conversation.
+    pub chat: Option<(Id, Id)>,
 }
 
 impl Job for SendPush {
@@ -233,21 +254,20 @@ impl Job for SendPush {
 }
 
 /// In the caller's transaction: one [`SendPush`] per device of `user` that wants `kind`
-/// (and whose push service this server can reach). `actors`: the in-app notification's
-/// actor count now (0 without one).
+/// (and whose push service this server can reach).
 pub async fn enqueue(
     state: &AppState,
     tx: &mut Tx,
     user: Id,
     kind: NotificationKind,
     message: &Message,
-    actors: i64,
+    recheck: &Recheck,
 ) -> AppResult<()> {
     for d in store::for_user(tx.ex(), user).await? {
         let wants = d.kinds.is_empty() || d.kinds.split(',').any(|k| k == kind.key());
         let reachable = if d.kind == "webpush" { state.push.vapid().is_some() } else { state.push.has_fcm() };
         if wants && reachable {
-            let job = SendPush { device: d.id, user, message: message.clone(), actors };
+            let job = SendPush { device: d.id, user, message: message.clone(), recheck: recheck.clone() };
             jobs::enqueue(tx, &state.ids, state.config.jobs.max_attempts, &job).await?;
         }
     }
@@ -258,18 +278,7 @@ pub async fn enqueue(
 pub async fn run_send_push(state: AppState, job: SendPush) -> anyhow::Result<()> {
     let mut c = state.store.conn().await?;
     let device = store::get(c.ex(), job.device).await?.filter(|d| d.user_id == job.user);
-    // The in-app notification went meanwhile (its post or comment deleted, the reaction
-    // taken back, a block between the two): the push would show what the app no longer
-    // does. Or more actors joined it: a newer push of the group is queued (a popular post
-    // under a push service's `Retry-After` sends the latest sentence, not every one).
-    let skip = match job.message.notification_id {
-        Some(id) => match notification_store::get(c.ex(), id).await? {
-            None => Some("withdrawn"),
-            Some(n) if n.actor_count > job.actors => Some("superseded"),
-            Some(_) => None,
-        },
-        None => None,
-    };
+    let skip = stale(c.ex(), &job).await?;
     drop(c);
     let Some(d) = device else {
         metrics::counter!("chorus_push_skipped_total", "service" => "any", "reason" => "no_device").increment(1);
@@ -321,4 +330,38 @@ pub async fn run_send_push(state: AppState, job: SendPush) -> anyhow::Result<()>
         }
     }
     Ok(())
+}
+
+/// Why `job` must not be sent any more, if it must not (see [`Recheck`]).
+async fn stale(mut ex: Ex<'_>, job: &SendPush) -> anyhow::Result<Option<&'static str>> {
+    let r = &job.recheck;
+    if let Some(id) = job.message.notification_id {
+        // The in-app notification went (its post or comment deleted, a block), or the
+        // actor left it (a reaction taken back), or more actors joined it: a newer push of
+        // the group is queued (a popular post under a `Retry-After` sends the latest
+        // sentence, not every one).
+        let Some(n) = notification_store::get(ex.reborrow(), id).await? else { return Ok(Some("withdrawn")) };
+        if n.actor_count > r.actors {
+            return Ok(Some("superseded"));
+        }
+        if let Some(a) = r.actor
+            && !notification_store::has_actor(ex.reborrow(), n.user_id, &n.kind, &n.target_type, n.target_id, a).await?
+        {
+            return Ok(Some("withdrawn"));
+        }
+    }
+    if let Some(a) = r.actor
+        && !access::may_notify(ex.reborrow(), job.user, a, r.post_author).await?
+    {
+        return Ok(Some("withdrawn"));
+    }
+    if let Some((conversation, message)) = r.chat {
+        if chat_store::get_message(ex.reborrow(), message, None).await?.is_none_or(|m| m.deleted) {
+            return Ok(Some("withdrawn"));
+        }
+        if chat_store::member(ex, conversation, job.user).await?.is_none_or(|m| m.muted) {
+            return Ok(Some("muted"));
+        }
+    }
+    Ok(None)
 }

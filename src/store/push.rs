@@ -33,17 +33,18 @@ pub struct SubscriptionRow {
 
 const COLS: &str = "id, user_id, session_id, kind, endpoint, p256dh, auth, label, kinds, created_at";
 
-/// Registers a device. An endpoint (or token) is one device: registering it again — from
-/// another session or account on the same browser — replaces the earlier row.
-pub async fn upsert(ex: Ex<'_>, s: &SubscriptionRow) -> StoreResult<()> {
+/// Registers a device; its id. An endpoint (or token) is one device: registering it again —
+/// from another session or account on the same browser — updates the earlier row and keeps
+/// its id, so pushes queued for the device still find it (they check its owner).
+pub async fn upsert(ex: Ex<'_>, s: &SubscriptionRow) -> StoreResult<Id> {
     let sql = "INSERT INTO push_subscriptions (id, user_id, session_id, kind, endpoint, p256dh, auth, label, kinds, created_at) \
                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-               ON CONFLICT (endpoint) DO UPDATE SET id = excluded.id, user_id = excluded.user_id, \
+               ON CONFLICT (endpoint) DO UPDATE SET user_id = excluded.user_id, \
                session_id = excluded.session_id, kind = excluded.kind, p256dh = excluded.p256dh, auth = excluded.auth, \
-               label = excluded.label, kinds = excluded.kinds, created_at = excluded.created_at";
-    exec!(ex, c => sqlx::query(sql).bind(s.id).bind(s.user_id).bind(s.session_id).bind(&s.kind).bind(&s.endpoint)
-        .bind(&s.p256dh).bind(&s.auth).bind(&s.label).bind(&s.kinds).bind(s.created_at).execute(c).await)?;
-    Ok(())
+               label = excluded.label, kinds = excluded.kinds, created_at = excluded.created_at RETURNING id";
+    Ok(run!(ex, c => sqlx::query_scalar(sql).bind(s.id).bind(s.user_id).bind(s.session_id).bind(&s.kind)
+        .bind(&s.endpoint).bind(&s.p256dh).bind(&s.auth).bind(&s.label).bind(&s.kinds).bind(s.created_at)
+        .fetch_one(c).await)?)
 }
 
 /// One device.

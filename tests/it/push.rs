@@ -78,6 +78,7 @@ crate::both_backends!(
     a_muted_conversation_pushes_nothing,
     a_stale_push_of_a_growing_group_is_not_sent,
     a_push_service_that_never_answers_is_retried,
+    a_push_is_checked_again_when_it_is_sent,
     throttling_and_outages_are_retried_without_doubling,
     across_instances_each_device_gets_each_notification_once,
 );
@@ -225,6 +226,8 @@ async fn an_offline_browser_gets_each_notification_encrypted_signed_and_grouped(
     let bob = app.register("bob").await;
     let cat = app.register("cat").await;
     let browser = push_service().browser("ann");
+    let key = app.get("/push/vapid-key", None).await.1["public_key"].as_str().unwrap().to_string();
+    push_service().subscribed_with(&browser.device, &key);
     register_device(&app, &ann, json!({"web_push": browser.subscription(), "label": "Firefox"})).await;
     let post = new_post(&app, &ann, "sunset").await;
 
@@ -414,6 +417,9 @@ async fn across_instances_each_device_gets_each_notification_once(b: Backend) {
     let ann = a.register("ann").await;
     let bob = bb.register("bob").await;
     let browser = push_service().browser("ann-cluster");
+    // Subscribed with the key instance b serves; instance a's worker may be the one signing.
+    let served = bb.get("/push/vapid-key", None).await.1["public_key"].as_str().unwrap().to_string();
+    push_service().subscribed_with(&browser.device, &served);
     let phone = push_service().fcm_token("ann-cluster-phone");
     register_device(a, &ann, json!({"web_push": browser.subscription()})).await;
     register_device(bb, &ann, json!({"fcm_token": phone})).await;
@@ -568,4 +574,40 @@ async fn a_push_service_that_never_answers_is_retried(b: Backend) {
     assert_eq!(both[0].topic, both[1].topic);
     jobs_drained(&app).await;
     assert_eq!(push_service().read(|s| (s.of(&browser.device).len(), s.showing(&browser.device))), (2, 1));
+}
+
+/// What changed between a push's making and its sending reaches no device: a chat message
+/// deleted while the push service's `Retry-After` runs, and an actor the recipient blocked
+/// meanwhile (with in-app notifications off, so no in-app row speaks for the push).
+async fn a_push_is_checked_again_when_it_is_sent(b: Backend) {
+    let app = TestApp::spawn(b).await;
+    let ann = app.register("ann").await;
+    let bob = app.register("bob").await;
+    let phone = push_service().fcm_token("ann-recheck");
+    push_service().script(&phone, &[Answer::Throttle(2), Answer::Throttle(2)]);
+    register_device(&app, &ann, json!({"fcm_token": phone})).await;
+    let conv = crate::chat::dm(&app, &bob, &ann).await;
+    let said = crate::chat::say(&app, &bob, &conv, "oops, wrong chat").await;
+    pushes(&phone, 1).await;
+    let path = format!("/messages/{}", said["id"].as_str().unwrap());
+    assert_eq!(app.call(Method::DELETE, &path, bob.bearer(), None).await.0, StatusCode::NO_CONTENT);
+
+    let (s, _) = app
+        .call(
+            Method::PUT,
+            "/users/me/settings",
+            ann.bearer(),
+            Some(json!({"notifications": {"follow": {"in_app": false}}})),
+        )
+        .await;
+    assert_eq!(s, StatusCode::OK);
+    let (s, _) = app.post(&format!("/users/{}/follow", ann.id), bob.bearer(), json!({})).await;
+    assert!(s.is_success());
+    pushes(&phone, 2).await;
+    let (s, _) = app.post(&format!("/users/{}/block", bob.id), ann.bearer(), json!({})).await;
+    assert!(s.is_success());
+    jobs_drained(&app).await;
+    let answers: Vec<Answer> = push_service().read(|s| s.of(&phone).iter().map(|p| p.answer).collect());
+    assert_eq!(answers, [Answer::Throttle(2), Answer::Throttle(2)], "neither was sent again");
+    assert_eq!(push_service().read(|s| s.showing(&phone)), 0);
 }

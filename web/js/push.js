@@ -36,7 +36,9 @@ export async function enable() {
   if (!supported()) throw new Error("This browser cannot receive push notifications.");
   const permission = await Notification.requestPermission();
   if (permission !== "granted") throw new Error("Notifications are blocked for this site in the browser's settings.");
-  const reg = (await register()) || (await navigator.serviceWorker.ready);
+  await register();
+  // Subscribing needs an active worker, not one still installing.
+  const reg = await navigator.serviceWorker.ready;
   const { public_key } = await api.get("/push/vapid-key");
   let sub = await reg.pushManager.getSubscription();
   if (sub && sub.options.applicationServerKey) {

@@ -22,6 +22,8 @@ struct Planned {
     /// A notice of the service's own (reports): delivered whatever stands between the
     /// recipient and the actor.
     notice: bool,
+    /// The chat message (messages).
+    message_id: Option<Id>,
 }
 
 impl Planned {
@@ -36,6 +38,7 @@ impl Planned {
             preview: None,
             post_author: None,
             notice: false,
+            message_id: None,
         }
     }
 }
@@ -178,6 +181,7 @@ async fn plan(tx: &mut Tx, cause: &Cause) -> anyhow::Result<(Id, Vec<Planned>)> 
                 .map(|r| {
                     let mut p = Planned::about(*r, K::Message, (TargetType::Conversation, *conversation_id));
                     p.conversation_id = Some(*conversation_id);
+                    p.message_id = Some(*message_id);
                     p.preview = Some(preview.clone());
                     p
                 })
@@ -315,8 +319,13 @@ async fn deliver(state: &AppState, tx: &mut Tx, events: &mut EventBatch, actor: 
                 }
                 let Some((to, by)) = people(tx, p.recipient, actor).await? else { continue };
                 let message = push_message(state, &p, &key, view.as_ref(), &to, &by);
-                let actors = view.as_ref().map_or(0, |v| v.actor_count);
-                push::enqueue(state, tx, p.recipient, p.kind, &message, actors).await?;
+                let recheck = push::Recheck {
+                    actor: (!p.notice).then_some(actor),
+                    post_author: p.post_author,
+                    actors: view.as_ref().map_or(0, |v| v.actor_count),
+                    chat: p.conversation_id.zip(p.message_id),
+                };
+                push::enqueue(state, tx, p.recipient, p.kind, &message, &recheck).await?;
             }
         }
     }

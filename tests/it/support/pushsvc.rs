@@ -94,6 +94,9 @@ pub struct State {
     pub tokens_issued: u32,
     scripts: HashMap<String, VecDeque<Answer>>,
     browsers: HashMap<String, (SecretKey, [u8; 16])>,
+    /// The `applicationServerKey` a browser subscribed with: the only `k` its pushes may
+    /// carry (a push service refuses another key's).
+    server_keys: HashMap<String, String>,
     access_tokens: HashSet<String>,
 }
 
@@ -185,6 +188,12 @@ impl PushService {
         }
     }
 
+    /// Subscribes `device` with the server's VAPID public key, as `PushManager.subscribe`
+    /// does: its pushes must be signed with that key (else `403`).
+    pub fn subscribed_with(&self, device: &str, server_key: &str) {
+        self.shared.state.lock().unwrap().server_keys.insert(device.to_string(), server_key.to_string());
+    }
+
     /// A new FCM registration token (the device's name at the service).
     pub fn fcm_token(&self, name: &str) -> String {
         format!("{name}:{}", rand::random::<u64>())
@@ -271,6 +280,11 @@ async fn web_push(
         }
     }
     let (Some(jwt), Some(key)) = (t, k) else { return sh.reject(format!("{device}: vapid without t= and k=")) };
+    let expected = sh.state.lock().unwrap().server_keys.get(&device).cloned();
+    if expected.is_some_and(|e| e != key) {
+        sh.reject(format!("{device}: signed with another key than the subscription's"));
+        return StatusCode::FORBIDDEN.into_response();
+    }
     let Ok(point) = B64.decode(&key) else { return sh.reject(format!("{device}: k is not base64url")) };
     if point.len() != 65 || point[0] != 4 {
         return sh.reject(format!("{device}: k is not an uncompressed P-256 point"));
