@@ -380,7 +380,7 @@ pub enum MediaAudience {
 /// history is the member's own, but a block ends every interaction in it). Runs on the
 /// connection or transaction it is given, so a write checks inside its own transaction.
 pub async fn act_in_conversation(mut ex: Ex<'_>, me: Id, conv: &ConversationRow) -> AppResult<MemberRow> {
-    let m = chat_store::member(ex.reborrow(), conv.id, me).await?.ok_or(AppError::NotFound)?;
+    let m = member_of(ex.reborrow(), me, conv.id).await?;
     if conv.kind == DIRECT {
         // The other party may be a member, or asked and not a member yet (a request).
         let mut others: Vec<Id> = chat_store::members_of(ex.reborrow(), &[conv.id])
@@ -393,6 +393,13 @@ pub async fn act_in_conversation(mut ex: Ex<'_>, me: Id, conv: &ConversationRow)
         direct_open(ex, me, conv, &others).await?;
     }
     Ok(m)
+}
+
+/// `me`'s membership of conversation `conv`: what a member may do to their own side of it
+/// (read it, mute it, leave it) needs nothing more. `404` for anyone else, as if it did
+/// not exist (a former member included).
+pub async fn member_of(ex: Ex<'_>, me: Id, conv: Id) -> AppResult<MemberRow> {
+    chat_store::member(ex, conv, me).await?.ok_or(AppError::NotFound)
 }
 
 /// `404` when `me` and `other` are blocked either way (a blocked account is invisible, as

@@ -18,7 +18,7 @@
 //!   recipient has a socket open on any instance now (they see it live);
 //! - retries with the queue's backoff on timeouts and 5xx, after `Retry-After` on 429;
 //! - removes the device when the push service says it no longer exists (Web Push 404/410,
-//!   FCM `UNREGISTERED`);
+//!   FCM `UNREGISTERED` or `SENDER_ID_MISMATCH`);
 //! - carries the message fixed at enqueue, with the group's `Topic`/collapse key: a send
 //!   repeated after a crash between the push service's answer and the job's completion
 //!   replaces itself on the device instead of showing twice.
@@ -129,7 +129,7 @@ fn view(r: &SubscriptionRow, sid: Id) -> SubscriptionView {
         }
         _ => "fcm.googleapis.com".to_string(),
     };
-    let kind = if r.kind == "webpush" { "web_push" } else { "fcm" }.to_string();
+    let kind = r.service().to_string();
     SubscriptionView {
         id: r.id,
         kind,
@@ -288,7 +288,7 @@ pub async fn run_send_push(state: AppState, job: SendPush) -> anyhow::Result<()>
         metrics::counter!("chorus_push_skipped_total", "service" => "any", "reason" => reason).increment(1);
         return Ok(());
     }
-    let service = if d.kind == "webpush" { "web_push" } else { "fcm" };
+    let service = d.service();
     if !state.presence.online_among(&[job.user]).await?.is_empty() {
         metrics::counter!("chorus_push_skipped_total", "service" => service, "reason" => "online").increment(1);
         return Ok(());

@@ -31,6 +31,14 @@ pub struct SubscriptionRow {
     pub created_at: Timestamp,
 }
 
+impl SubscriptionRow {
+    /// The service it is reached through, as the API and metrics name it: `web_push` or
+    /// `fcm`.
+    pub fn service(&self) -> &'static str {
+        if self.kind == "webpush" { "web_push" } else { "fcm" }
+    }
+}
+
 const COLS: &str = "id, user_id, session_id, kind, endpoint, p256dh, auth, label, kinds, created_at";
 
 /// Registers a device; its id. An endpoint (or token) is one device: registering it again —

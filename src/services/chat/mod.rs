@@ -370,12 +370,12 @@ fn require_group_admin(conv: &ConversationRow, m: &MemberRow) -> AppResult<()> {
 async fn membership(state: &AppState, me: Id, id: Id) -> AppResult<(ConversationRow, MemberRow)> {
     let mut c = state.store.conn().await?;
     let conv = store::get_conversation(c.ex(), id, None).await?.ok_or(AppError::NotFound)?;
-    let m = store::member(c.ex(), id, me).await?.ok_or(AppError::NotFound)?;
+    let m = access::member_of(c.ex(), me, id).await?;
     Ok((conv, m))
 }
 
-/// Mutes (or unmutes) conversation `id` for me, a member (`404` for anyone else). Blocks
-/// do not matter: it changes what reaches me only.
+/// Mutes (or unmutes) conversation `id` for me, a member (`404` for anyone else:
+/// [`access::member_of`]). Blocks do not matter: it changes what reaches me only.
 pub async fn set_muted(state: &AppState, me: Id, id: Id, muted: bool) -> AppResult<()> {
     let mut tx = state.store.begin().await?;
     member_in(&mut tx, me, id).await?;
@@ -388,7 +388,7 @@ pub async fn set_muted(state: &AppState, me: Id, id: Id, muted: bool) -> AppResu
 /// membership changes of one conversation queue.
 async fn member_in(tx: &mut Tx, me: Id, id: Id) -> AppResult<(ConversationRow, MemberRow)> {
     let conv = store::get_conversation(tx.ex(), id, Some(RowLock::NoKeyUpdate)).await?.ok_or(AppError::NotFound)?;
-    let m = store::member(tx.ex(), id, me).await?.ok_or(AppError::NotFound)?;
+    let m = access::member_of(tx.ex(), me, id).await?;
     Ok((conv, m))
 }
 

@@ -253,6 +253,8 @@ async fn deliver(state: &AppState, tx: &mut Tx, events: &mut EventBatch, actor: 
     // those are worth an e-mail. An actor joining a group is not.
     let mut fresh = true;
     let mut view: Option<NotificationView> = None;
+    // The recipient and the actor, read once for the channels that need them (e-mail, push).
+    let mut both: Option<Option<(UserRow, UserRow)>> = None;
     for channel in Channel::ALL {
         if !channel.enabled(&pref) {
             continue;
@@ -302,12 +304,15 @@ async fn deliver(state: &AppState, tx: &mut Tx, events: &mut EventBatch, actor: 
                 if !fresh {
                     continue;
                 }
-                let Some((to, by)) = people(tx, p.recipient, actor).await? else { continue };
+                if both.is_none() {
+                    both = Some(people(tx, p.recipient, actor).await?);
+                }
+                let Some(Some((to, by))) = &both else { continue };
                 let text = match &view {
                     Some(v) => v.text.clone(),
                     None => sentence(p.kind, p.target.0, &by.username, 1),
                 };
-                let mail = email(state, &to, &text, p.preview.as_deref());
+                let mail = email(state, to, &text, p.preview.as_deref());
                 jobs::enqueue(tx, &state.ids, state.config.jobs.max_attempts, &SendEmail(mail)).await?;
             }
             Channel::Push => {
@@ -317,8 +322,11 @@ async fn deliver(state: &AppState, tx: &mut Tx, events: &mut EventBatch, actor: 
                 if !pushable {
                     continue;
                 }
-                let Some((to, by)) = people(tx, p.recipient, actor).await? else { continue };
-                let message = push_message(state, &p, &key, view.as_ref(), &to, &by);
+                if both.is_none() {
+                    both = Some(people(tx, p.recipient, actor).await?);
+                }
+                let Some(Some((to, by))) = &both else { continue };
+                let message = push_message(state, &p, &key, view.as_ref(), to, by);
                 let recheck = push::Recheck {
                     actor: (!p.notice).then_some(actor),
                     post_author: p.post_author,
