@@ -7,7 +7,7 @@ use base64::Engine;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::posts::{jobs_drained, new_post};
+use crate::posts::{follow, jobs_drained, new_post};
 use crate::support::pushsvc::{Answer, push_service};
 use crate::support::ws::WsClient;
 use crate::support::{Backend, TestApp, TestUser, eventually, redis_available};
@@ -196,6 +196,14 @@ async fn device_registrations_are_validated(b: Backend) {
 
 // ---- delivery ----------------------------------------------------------------------------
 
+/// An instance with ann (who gets the pushes) and bob.
+async fn ann_and_bob(b: Backend) -> (TestApp, TestUser, TestUser) {
+    let app = TestApp::spawn(b).await;
+    let ann = app.register("ann").await;
+    let bob = app.register("bob").await;
+    (app, ann, bob)
+}
+
 /// Registers `body` as a device of `u`; its id.
 async fn register_device(app: &TestApp, u: &TestUser, body: Value) -> String {
     let (s, d) = app.post("/push/subscriptions", u.bearer(), body).await;
@@ -221,9 +229,7 @@ async fn pushes(device: &str, n: usize) -> Vec<crate::support::pushsvc::Push> {
 /// and the group as `Topic`; a second actor's push carries the grouped sentence under the
 /// same `Topic`, so the device shows one notification, not two.
 async fn an_offline_browser_gets_each_notification_encrypted_signed_and_grouped(b: Backend) {
-    let app = TestApp::spawn(b).await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let (app, ann, bob) = ann_and_bob(b).await;
     let cat = app.register("cat").await;
     let browser = push_service().browser("ann");
     let key = app.get("/push/vapid-key", None).await.1["public_key"].as_str().unwrap().to_string();
@@ -262,9 +268,7 @@ async fn an_offline_browser_gets_each_notification_encrypted_signed_and_grouped(
 /// `collapse_key`/tag; the OAuth access token (from a signed service-account assertion,
 /// checked by the stand-in) is fetched once and reused.
 async fn an_app_gets_fcm_messages_under_one_cached_access_token(b: Backend) {
-    let app = TestApp::spawn(b).await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let (app, ann, bob) = ann_and_bob(b).await;
     let cat = app.register("cat").await;
     let token = push_service().fcm_token("ann-phone");
     register_device(&app, &ann, json!({"fcm_token": token, "label": "Pixel"})).await;
@@ -282,8 +286,7 @@ async fn an_app_gets_fcm_messages_under_one_cached_access_token(b: Backend) {
     assert_eq!(msg["apns"]["headers"]["apns-collapse-id"], m.topic.as_str());
     assert_eq!(m.urgency, "high");
 
-    let (s, _) = app.post(&format!("/users/{}/follow", ann.id), cat.bearer(), json!({})).await;
-    assert!(s.is_success());
+    follow(&app, &cat, &ann).await;
     let f = pushes(&token, 2).await.remove(1);
     assert_eq!(f.payload["notification"]["title"], "cat started following you");
     assert_eq!(f.payload["data"]["url"], "/u/cat");
@@ -296,9 +299,7 @@ async fn an_app_gets_fcm_messages_under_one_cached_access_token(b: Backend) {
 /// pushes "New message from bob" without the text; a device that chose kinds gets only
 /// those.
 async fn settings_and_device_kinds_decide_what_is_pushed(b: Backend) {
-    let app = TestApp::spawn(b).await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let (app, ann, bob) = ann_and_bob(b).await;
     let cat = app.register("cat").await;
     let all = push_service().browser("ann-all");
     let chats = push_service().fcm_token("ann-chats-only");
@@ -329,8 +330,7 @@ async fn settings_and_device_kinds_decide_what_is_pushed(b: Backend) {
     assert_eq!(in_browser.payload["body"], "");
     assert!(!in_browser.payload.to_string().contains("secret"));
     // A follow reaches the browser only; the reaction reached neither.
-    let (s, _) = app.post(&format!("/users/{}/follow", ann.id), cat.bearer(), json!({})).await;
-    assert!(s.is_success());
+    follow(&app, &cat, &ann).await;
     let follow = pushes(&all.device, 2).await.remove(1);
     assert_eq!(follow.payload["title"], "cat started following you");
     jobs_drained(&app).await;
@@ -342,9 +342,7 @@ async fn settings_and_device_kinds_decide_what_is_pushed(b: Backend) {
 /// A push waiting for its retry is not sent once what it describes is gone: the post is
 /// deleted while the push service's `Retry-After` runs.
 async fn a_push_whose_notification_went_is_not_sent(b: Backend) {
-    let app = TestApp::spawn(b).await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let (app, ann, bob) = ann_and_bob(b).await;
     let browser = push_service().browser("ann-withdrawn");
     push_service().script(&browser.device, &[Answer::Throttle(2)]);
     register_device(&app, &ann, json!({"web_push": browser.subscription()})).await;
@@ -359,17 +357,14 @@ async fn a_push_whose_notification_went_is_not_sent(b: Backend) {
 /// A push service that says the subscription is gone (Web Push 410, FCM `UNREGISTERED`)
 /// gets the device removed: no further sends to it.
 async fn a_subscription_its_service_forgot_is_removed(b: Backend) {
-    let app = TestApp::spawn(b).await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let (app, ann, bob) = ann_and_bob(b).await;
     let browser = push_service().browser("ann-gone");
     let token = push_service().fcm_token("ann-uninstalled");
     push_service().script(&browser.device, &[Answer::Gone]);
     push_service().script(&token, &[Answer::Gone]);
     register_device(&app, &ann, json!({"web_push": browser.subscription()})).await;
     register_device(&app, &ann, json!({"fcm_token": token})).await;
-    let (s, _) = app.post(&format!("/users/{}/follow", ann.id), bob.bearer(), json!({})).await;
-    assert!(s.is_success());
+    follow(&app, &bob, &ann).await;
     pushes(&browser.device, 1).await;
     pushes(&token, 1).await;
     let list = eventually(WAIT, || async {
@@ -385,17 +380,14 @@ async fn a_subscription_its_service_forgot_is_removed(b: Backend) {
 /// 429 with `Retry-After` is honoured (the queue's own backoff here is 50 ms), a 500 is
 /// retried, and the device ends up showing the notification once.
 async fn throttling_and_outages_are_retried_without_doubling(b: Backend) {
-    let app = TestApp::spawn(b).await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let (app, ann, bob) = ann_and_bob(b).await;
     let browser = push_service().browser("ann-busy");
     let token = push_service().fcm_token("ann-busy-phone");
     push_service().script(&browser.device, &[Answer::Throttle(2), Answer::Fail, Answer::Accept]);
     push_service().script(&token, &[Answer::Throttle(1), Answer::Accept]);
     register_device(&app, &ann, json!({"web_push": browser.subscription()})).await;
     register_device(&app, &ann, json!({"fcm_token": token})).await;
-    let (s, _) = app.post(&format!("/users/{}/follow", ann.id), bob.bearer(), json!({})).await;
-    assert!(s.is_success());
+    follow(&app, &bob, &ann).await;
     let wp = pushes(&browser.device, 3).await;
     assert!(wp[1].at - wp[0].at >= Duration::from_secs(2), "waited for Retry-After: {:?}", wp[1].at - wp[0].at);
     assert!(wp.iter().all(|p| p.topic == wp[0].topic && p.payload == wp[0].payload), "the same push each time");
@@ -440,8 +432,7 @@ async fn across_instances_each_device_gets_each_notification_once(b: Backend) {
     drop(ws);
     eventually(WAIT, || async { bb.state.presence.online_among(&[ann_id]).await.unwrap().is_empty().then_some(()) })
         .await;
-    let (s, _) = bb.post(&format!("/users/{}/follow", ann.id), bob.bearer(), json!({})).await;
-    assert!(s.is_success());
+    follow(bb, &bob, &ann).await;
     let conv = crate::chat::dm(a, &ann, &bob).await;
     crate::chat::say(a, &ann, &conv, "hello bob").await;
     pushes(&browser.device, 1).await;
@@ -505,9 +496,7 @@ async fn a_killed_instance_neither_loses_nor_doubles_a_push() {
 /// notification — while its messages still arrive and count as unread; unmuted, they do
 /// again.
 async fn a_muted_conversation_pushes_nothing(b: Backend) {
-    let app = TestApp::spawn(b).await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let (app, ann, bob) = ann_and_bob(b).await;
     let phone = push_service().fcm_token("ann-muting");
     register_device(&app, &ann, json!({"fcm_token": phone})).await;
     let conv = crate::chat::dm(&app, &bob, &ann).await;
@@ -568,8 +557,7 @@ async fn a_push_service_that_never_answers_is_retried(b: Backend) {
     let browser = push_service().browser("ann-slow");
     push_service().script(&browser.device, &[Answer::AcceptAndStall]);
     register_device(&app, &ann, json!({"web_push": browser.subscription()})).await;
-    let (s, _) = app.post(&format!("/users/{}/follow", ann.id), bob.bearer(), json!({})).await;
-    assert!(s.is_success());
+    follow(&app, &bob, &ann).await;
     let both = pushes(&browser.device, 2).await;
     assert_eq!(both[0].topic, both[1].topic);
     jobs_drained(&app).await;
@@ -580,9 +568,7 @@ async fn a_push_service_that_never_answers_is_retried(b: Backend) {
 /// deleted while the push service's `Retry-After` runs, and an actor the recipient blocked
 /// meanwhile (with in-app notifications off, so no in-app row speaks for the push).
 async fn a_push_is_checked_again_when_it_is_sent(b: Backend) {
-    let app = TestApp::spawn(b).await;
-    let ann = app.register("ann").await;
-    let bob = app.register("bob").await;
+    let (app, ann, bob) = ann_and_bob(b).await;
     let phone = push_service().fcm_token("ann-recheck");
     push_service().script(&phone, &[Answer::Throttle(2), Answer::Throttle(2)]);
     register_device(&app, &ann, json!({"fcm_token": phone})).await;
@@ -601,8 +587,7 @@ async fn a_push_is_checked_again_when_it_is_sent(b: Backend) {
         )
         .await;
     assert_eq!(s, StatusCode::OK);
-    let (s, _) = app.post(&format!("/users/{}/follow", ann.id), bob.bearer(), json!({})).await;
-    assert!(s.is_success());
+    follow(&app, &bob, &ann).await;
     pushes(&phone, 2).await;
     let (s, _) = app.post(&format!("/users/{}/block", bob.id), ann.bearer(), json!({})).await;
     assert!(s.is_success());
