@@ -25,7 +25,15 @@
 //! # chat: 1,000 conversations of 2–20 members, messages sent over REST to both instances,
 //! # delivered over the socket to every member (the sender's own socket included)
 //! target/release/examples/loadgen chat --conns 2000 --conversations 1000 --rate 500 --secs 20 --instances 2 --redis redis://127.0.0.1:6379
+//! # contention on PostgreSQL: many clients toggling reactions, comments, follows and chat
+//! # sends on the same few posts and people at once, with their notification and fan-out
+//! # jobs running; reports server errors, deadlocks and dead-lettered jobs
+//! target/release/examples/loadgen mix --conns 300 --inflight 64 --secs 30 --instances 2 \
+//!   --redis redis://127.0.0.1:6379 --database-url postgres://postgres@127.0.0.1:5432/test
 //! ```
+//!
+//! With a PostgreSQL `--database-url` every run gets a fresh database on that server
+//! (`loadgen_{pid}`, dropped afterwards).
 //!
 //! Events are real: the driver posts comments over REST on one public post that every
 //! connection watches (`post:{id}`); each comment's body carries its send time, and every
@@ -54,8 +62,12 @@ const SECRET: &str = "loadgen-secret-0123456789-0123456789-abcdef";
 #[derive(Debug, Clone, clap::Parser)]
 #[command(name = "loadgen", version)]
 struct Opts {
-    /// What to measure: idle connections' memory, event fan-out, or the chat send path.
-    #[arg(default_value = "idle", value_parser = ["idle", "fanout", "chat"])]
+    /// What to measure: idle connections' memory, event fan-out, the chat send path, or a
+    /// contended mix of writes.
+    /// `peer` drives a Socket.IO server with a `/blast` trigger (`../shared/peers`) instead;
+    /// `compare` runs the peer, both Chorus doors and the bare-writer floor back to back and
+    /// prints them side by side.
+    #[arg(default_value = "idle", value_parser = ["idle", "fanout", "chat", "mix", "peer", "compare"])]
     mode: String,
     /// Which door the clients use: plain WebSocket or Socket.IO.
     #[arg(long, default_value = "ws", value_parser = ["ws", "sio"])]
@@ -90,17 +102,33 @@ struct Opts {
     /// Requests in flight at once (senders).
     #[arg(long, default_value_t = 8)]
     inflight: u32,
+    /// `peer`: the server's Engine.IO websocket URL
+    /// (`ws://127.0.0.1:3001/socket.io/?EIO=4&transport=websocket`).
+    #[arg(long)]
+    peer_url: Option<String>,
+    /// `peer`: the server's pid, for its memory and CPU.
+    #[arg(long)]
+    peer_pid: Option<u32>,
+    /// `compare`: the directory of the peer's `server.js`, its `npm install` done.
+    #[arg(long, default_value = "/tmp/peers/socketio-node")]
+    peer_dir: PathBuf,
 }
 
 fn opts() -> Opts {
     use clap::{CommandFactory, Parser};
     let o = Opts::parse();
     let fail = |msg: &str| Opts::command().error(clap::error::ErrorKind::ArgumentConflict, msg).exit();
-    if o.mode == "chat" && o.door != "ws" {
-        fail("chat mode uses the WebSocket door (--door ws)");
+    if (o.mode == "chat" || o.mode == "mix") && o.door != "ws" {
+        fail("chat and mix modes use the WebSocket door (--door ws)");
+    }
+    if o.mode == "mix" && !o.database_url.as_deref().is_some_and(|u| u.starts_with("postgres")) {
+        fail("mix mode measures contention on PostgreSQL: give --database-url postgres://…");
     }
     if o.instances > 1 && o.redis.is_none() {
         fail("several instances need --redis");
+    }
+    if o.mode == "peer" && (o.peer_url.is_none() || o.peer_pid.is_none()) {
+        fail("peer mode needs --peer-url and --peer-pid");
     }
     if o.instances == 0 || o.conns == 0 {
         fail("--instances and --conns must be at least 1");
@@ -240,6 +268,12 @@ async fn start_servers(o: &Opts, data: &std::path::Path) -> Vec<Server> {
             .env("CHORUS_RATE_LIMIT__WRITES__MESSAGES__BURST", "100000")
             .env("CHORUS_RATE_LIMIT__WRITES__REACTIONS__PER_HOUR", "100000000")
             .env("CHORUS_RATE_LIMIT__WRITES__REACTIONS__BURST", "100000")
+            .env("CHORUS_RATE_LIMIT__WRITES__COMMENTS__PER_HOUR", "100000000")
+            .env("CHORUS_RATE_LIMIT__WRITES__COMMENTS__BURST", "100000")
+            .env("CHORUS_RATE_LIMIT__WRITES__FOLLOWS__PER_HOUR", "100000000")
+            .env("CHORUS_RATE_LIMIT__WRITES__FOLLOWS__BURST", "100000")
+            .env("CHORUS_RATE_LIMIT__WRITES__GROUPS__PER_HOUR", "100000000")
+            .env("CHORUS_RATE_LIMIT__WRITES__GROUPS__BURST", "100000")
             // Conversations between generated strangers open without requests.
             .env("CHORUS_DEFAULT_WHO_CAN_MESSAGE", "everyone")
             .env("CHORUS_TRUSTED_PROXIES", "[\"127.0.0.1\"]")
@@ -456,9 +490,47 @@ async fn open(
     }
 }
 
+/// A fresh PostgreSQL database for this run, dropped when the run ends.
+struct FreshDb {
+    admin: String,
+    name: String,
+}
+
+impl FreshDb {
+    async fn create(url: &str) -> (FreshDb, String) {
+        use sqlx::Connection;
+        let name = format!("loadgen_{}", std::process::id());
+        let mut c = sqlx::PgConnection::connect(url).await.expect("connecting to PostgreSQL");
+        sqlx::query(&format!("CREATE DATABASE {name}")).execute(&mut c).await.expect("creating the run's database");
+        let mut fresh = url::Url::parse(url).expect("database URL");
+        fresh.set_path(&name);
+        (FreshDb { admin: url.to_string(), name }, fresh.to_string())
+    }
+
+    async fn drop_it(self) {
+        use sqlx::Connection;
+        if let Ok(mut c) = sqlx::PgConnection::connect(&self.admin).await {
+            let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name)).execute(&mut c).await;
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() {
-    let o = opts();
+    let mut o = opts();
+    match o.mode.as_str() {
+        "peer" => return println!("{}", serde_json::to_string_pretty(&peer(&o).await).unwrap()),
+        "compare" => return compare(&o),
+        _ => {}
+    }
+    let fresh = match o.database_url.clone() {
+        Some(url) if url.starts_with("postgres") => {
+            let (db, fresh_url) = FreshDb::create(&url).await;
+            o.database_url = Some(fresh_url);
+            Some(db)
+        }
+        _ => None,
+    };
     let data = tempfile::tempdir().unwrap();
     let servers = start_servers(&o, data.path()).await;
     let pids: Vec<u32> = servers.iter().map(|s| s.child.id()).collect();
@@ -494,6 +566,8 @@ async fn main() {
         })
     } else if o.mode == "chat" {
         chat(&o, &bases, &accounts, &stats, &stop, &pids).await
+    } else if o.mode == "mix" {
+        mix(&o, &bases, &accounts, &stats, &stop, &pids).await
     } else {
         // The driver: a public account's post, watched by every connection.
         let http = reqwest::Client::new();
@@ -503,7 +577,11 @@ async fn main() {
         let driver = reg["access_token"].as_str().expect("driver registered").to_string();
         let post = post_json(&http, format!("{api}/posts"), Some(&driver), &json!({"caption": "load"})).await;
         let post_id = post["id"].as_str().expect("post created").to_string();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let idle_before = rss(&pids);
         open(&o, &bases, &tokens, Some(format!("post:{post_id}")), &stats, &stop).await;
+        tokio::time::sleep(Duration::from_secs(3)).await; // let allocations settle
+        let idle_per_connection = rss(&pids).saturating_sub(idle_before) as f64 / o.conns as f64;
 
         let cpu0: f64 = pids.iter().map(|p| cpu_secs(*p)).sum();
         let nginx_cpu0: f64 = nginx_pids.iter().map(|p| cpu_secs(*p)).sum();
@@ -557,6 +635,7 @@ async fn main() {
             "server_cpu_seconds": cpu,
             "server_cpu_seconds_per_million_deliveries": if delivered > 0 { cpu / (delivered as f64 / 1e6) } else { 0.0 },
             "server_rss_kib": rss(&pids),
+            "server_rss_per_connection_kib": idle_per_connection,
             "deliveries_per_server_cpu_second": if cpu > 0.0 { delivered as f64 / cpu } else { 0.0 },
             "nginx_cpu_seconds": nginx_cpu,
             "loadgen_cpu_seconds": own_cpu,
@@ -565,6 +644,11 @@ async fn main() {
     };
     println!("{}", serde_json::to_string_pretty(&report).unwrap());
     stop.cancel();
+    drop(nginx);
+    drop(servers);
+    if let Some(db) = fresh {
+        db.drop_it().await;
+    }
 }
 
 /// Chat mode: `--conversations` conversations of 2–20 members (sizes drawn with a fixed
@@ -660,4 +744,431 @@ async fn chat(
         "latency_ms": {"p50": h.value_at_quantile(0.5) as f64 / 1000.0, "p99": h.value_at_quantile(0.99) as f64 / 1000.0, "max": h.max() as f64 / 1000.0},
         "server_cpu_seconds": cpu,
     })
+}
+
+/// Mix mode: every user connected over `/ws`; `--inflight` clients at once, each repeating
+/// a random write by a random user against a few hot posts and people — toggle a reaction
+/// on a post (30 %) or on a comment (10 %), comment (15 %) or delete one's comment (5 %),
+/// follow or unfollow (20 %), send a chat message (20 %) — for `--secs`, with the servers'
+/// notification and fan-out jobs running. Then it waits for the job queue to drain and
+/// reports answers by status, PostgreSQL's deadlock count for the run's database, job
+/// retries (from `/metrics`) and dead-lettered jobs.
+async fn mix(
+    o: &Opts,
+    bases: &[String],
+    accounts: &[(String, String)],
+    stats: &Arc<Stats>,
+    stop: &tokio_util::sync::CancellationToken,
+    pids: &[u32],
+) -> Value {
+    use sqlx::Connection;
+    let http = reqwest::Client::new();
+    let api = |i: usize| format!("{}/api/v1", bases[i % bases.len()]);
+    let n = accounts.len();
+    assert!(n >= 20, "mix mode needs --conns 20 or more");
+    let types: Value = http.get(format!("{}/reaction-types", api(0))).send().await.unwrap().json().await.unwrap();
+    let kinds: Vec<String> = types
+        .as_array()
+        .expect("reaction types")
+        .iter()
+        .filter_map(|t| t["key"].as_str().map(str::to_string))
+        .collect();
+    // Hot posts by public accounts (seeded accounts are private every tenth one), everyone
+    // following their authors; a few group conversations of ten.
+    let authors: Vec<usize> = (0..n).filter(|i| (i + 1) % 10 != 0).take(8).collect();
+    let mut posts = Vec::new();
+    for (k, a) in authors.iter().enumerate() {
+        let p = post_json(&http, format!("{}/posts", api(k)), Some(&accounts[*a].1), &json!({"caption": "hot"})).await;
+        posts.push(p["id"].as_str().unwrap_or_else(|| panic!("post not created: {p}")).to_string());
+    }
+    let mut convs: Vec<(String, Vec<usize>)> = Vec::new();
+    for c in 0..(n / 10) {
+        let members: Vec<usize> = (c * 10..c * 10 + 10).collect();
+        let ids: Vec<&str> = members[1..].iter().map(|m| accounts[*m].0.as_str()).collect();
+        let body = json!({"kind": "group", "title": format!("g{c}"), "member_ids": ids});
+        let r = post_json(&http, format!("{}/conversations", api(c)), Some(&accounts[members[0]].1), &body).await;
+        convs.push((r["id"].as_str().unwrap_or_else(|| panic!("conversation not created: {r}")).to_string(), members));
+    }
+    let tokens: Vec<String> = accounts.iter().map(|a| a.1.clone()).collect();
+    open(o, bases, &tokens, None, stats, stop).await;
+
+    let db = o.database_url.clone().expect("postgres");
+    let mut pg = sqlx::PgConnection::connect(&db).await.unwrap();
+    let deadlocks0 = deadlocks(&mut pg).await;
+    let cpu0: f64 = pids.iter().map(|p| cpu_secs(*p)).sum();
+    let shared = Arc::new(MixShared {
+        accounts: accounts.to_vec(),
+        posts,
+        kinds,
+        convs,
+        comments: std::sync::Mutex::new(Vec::new()),
+        statuses: std::sync::Mutex::new(std::collections::BTreeMap::new()),
+        errors: std::sync::Mutex::new(Vec::new()),
+        bases: bases.to_vec(),
+    });
+    let deadline = Instant::now() + Duration::from_secs(o.secs);
+    let ops = Arc::new(AtomicU64::new(0));
+    let mut clients = Vec::new();
+    for c in 0..o.inflight as u64 {
+        let (shared, http, ops) = (shared.clone(), http.clone(), ops.clone());
+        clients.push(tokio::spawn(async move {
+            let mut rng = 0x9e37_79b9_7f4a_7c15_u64 ^ (c + 1).wrapping_mul(0x2545_f491_4f6c_dd1d);
+            while Instant::now() < deadline {
+                rng ^= rng << 13;
+                rng ^= rng >> 7;
+                rng ^= rng << 17;
+                shared.one(&http, rng).await;
+                ops.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    for c in clients {
+        c.await.unwrap();
+    }
+    let send_secs = o.secs as f64;
+    // Every job the writes caused runs (or dies) before the figures are read.
+    let drained = Instant::now();
+    let pending = "SELECT count(*) FROM jobs WHERE status <> 'dead'";
+    while sqlx::query_scalar::<_, i64>(pending).fetch_one(&mut pg).await.unwrap() > 0 {
+        assert!(drained.elapsed() < Duration::from_secs(300), "the job queue did not drain in 5 minutes");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let drain_secs = drained.elapsed().as_secs_f64();
+    let cpu = pids.iter().map(|p| cpu_secs(*p)).sum::<f64>() - cpu0;
+    let dead: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM jobs WHERE status = 'dead'").fetch_one(&mut pg).await.unwrap();
+    let dead_kinds: Vec<(String, String)> =
+        sqlx::query_as("SELECT kind, COALESCE(last_error, '') FROM jobs WHERE status = 'dead' LIMIT 5")
+            .fetch_all(&mut pg)
+            .await
+            .unwrap();
+    let deadlocks = deadlocks(&mut pg).await - deadlocks0;
+    // Job outcomes as the instances counted them.
+    let mut retries = 0.0;
+    for b in bases {
+        let text = http.get(format!("{b}/metrics")).send().await.unwrap().text().await.unwrap();
+        retries += text
+            .lines()
+            .filter(|l| l.starts_with("chorus_jobs_total{") && l.contains("outcome=\"retry\""))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum::<f64>();
+    }
+    stop.cancel();
+    let statuses = shared.statuses.lock().unwrap().clone();
+    let server_errors: u64 = statuses.iter().filter(|(k, _)| k.ends_with(" 5xx")).map(|(_, v)| *v).sum();
+    let total = ops.load(Ordering::Relaxed);
+    json!({
+        "mode": "mix", "instances": o.instances, "redis": o.redis.is_some(), "database": "postgresql",
+        "users_connected": stats.connected.load(Ordering::Relaxed), "clients": o.inflight,
+        "mix": {"post_reaction_toggle": 0.30, "comment_reaction_toggle": 0.10, "comment": 0.15, "comment_delete": 0.05,
+                "follow_toggle": 0.20, "chat_send": 0.20},
+        "requests": total, "requests_per_sec": total as f64 / send_secs,
+        "answers": statuses,
+        "server_errors": server_errors, "first_errors": shared.errors.lock().unwrap().clone(),
+        "deadlocks": deadlocks, "job_retries": retries, "dead_letters": dead, "dead_letter_samples": dead_kinds,
+        "queue_drain_secs": drain_secs,
+        "server_cpu_seconds": cpu,
+    })
+}
+
+/// PostgreSQL's count of deadlocks detected in the current database.
+async fn deadlocks(c: &mut sqlx::PgConnection) -> i64 {
+    sqlx::query_scalar("SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()")
+        .fetch_one(c)
+        .await
+        .unwrap()
+}
+
+/// What mix mode's clients share.
+struct MixShared {
+    accounts: Vec<(String, String)>,
+    posts: Vec<String>,
+    kinds: Vec<String>,
+    convs: Vec<(String, Vec<usize>)>,
+    /// Comments made so far, `(id, author)`, for comment reactions and deletions.
+    comments: std::sync::Mutex<Vec<(String, usize)>>,
+    /// `"op 2xx"` → count.
+    statuses: std::sync::Mutex<std::collections::BTreeMap<String, u64>>,
+    errors: std::sync::Mutex<Vec<String>>,
+    bases: Vec<String>,
+}
+
+impl MixShared {
+    /// One random write, by a random user, on a random instance.
+    async fn one(&self, http: &reqwest::Client, r: u64) {
+        let n = self.accounts.len();
+        let who = (r >> 8) as usize % n;
+        let (ref me, ref token) = self.accounts[who];
+        let api = format!("{}/api/v1", self.bases[(r >> 40) as usize % self.bases.len()]);
+        let post = &self.posts[(r >> 16) as usize % self.posts.len()];
+        let on = (r >> 24) & 1 == 1;
+        let kind = &self.kinds[(r >> 28) as usize % self.kinds.len()];
+        let pick = r % 100;
+        let comment = || {
+            let c = self.comments.lock().unwrap();
+            (!c.is_empty()).then(|| c[(r >> 32) as usize % c.len()].clone())
+        };
+        let (op, req) = match pick {
+            0..30 if on => {
+                ("post_react", http.put(format!("{api}/posts/{post}/reaction")).json(&json!({"type": kind})))
+            }
+            0..30 => ("post_unreact", http.delete(format!("{api}/posts/{post}/reaction"))),
+            30..40 => {
+                let Some((c, _)) = comment() else { return };
+                if on {
+                    ("comment_react", http.put(format!("{api}/comments/{c}/reaction")).json(&json!({"type": kind})))
+                } else {
+                    ("comment_unreact", http.delete(format!("{api}/comments/{c}/reaction")))
+                }
+            }
+            40..55 => (
+                "comment",
+                http.post(format!("{api}/posts/{post}/comments")).json(&json!({"body": format!("mix {r}")})),
+            ),
+            55..60 => {
+                let Some((c, author)) = comment() else { return };
+                let token = &self.accounts[author].1;
+                let resp = http.delete(format!("{api}/comments/{c}")).bearer_auth(token).send().await;
+                return self.count("comment_delete", resp, None).await;
+            }
+            60..80 => {
+                let other = &self.accounts[(r >> 32) as usize % n].0;
+                if other == me {
+                    return;
+                }
+                if on {
+                    ("follow", http.post(format!("{api}/users/{other}/follow")))
+                } else {
+                    ("unfollow", http.delete(format!("{api}/users/{other}/follow")))
+                }
+            }
+            _ => {
+                let Some((conv, _)) = self.convs.iter().find(|(_, m)| m.contains(&who)) else { return };
+                let body = json!({"body": format!("mix {r}"), "client_msg_id": format!("mx{r}")});
+                ("chat_send", http.post(format!("{api}/conversations/{conv}/messages")).json(&body))
+            }
+        };
+        let resp = req.bearer_auth(token).send().await;
+        self.count(op, resp, (op == "comment").then_some(who)).await;
+    }
+
+    /// Counts an answer by status class; keeps the first server errors' bodies.
+    async fn count(&self, op: &str, resp: reqwest::Result<reqwest::Response>, commenter: Option<usize>) {
+        // Client errors by code (a 404 for a comment deleted meanwhile is expected; a 409
+        // is a documented "changed concurrently"), the rest by class.
+        let class = match &resp {
+            Ok(r) if r.status().is_client_error() => r.status().as_u16().to_string(),
+            Ok(r) => format!("{}xx", r.status().as_u16() / 100),
+            Err(_) => "transport error".into(),
+        };
+        *self.statuses.lock().unwrap().entry(format!("{op} {class}")).or_insert(0) += 1;
+        let Ok(resp) = resp else { return };
+        let status = resp.status();
+        let body = resp.text().await.unwrap_or_default();
+        if status.is_server_error() {
+            let mut e = self.errors.lock().unwrap();
+            if e.len() < 10 {
+                e.push(format!("{op} {status}: {body}"));
+            }
+        }
+        if let (Some(who), true) = (commenter, status.is_success())
+            && let Some(id) =
+                serde_json::from_str::<Value>(&body).ok().and_then(|v| v["id"].as_str().map(str::to_string))
+        {
+            self.comments.lock().unwrap().push((id, who));
+        }
+    }
+}
+
+/// Peer mode: `--conns` Socket.IO clients join the peer's default room through the
+/// handshake `auth`; the peer is asked (`POST /blast`) to emit `--rate` × `--secs` events at
+/// `--rate` per second, each stamped with its send time (`ts`, ms since the epoch). Reports
+/// the same figures as fan-out mode.
+async fn peer(o: &Opts) -> Value {
+    let url = o.peer_url.clone().expect("checked");
+    let pid = o.peer_pid.expect("checked");
+    let stats = Arc::new(Stats {
+        delivered: AtomicU64::new(0),
+        connected: AtomicU64::new(0),
+        hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).unwrap()),
+        last_delivery_us: AtomicU64::new(0),
+    });
+    let stop = tokio_util::sync::CancellationToken::new();
+    let idle_before = rss_kib(pid);
+    for i in 0..o.conns {
+        tokio::spawn(peer_conn(url.clone(), stats.clone(), stop.clone()));
+        if i % 200 == 199 {
+            while stats.connected.load(Ordering::Relaxed) + 400 < i as u64 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+    let started = Instant::now();
+    while (stats.connected.load(Ordering::Relaxed) as usize) < o.conns {
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "only {} joined",
+            stats.connected.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let idle_per_connection = rss_kib(pid).saturating_sub(idle_before) as f64 / o.conns as f64;
+    let count = (o.rate * o.secs as f64).round() as u64;
+    let base = url.replacen("ws", "http", 1);
+    let base = base.split("/socket.io").next().unwrap();
+    let cpu0 = cpu_secs(pid);
+    let own0 = cpu_secs(std::process::id());
+    let t0_us = now_micros();
+    let r = reqwest::Client::new().post(format!("{base}/blast?count={count}&rate={}&room=r1", o.rate)).send().await;
+    assert!(r.is_ok_and(|r| r.status().is_success()), "the peer refused /blast");
+    let expected = count * o.conns as u64;
+    tokio::time::sleep(Duration::from_secs(o.secs)).await;
+    drain(&stats, 0, expected).await;
+    let cpu = cpu_secs(pid) - cpu0;
+    let own_cpu = cpu_secs(std::process::id()) - own0;
+    stop.cancel();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let delivered = stats.delivered.load(Ordering::Relaxed);
+    let delivering_secs = stats.last_delivery_us.load(Ordering::Relaxed).saturating_sub(t0_us) as f64 / 1e6;
+    let h = stats.hist.lock().await;
+    json!({
+        "mode": "peer", "connections": stats.connected.load(Ordering::Relaxed),
+        "events_sent": count, "target_events_per_sec": o.rate,
+        "deliveries": delivered, "expected_deliveries": expected,
+        "delivered_per_sec": delivered as f64 / delivering_secs,
+        "latency_ms": {"p50": h.value_at_quantile(0.5) as f64 / 1000.0, "p99": h.value_at_quantile(0.99) as f64 / 1000.0, "max": h.max() as f64 / 1000.0},
+        "server_cpu_seconds": cpu,
+        "server_cpu_seconds_per_million_deliveries": if delivered > 0 { cpu / (delivered as f64 / 1e6) } else { 0.0 },
+        "server_rss_per_connection_kib": idle_per_connection,
+        "loadgen_cpu_seconds": own_cpu,
+    })
+}
+
+/// One client of the peer: Engine.IO open, Socket.IO CONNECT with `{"room":"r1"}`, pongs,
+/// and every event's `ts` turned into a latency.
+async fn peer_conn(url: String, stats: Arc<Stats>, stop: tokio_util::sync::CancellationToken) {
+    let Ok((mut ws, _)) = tokio_tungstenite::connect_async_with_config(url, Some(client_config()), false).await else {
+        return;
+    };
+    let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
+    let (mut last, mut counted) = (0u64, false);
+    loop {
+        let msg = tokio::select! {
+            m = ws.next() => m,
+            _ = stop.cancelled() => break,
+        };
+        let Some(Ok(Message::Text(t))) = msg else {
+            if matches!(msg, Some(Ok(_))) {
+                continue;
+            }
+            break;
+        };
+        if t.starts_with('0') {
+            let _ = ws.send(Message::Text(r#"40{"room":"r1"}"#.into())).await;
+        } else if t == "2" {
+            let _ = ws.send(Message::Text("3".into())).await;
+        } else if t.starts_with("40") && !counted {
+            counted = true;
+            stats.connected.fetch_add(1, Ordering::Relaxed);
+        } else if t.starts_with("42")
+            && let Some(i) = t.find("\"ts\":")
+        {
+            let rest = &t[i + 5..];
+            let end = rest.find([',', '}']).unwrap_or(rest.len());
+            if let Ok(ts_ms) = rest[..end].parse::<f64>() {
+                last = now_micros();
+                let _ = hist.record(last.saturating_sub((ts_ms * 1000.0) as u64).max(1));
+                stats.delivered.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+    stats.last_delivery_us.fetch_max(last, Ordering::Relaxed);
+    stats.hist.lock().await.add(&hist).unwrap();
+}
+
+/// Compare mode: the Node peer (started here from `--peer-dir`), Chorus `/ws`, Chorus
+/// Socket.IO and the bare-writer floor, one after the other at the same load, each in a
+/// process of its own; prints the four reports as JSON and then as a table.
+fn compare(o: &Opts) {
+    let me = std::env::current_exe().expect("own path");
+    let load = |mode: &str| {
+        let mut a: Vec<String> = vec![mode.into()];
+        for (k, v) in [("--conns", o.conns.to_string()), ("--rate", o.rate.to_string()), ("--secs", o.secs.to_string())]
+        {
+            a.push(k.into());
+            a.push(v);
+        }
+        a
+    };
+    let run = |bin: &std::path::Path, args: Vec<String>| -> Value {
+        eprintln!("compare: {} {}", bin.display(), args.join(" "));
+        let out = Command::new(bin).args(&args).stderr(Stdio::inherit()).output().expect("running a measurement");
+        assert!(out.status.success(), "{} {} failed", bin.display(), args.join(" "));
+        serde_json::from_slice(&out.stdout).expect("a measurement prints JSON")
+    };
+    // The peer.
+    let port = free_port();
+    let mut node = Command::new("node")
+        .arg("server.js")
+        .current_dir(&o.peer_dir)
+        .env("PORT", port.to_string())
+        .env_remove("REDIS_URL")
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("starting node in {}: {e}", o.peer_dir.display()));
+    let t0 = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t0.elapsed() < Duration::from_secs(20), "the peer did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut args = load("peer");
+    args.extend([
+        "--peer-url".into(),
+        format!("ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"),
+        "--peer-pid".into(),
+        node.id().to_string(),
+    ]);
+    let node_report = run(&me, args);
+    let _ = node.kill();
+    let _ = node.wait();
+    // Chorus, both doors.
+    let chorus = |door: &str| {
+        let mut a = load("fanout");
+        a.extend(["--door".into(), door.into(), "--server-bin".into(), o.server_bin.display().to_string()]);
+        run(&me, a)
+    };
+    let ws = chorus("ws");
+    let sio = chorus("sio");
+    // The floor: one write per message, no server.
+    let floor_bin = me.with_file_name("loopback_floor");
+    let floor =
+        run(&floor_bin, ["--conns", &o.conns.to_string(), "--rounds", "32", "--batch", "1"].map(String::from).to_vec());
+    let report = json!({"conns": o.conns, "rate": o.rate, "secs": o.secs, "node": node_report,
+        "chorus_ws": ws, "chorus_socketio": sio, "floor": floor});
+    println!("{}", serde_json::to_string_pretty(&report).unwrap());
+    let floor_cpu = floor["writer_cpu_secs_per_million"].as_f64().unwrap_or(0.0);
+    let node_p99 = node_report["latency_ms"]["p99"].as_f64().unwrap_or(0.0);
+    println!();
+    println!(
+        "| {} subscribers × {} events/s | deliveries/s | CPU-s per 1M deliveries | × floor | p50 / p99 ms | p99 × Node | idle KiB per connection |",
+        o.conns, o.rate
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (name, r) in [("Node socket.io (peer)", &node_report), ("Chorus `/ws`", &ws), ("Chorus Socket.IO", &sio)] {
+        let cpu = r["server_cpu_seconds_per_million_deliveries"].as_f64().unwrap_or(0.0);
+        let p99 = r["latency_ms"]["p99"].as_f64().unwrap_or(0.0);
+        println!(
+            "| {name} | {:.0} | {cpu:.1} | {:.2} | {:.0} / {p99:.0} | {:.2} | {:.1} |",
+            r["delivered_per_sec"].as_f64().unwrap_or(0.0),
+            cpu / floor_cpu.max(1e-9),
+            r["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
+            p99 / node_p99.max(1e-9),
+            r["server_rss_per_connection_kib"].as_f64().unwrap_or(0.0),
+        );
+    }
+    println!(
+        "| bare writer, no server (`loopback_floor --batch 1`) | {:.0} | {floor_cpu:.1} | 1.00 | — | — | — |",
+        floor["messages_per_sec"].as_f64().unwrap_or(0.0)
+    );
 }

@@ -318,11 +318,11 @@ pub struct HubConfig {
     pub max_connections_per_user: usize,
     /// Interval between server heartbeats; a peer silent for two intervals is dropped.
     pub heartbeat_ms: u64,
-    /// How long a plain-WebSocket connection waits after an event before writing it, so
-    /// that events arriving meanwhile share the `send` (`0`: write at once). Trades latency
-    /// for CPU when each connection receives many events per second: a send costs the same
-    /// for one frame as for several (README, "Hub performance"). The events a connection
-    /// receives within one delay must fit in `queue_frames`, or it counts as slow.
+    /// A fixed hold on every write of a connection's queued events, so that events arriving
+    /// meanwhile share the `send` (`0`, the default: no fixed hold). Without it a connection
+    /// already coalesces by itself when it falls behind (`realtime/conn.rs`); this trades
+    /// latency for CPU even when it does not. The events a connection receives within one
+    /// delay must fit in `queue_frames`, or it counts as slow.
     pub write_delay_ms: u64,
     /// How long durable events stay available for resume.
     pub event_retention_secs: u64,

@@ -9,8 +9,8 @@
 //!
 //! # Cost per event
 //! - The envelope is wrapped once in an `Arc<Delivery>`; each recipient costs an `Arc` clone
-//!   and a `try_send`, never a serialisation. The plain-WebSocket frame is encoded once, by
-//!   whichever session writes it first ([`Delivery::ws_frame`]), and shared by the rest.
+//!   and a `try_send`, never a serialisation. Each door's encoding is made once, by whichever
+//!   session writes it first ([`Delivery::frame`]), and shared by the rest.
 //! - Socket.IO sessions on *ephemeral* topics are reached through one socketioxide room
 //!   broadcast per event (socketioxide encodes a broadcast once). On *durable* topics —
 //!   which are personal or per-conversation, so small — Socket.IO sessions get the same
@@ -69,33 +69,49 @@ pub struct Delivery {
     pub topic: Topic,
     /// The event.
     pub env: Envelope,
+    /// When the hub took it from the broker: a session that writes it late is behind, and
+    /// coalesces its next writes by as much (see `conn.rs`).
+    pub born: tokio::time::Instant,
     ws_frame: OnceLock<Utf8Bytes>,
+    sio_payload: OnceLock<Utf8Bytes>,
 }
 
 impl Delivery {
     /// A delivery for `env` on `topic`.
     pub fn new(topic: Topic, env: Envelope) -> Self {
-        Self { topic, env, ws_frame: OnceLock::new() }
+        Self { topic, env, born: tokio::time::Instant::now(), ws_frame: OnceLock::new(), sio_payload: OnceLock::new() }
     }
 
-    /// The plain-WebSocket frame, encoded on first use and shared afterwards:
-    /// `{"op":"event","topic":…,"event":…,"seq":"…","data":…}` (`protocol/PROTOCOL.md`).
-    pub fn ws_frame(&self) -> Utf8Bytes {
-        self.ws_frame.get_or_init(|| encode_ws_event(&self.topic, &self.env)).clone()
+    /// The event as `door` writes it, encoded on first use and shared afterwards
+    /// ([`encode_event`]).
+    pub fn frame(&self, door: Door) -> Utf8Bytes {
+        let cell = match door {
+            Door::Ws => &self.ws_frame,
+            Door::Sio => &self.sio_payload,
+        };
+        cell.get_or_init(|| encode_event(&self.topic, &self.env, door)).clone()
     }
 }
 
-/// Encodes the plain-WebSocket event frame. Topic wire names and event names are plain
-/// ASCII without quotes, and `data` is already JSON, so the frame is concatenated rather
-/// than serialised (no second pass over the payload).
-pub fn encode_ws_event(topic: &Topic, env: &Envelope) -> Utf8Bytes {
+/// Encodes an event for a door (`protocol/PROTOCOL.md`): the plain-WebSocket frame
+/// `{"op":"event","topic":…,"event":…,"seq":"…","data":…}`, or the Socket.IO payload
+/// `{"topic":…,"seq":"…","data":…}` (the event name is the Socket.IO event). Topic wire
+/// names and event names are plain ASCII without quotes, and `data` is already JSON, so the
+/// frame is concatenated rather than serialised (no second pass over the payload).
+pub fn encode_event(topic: &Topic, env: &Envelope, door: Door) -> Utf8Bytes {
     let wire = topic.wire_name();
     let mut s = String::with_capacity(env.data.len() + wire.len() + 80);
-    s.push_str(r#"{"op":"event","topic":""#);
+    s.push_str(match door {
+        Door::Ws => r#"{"op":"event","topic":""#,
+        Door::Sio => r#"{"topic":""#,
+    });
     s.push_str(&wire);
-    s.push_str(r#"","event":""#);
-    s.push_str(env.event.as_str());
     s.push('"');
+    if door == Door::Ws {
+        s.push_str(r#","event":""#);
+        s.push_str(env.event.as_str());
+        s.push('"');
+    }
     if let Some(seq) = env.seq {
         s.push_str(r#","seq":""#);
         s.push_str(&seq.to_string());

@@ -2,13 +2,16 @@
 //! doors — Socket.IO (socketioxide) and plain WebSocket — that share them.
 //!
 //! ```text
-//! broker ──► hub ──(bounded queue per session)──► session task ──► ws.rs  (frames)
-//!                 └─(room broadcast, ephemeral)───────────────────► sio.rs (socket.io events)
+//! broker ──► hub ──(bounded queue per session)──► conn.rs loop ──► ws.rs  (frames)
+//!                 │                                  (one per      └► sio.rs (socket.io events)
+//!                 │                                   session)
+//!                 └─(room broadcast, ephemeral)─────────────────────► sio.rs
 //! client ──► door ──► Command ──► Session ──► services (authorise, act) ──► broker …
 //! ```
 
 pub mod close;
 pub mod commands;
+pub mod conn;
 pub mod frames;
 pub mod hub;
 pub mod presence;

@@ -253,6 +253,11 @@ impl Session {
         std::mem::take(&mut self.block_changes)
     }
 
+    /// The hub's settings (limits, heartbeat, write pacing).
+    pub fn hub_config(&self) -> &crate::config::HubConfig {
+        &self.state.config.hub
+    }
+
     /// The authenticated user.
     pub fn user(&self) -> Id {
         self.handle.user
@@ -535,6 +540,52 @@ impl Session {
     /// Topics currently watched (wire names), for the doors' bookkeeping.
     pub fn is_subscribed(&self, topic: &Topic) -> bool {
         self.subs.contains_key(topic)
+    }
+
+    /// The last `seq` passed to the client on a durable topic.
+    pub fn position(&self, topic: &Topic) -> Option<i64> {
+        self.subs.get(topic).copied().flatten()
+    }
+
+    /// Starts the session for a door: subscribes its default topics (those of `namespace`
+    /// for a Socket.IO socket), resuming each from `positions`, then resumes the other
+    /// topics in `positions` the door carries. Returns the `hello` data (with each topic's
+    /// result under `subscriptions`) and the replay to write after it, before any live
+    /// event (the door reads the hub's queue only afterwards).
+    pub async fn start(&mut self, namespace: Option<&str>, positions: &HashMap<String, String>) -> (Value, Vec<Push>) {
+        let mut results = serde_json::Map::new();
+        let mut replay = Vec::new();
+        for topic in default_topics(&self.state, self.user(), namespace).await {
+            let from = positions.get(topic.wire_name().as_ref()).and_then(|s| s.parse().ok());
+            match self.subscribe(topic, from).await {
+                Ok((ack, mut then)) => {
+                    results.insert(topic.wire_name().into_owned(), ack);
+                    replay.append(&mut then);
+                }
+                Err(e) => tracing::warn!(error = %e, %topic, "default subscription failed"),
+            }
+        }
+        // Positions of topics that are not personal (conversations joined later, posts…);
+        // a Socket.IO socket resumes only its namespace's.
+        let others: HashMap<String, String> = positions
+            .iter()
+            .filter(|(k, _)| !results.contains_key(k.as_str()))
+            .filter(|(k, _)| {
+                namespace.is_none_or(|ns| Topic::from_wire(k, self.user()).is_some_and(|t| t.namespace() == ns))
+            })
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if !others.is_empty()
+            && let Ok((v, mut then)) = self.resume(&others).await
+        {
+            if let Some(Value::Object(topics)) = v.get("topics") {
+                results.extend(topics.clone());
+            }
+            replay.append(&mut then);
+        }
+        let mut hello = self.hello();
+        hello["subscriptions"] = Value::Object(results);
+        (hello, replay)
     }
 
     /// Decides what to do with a live delivery (see the module doc).

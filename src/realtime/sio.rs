@@ -2,9 +2,10 @@
 //!
 //! Namespaces `/post`, `/follower`, `/chat`, `/notification`, `/image`; the access token (and
 //! optional resume `positions`) in the handshake `auth` payload. Each namespace socket is one
-//! [`Session`] run by one task, exactly like a `/ws` connection: subscriptions, resume,
-//! authorisation and exactly-once ordering all come from the shared session and hub — this
-//! file only translates between socket.io events/acks and [`Command`]s/[`Push`]es.
+//! [`Session`] run by one task through the same connection loop as a `/ws` connection
+//! ([`conn::run`]): subscriptions, resume, authorisation and exactly-once ordering all come
+//! from the shared session and hub — this file only translates between socket.io
+//! events/acks and [`Command`]s/[`Push`]es (its [`Transport`]).
 //!
 //! Delivery: on durable topics (small by nature: personal or per-conversation) events come
 //! through the session's queue and are emitted per socket, after the session's seq check. On
@@ -21,6 +22,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -34,13 +36,14 @@ use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SendError, SocketError, SocketIo};
 use tokio::sync::mpsc;
-use tokio_util::sync::CancellationToken;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::error::AppError;
 use crate::events::{Envelope, Topic};
 use crate::realtime::close::CloseCode;
-use crate::realtime::hub::{Delivery, Door, Outbound, blocked_room};
-use crate::realtime::session::{Accept, Command, Push, RateVerdict, Reply, Session, default_topics};
+use crate::realtime::conn::{self, End, Inbound, Transport};
+use crate::realtime::hub::{Delivery, Door, Outbound, blocked_room, encode_event};
+use crate::realtime::session::{Command, Push, RateVerdict, Reply, Session};
 use crate::state::AppState;
 
 /// The namespaces, one per channel.
@@ -102,8 +105,8 @@ pub fn layer(state: &AppState) -> SocketIoLayer<LocalAdapter> {
 fn bridge(io: SocketIo) -> crate::realtime::hub::SioBridge {
     Arc::new(move |topic: &Topic, env: &Envelope| {
         let Some(ns) = io.of(topic.namespace()) else { return };
-        let payload = sio_payload(topic, env);
-        let Ok(raw) = RawValue::from_string(payload) else { return };
+        let payload = encode_event(topic, env, Door::Sio);
+        let Ok(raw) = serde_json::from_str::<&RawValue>(payload.as_str()) else { return };
         // The local adapter completes at once; never block the hub's delivery.
         let to = ns.to(topic.key());
         let fut = match env.actor {
@@ -114,25 +117,6 @@ fn bridge(io: SocketIo) -> crate::realtime::hub::SioBridge {
             tracing::debug!(error = %e, "socket.io room broadcast failed for some sockets");
         }
     })
-}
-
-/// `{"topic":…,"seq":"…","data":…}`: the payload of every event emitted to socket.io clients
-/// (the event name is the socket.io event).
-fn sio_payload(topic: &Topic, env: &Envelope) -> String {
-    let wire = topic.wire_name();
-    let mut s = String::with_capacity(env.data.len() + wire.len() + 40);
-    s.push_str(r#"{"topic":""#);
-    s.push_str(&wire);
-    s.push('"');
-    if let Some(seq) = env.seq {
-        s.push_str(r#","seq":""#);
-        s.push_str(&seq.to_string());
-        s.push('"');
-    }
-    s.push_str(r#","data":"#);
-    s.push_str(&env.data);
-    s.push('}');
-    s
 }
 
 /// Connect middleware: verifies the token and opens the session before the socket joins
@@ -166,92 +150,79 @@ async fn authenticate(
     Ok(())
 }
 
-async fn on_connect(s: SocketRef, State(state): State<AppState>) {
+async fn on_connect(s: SocketRef) {
     let Some(opened) = s.extensions.get::<Opened>() else { return };
     let Some(h) = opened.lock().expect("handoff poisoned").take() else { return };
     s.extensions.remove::<Opened>();
     metrics::counter!("chorus_socket_connects_total", "door" => "socketio").increment(1);
-    tokio::spawn(run(s, state, h.session, h.rx, h.cmds, h.gone, h.positions));
+    tokio::spawn(run(s, h));
 }
 
-async fn run(
-    s: SocketRef,
-    state: AppState,
-    mut session: Session,
-    mut rx: mpsc::Receiver<Outbound>,
-    mut cmds: Commands,
-    gone: CancellationToken,
-    positions: HashMap<String, String>,
-) {
+async fn run(s: SocketRef, h: Handoff) {
     let ns = s.ns().to_string();
-    // Before any room: a broadcast by a blocked account must never reach this socket.
-    join_block_rooms(&s, session.blocked_changes());
-    // Default topics of this namespace, resumed from the handshake positions first.
-    let mut then = Vec::new();
-    for topic in default_topics(&state, session.user(), Some(&ns)).await {
-        let from = positions.get(topic.wire_name().as_ref()).and_then(|p| p.parse().ok());
-        match session.subscribe(topic, from).await {
-            Ok((_, mut pushes)) => then.append(&mut pushes),
-            Err(e) => tracing::warn!(error = %e, %topic, "default subscription failed"),
-        }
-    }
-    let others: HashMap<String, String> = positions
-        .into_iter()
-        .filter(|(k, _)| {
-            Topic::from_wire(k, session.user()).is_some_and(|t| t.namespace() == ns && !session.is_subscribed(&t))
-        })
-        .collect();
-    if !others.is_empty()
-        && let Ok((_, mut pushes)) = session.resume(&others).await
-    {
-        then.append(&mut pushes);
-    }
-    let _ = s.emit("hello", &session.hello());
-    let mut end = emit_pushes(&s, then).err();
+    let mut t = Sio { s, ns, cmds: h.cmds, gone: Box::pin(h.gone.cancelled_owned()) };
+    conn::run(&mut t, h.session, h.rx, h.positions).await;
+}
 
-    // Timers and the close switch live across iterations (see the `/ws` loop).
-    let kill = session.handle.kill.clone();
-    let killed = kill.killed();
-    let disconnected = gone.cancelled();
-    let (mut armed_for, expiry) = session.expiry_timer();
-    tokio::pin!(killed, disconnected, expiry);
-    while end.is_none() {
-        session.rearm_expiry(&mut armed_for, expiry.as_mut());
+/// A namespace socket as the connection loop sees it.
+struct Sio {
+    s: SocketRef,
+    ns: String,
+    cmds: Commands,
+    /// Resolves when socketioxide reports the disconnect; kept across the loop's iterations.
+    gone: Pin<Box<WaitForCancellationFutureOwned>>,
+}
+
+impl Transport for Sio {
+    type Input = (String, Value, Option<AckSender>);
+
+    fn namespace(&self) -> Option<&str> {
+        Some(&self.ns)
+    }
+
+    fn heartbeat(&self) -> Option<Duration> {
+        None // Engine.IO pings on its own
+    }
+
+    async fn recv(&mut self) -> Inbound<Self::Input> {
         tokio::select! {
-            _ = &mut disconnected => break,
-            code = &mut killed => end = Some(code),
-            _ = &mut expiry => end = Some(CloseCode::TOKEN_EXPIRED),
-            out = rx.recv() => match out {
-                None => break,
-                Some(Outbound::Event(d)) => {
-                    let r = match session.accept(&d).await {
-                        Accept::Send => emit_event(&s, &d),
-                        Accept::Skip => Ok(()),
-                        Accept::Many(pushes) => emit_pushes(&s, pushes),
-                    };
-                    end = r.err();
-                }
-                Some(Outbound::Resync) => end = emit_pushes(&s, session.resync().await).err(),
-                Some(Outbound::Recheck) => {
-                    let pushes = session.recheck(Some(&ns)).await;
-                    join_block_rooms(&s, session.blocked_changes());
-                    end = emit_pushes(&s, pushes).err();
-                }
-            },
-            cmd = cmds.recv() => match cmd {
-                None => break,
-                Some((op, data, ack)) => end = handle(&s, &mut session, &op, data, ack).await.err(),
+            () = &mut self.gone => Inbound::End(End::Gone),
+            cmd = self.cmds.recv() => match cmd {
+                Some(cmd) => Inbound::Input(cmd),
+                None => Inbound::End(End::Gone),
             },
         }
     }
-    if let Some(code) = end {
+
+    async fn handle(&mut self, session: &mut Session, (op, data, ack): Self::Input) -> Result<(), End> {
+        handle(&self.s, session, &op, data, ack).await.map_err(End::Close)
+    }
+
+    async fn hello(&mut self, hello: Value) -> Result<(), End> {
+        let _ = self.s.emit("hello", &hello);
+        Ok(())
+    }
+
+    async fn write(&mut self, pushes: Vec<Push>) -> Result<(), End> {
+        emit_pushes(&self.s, pushes).map_err(End::Close)
+    }
+
+    async fn ping(&mut self) -> Result<(), End> {
+        Ok(())
+    }
+
+    fn blocks_changed(&mut self, session: &mut Session) {
+        join_block_rooms(&self.s, session.blocked_changes());
+    }
+
+    async fn finish(&mut self, end: End) {
+        let End::Close(code) = end else { return };
         metrics::counter!("chorus_socket_closes_total", "door" => "socketio", "code" => code.0.to_string())
             .increment(1);
         let event = if code.is_reconnect() { "reconnect" } else { "closed" };
-        let _ = s.emit(event, &json!({"reason": code.reason(), "code": code.0}));
-        let _ = s.clone().disconnect();
+        let _ = self.s.emit(event, &json!({"reason": code.reason(), "code": code.0}));
+        let _ = self.s.clone().disconnect();
     }
-    session.close().await;
 }
 
 /// Handles one client event and answers its ack.
@@ -332,8 +303,9 @@ fn join_block_rooms(s: &SocketRef, (added, removed): (Vec<crate::domain::Id>, Ve
 }
 
 fn emit_event(s: &SocketRef, d: &Arc<Delivery>) -> Result<(), CloseCode> {
-    let raw = RawValue::from_string(sio_payload(&d.topic, &d.env)).expect("payload is JSON");
-    match s.emit(d.env.event.as_str(), &raw) {
+    let payload = d.frame(Door::Sio);
+    let raw = serde_json::from_str::<&RawValue>(payload.as_str()).expect("payload is JSON");
+    match s.emit(d.env.event.as_str(), raw) {
         Ok(()) => Ok(()),
         Err(SendError::Socket(SocketError::InternalChannelFull)) => Err(CloseCode::SLOW_CONSUMER),
         Err(_) => Ok(()), // closed: the disconnect handler ends the task

@@ -1,12 +1,10 @@
 //! The plain WebSocket door: `GET /ws`, subprotocol `chorus.v1`, JSON text frames
 //! (`protocol/PROTOCOL.md`).
 //!
-//! One task per connection owns the socket and its [`Session`]. It waits on four things at
-//! once: the hub's queue (events to write), the socket (client frames), the heartbeat, and
-//! the session's kill switch (slow consumer, logout, shutdown). Writes are batched — what is
-//! queued is fed to the socket and flushed once — and every write also watches the kill
-//! switch, so a client that stopped reading cannot pin its task: the hub cuts it off when
-//! its queue fills, and the close happens even while a write is blocked.
+//! It authenticates (query token or a first `auth` frame), opens the [`Session`] and hands
+//! the socket to the connection loop ([`conn::run`]) as a [`Transport`]: text frames in,
+//! frames out, the loop's heartbeat as WebSocket pings. A batch of queued events is fed
+//! to the socket and flushed once.
 //!
 //! Memory per idle connection is kept small on purpose: a 4 KiB read buffer, no write
 //! buffer until there is something to write, one task, and the session's small maps.
@@ -19,18 +17,16 @@ use axum::extract::{Query, State};
 use axum::response::Response;
 use futures_util::SinkExt;
 use serde::Deserialize;
-use serde_json::json;
-use tokio::time::{Instant, sleep_until};
+use serde_json::{Value, json};
 
 use crate::auth::AccessClaims;
 use crate::realtime::close::CloseCode;
+use crate::realtime::conn::{self, End, Inbound, Transport};
 use crate::realtime::frames::{self, ClientFrame, FrameError};
-use crate::realtime::hub::{Door, Outbound};
-use crate::realtime::session::{Accept, Command, Push, RateVerdict, Reply, Session, default_topics};
+use crate::realtime::hub::Door;
+use crate::realtime::session::{Command, Push, RateVerdict, Reply, Session};
 use crate::state::AppState;
 
-/// Events written per flush at most (then the loop looks at the socket again).
-const BATCH: usize = 64;
 /// Frames are buffered up to this size and written by the flush that ends a batch: one
 /// `send` per batch instead of one per frame (a queue that filled up while the socket
 /// task waited drains in one syscall).
@@ -59,14 +55,6 @@ pub async fn handler(ws: WebSocketUpgrade, State(state): State<AppState>, Query(
         .on_upgrade(move |socket| run(socket, state, q))
 }
 
-/// Why the connection loop stopped.
-enum End {
-    /// Close with this code (and tell the client first when it is a reconnect code).
-    Close(CloseCode),
-    /// The peer went away or the transport failed: nothing more to write.
-    Gone,
-}
-
 async fn run(mut socket: WebSocket, state: AppState, q: WsQuery) {
     let positions: Option<HashMap<String, String>> = match q.positions.as_deref().map(serde_json::from_str) {
         None => None,
@@ -82,26 +70,13 @@ async fn run(mut socket: WebSocket, state: AppState, q: WsQuery) {
         Err(End::Close(code)) => return close(&mut socket, code).await,
         Err(End::Gone) => return,
     };
-    let (mut session, mut rx) = match Session::open(&state, &claims, Door::Ws).await {
+    let (session, rx) = match Session::open(&state, &claims, Door::Ws).await {
         Ok(s) => s,
         Err(code) => return close(&mut socket, code).await,
     };
     metrics::counter!("chorus_socket_connects_total", "door" => "ws").increment(1);
-    let end = serve(&mut socket, &state, &mut session, &mut rx, positions).await;
-    match end {
-        End::Close(code) => {
-            if code.is_reconnect() {
-                let _ = tokio::time::timeout(
-                    Duration::from_secs(1),
-                    socket.send(text(frames::reconnect(code.reason(), code.0))),
-                )
-                .await;
-            }
-            close(&mut socket, code).await;
-        }
-        End::Gone => {}
-    }
-    session.close().await;
+    let heartbeat = Duration::from_millis(state.config.hub.heartbeat_ms.max(100));
+    conn::run(&mut Ws { socket, heartbeat }, session, rx, positions.unwrap_or_default()).await;
 }
 
 /// Authenticates from the query token, or from a first `auth` frame within the timeout.
@@ -145,175 +120,32 @@ async fn authenticate(
     }
 }
 
-async fn serve(
-    socket: &mut WebSocket,
-    state: &AppState,
-    session: &mut Session,
-    rx: &mut tokio::sync::mpsc::Receiver<Outbound>,
-    positions: Option<HashMap<String, String>>,
-) -> End {
-    // Personal topics first (live from now, or resumed from the given positions, before any
-    // live event is written: the queue is only read after this).
-    let mut resumed = serde_json::Map::new();
-    let mut replay = Vec::new();
-    for topic in default_topics(state, session.user(), None).await {
-        let from = positions.as_ref().and_then(|p| p.get(topic.wire_name().as_ref())).and_then(|s| s.parse().ok());
-        match session.subscribe(topic, from).await {
-            Ok((ack, mut then)) => {
-                resumed.insert(topic.wire_name().into_owned(), ack);
-                replay.append(&mut then);
-            }
-            Err(e) => tracing::warn!(error = %e, %topic, "default subscription failed"),
-        }
-    }
-    // Positions for topics that are not personal (conversations joined later, posts…).
-    let mut extra = Vec::new();
-    if let Some(p) = &positions {
-        let others: HashMap<String, String> =
-            p.iter().filter(|(k, _)| !resumed.contains_key(k.as_str())).map(|(k, v)| (k.clone(), v.clone())).collect();
-        if !others.is_empty()
-            && let Ok((v, mut then)) = session.resume(&others).await
-        {
-            if let Some(obj) = v.get("topics").and_then(|t| t.as_object()) {
-                resumed.extend(obj.clone());
-            }
-            extra.append(&mut then);
-        }
-    }
-    replay.append(&mut extra);
-    let mut hello = session.hello();
-    hello["subscriptions"] = serde_json::Value::Object(resumed);
-    if let Err(end) = write(socket, session, vec![text(frames::hello(hello))]).await {
-        return end;
-    }
-    if let Err(end) = write_pushes(socket, session, replay).await {
-        return end;
-    }
-
-    let heartbeat = Duration::from_millis(state.config.hub.heartbeat_ms.max(100));
-    let write_delay = Duration::from_millis(state.config.hub.write_delay_ms);
-    let queue_frames = state.config.hub.queue_frames;
-    let mut last_heard = Instant::now();
-    // The loop's timers and close switch live across iterations: re-creating them per
-    // event would register and clear two timer entries and a waiter on every delivery.
-    let kill = session.handle.kill.clone();
-    let killed = kill.killed();
-    let ping = sleep_until(Instant::now() + heartbeat);
-    let (mut armed_for, expiry) = session.expiry_timer();
-    tokio::pin!(killed, ping, expiry);
-    loop {
-        session.rearm_expiry(&mut armed_for, expiry.as_mut());
-        tokio::select! {
-            code = &mut killed => return End::Close(code),
-            msg = socket.recv() => {
-                last_heard = Instant::now();
-                let frame = match msg {
-                    None => return End::Gone,
-                    Some(Err(e)) => return classify_read_error(e),
-                    Some(Ok(m)) => m,
-                };
-                match frame {
-                    Message::Text(t) => {
-                        let replies = handle_text(session, &t).await;
-                        match replies {
-                            Ok(out) => if let Err(end) = write(socket, session, out).await { return end; },
-                            Err(code) => return End::Close(code),
-                        }
-                    }
-                    Message::Binary(_) => {
-                        let _ = write(socket, session, vec![text(frames::protocol_error(None, "bad_frame", "binary frames are not part of chorus.v1"))]).await;
-                        return End::Close(CloseCode::PROTOCOL_VIOLATION);
-                    }
-                    Message::Ping(_) | Message::Pong(_) => {}
-                    Message::Close(_) => return End::Gone,
-                }
-            }
-            out = rx.recv() => {
-                let Some(first) = out else { return End::Gone };
-                // hub.write_delay_ms: let events that arrive meanwhile share this write.
-                let mut limit = BATCH;
-                if !write_delay.is_zero() && rx.len() < BATCH {
-                    tokio::select! {
-                        code = &mut killed => return End::Close(code),
-                        () = tokio::time::sleep(write_delay) => {}
-                    }
-                    // All that arrived during the delay goes now: with BATCH per delay, a
-                    // connection receiving more than that would fall further behind with
-                    // each delay until its queue overflowed. (What arrives within one delay
-                    // must still fit `queue_frames`.)
-                    limit = queue_frames;
-                }
-                let mut batch = Vec::with_capacity(8);
-                if let Err(end) = collect(session, first, &mut batch).await { return end; }
-                while batch.len() < limit {
-                    match rx.try_recv() {
-                        Ok(more) => if let Err(end) = collect(session, more, &mut batch).await { return end; },
-                        Err(_) => break,
-                    }
-                }
-                if let Err(end) = write(socket, session, batch).await { return end; }
-            }
-            _ = &mut expiry => return End::Close(CloseCode::TOKEN_EXPIRED),
-            _ = &mut ping => {
-                if last_heard.elapsed() > heartbeat * 2 {
-                    return End::Close(CloseCode::HEARTBEAT_TIMEOUT);
-                }
-                ping.as_mut().reset(Instant::now() + heartbeat);
-                if let Err(end) = write(socket, session, vec![Message::Ping(Default::default())]).await { return end; }
-            }
-        }
-    }
+/// A `/ws` connection as the connection loop sees it.
+struct Ws {
+    socket: WebSocket,
+    heartbeat: Duration,
 }
 
-/// Turns a hub delivery into frames (usually the shared event frame itself).
-async fn collect(session: &mut Session, out: Outbound, batch: &mut Vec<Message>) -> Result<(), End> {
-    match out {
-        Outbound::Event(d) => match session.accept(&d).await {
-            Accept::Send => batch.push(Message::Text(d.ws_frame())),
-            Accept::Skip => {}
-            Accept::Many(pushes) => batch.extend(pushes.into_iter().map(push_frame)),
-        },
-        Outbound::Resync => batch.extend(session.resync().await.into_iter().map(push_frame)),
-        Outbound::Recheck => batch.extend(session.recheck(None).await.into_iter().map(push_frame)),
-    }
-    Ok(())
+/// A client frame the loop hands back to [`Ws::handle`].
+enum WsInput {
+    Text(Utf8Bytes),
+    Binary,
 }
 
-fn push_frame(p: Push) -> Message {
-    match p {
-        Push::Event(d) => Message::Text(d.ws_frame()),
-        Push::ResyncRequired { topic, seq } => {
-            text(json!({"op": "resync_required", "topic": topic.wire_name(), "seq": seq.to_string()}).to_string())
+impl Ws {
+    /// Feeds every frame and flushes once (the write buffer makes that one `send`).
+    async fn send(&mut self, frames: Vec<Message>) -> Result<(), End> {
+        if frames.is_empty() {
+            return Ok(());
         }
-        Push::Unsubscribed { topic, error } => {
-            text(json!({"op": "unsubscribed", "topic": topic.wire_name(), "error": error}).to_string())
-        }
-    }
-}
-
-async fn write_pushes(socket: &mut WebSocket, session: &Session, pushes: Vec<Push>) -> Result<(), End> {
-    if pushes.is_empty() {
-        return Ok(());
-    }
-    write(socket, session, pushes.into_iter().map(push_frame).collect()).await
-}
-
-/// Feeds every frame and flushes once; gives up at once if the session is killed meanwhile.
-async fn write(socket: &mut WebSocket, session: &Session, frames: Vec<Message>) -> Result<(), End> {
-    if frames.is_empty() {
-        return Ok(());
-    }
-    let n = frames.len();
-    let io = async {
-        for f in frames {
-            socket.feed(f).await?;
-        }
-        socket.flush().await
-    };
-    // Biased: the write usually completes on its first poll, without looking at the switch.
-    tokio::select! {
-        biased;
-        r = io => match r {
+        let n = frames.len();
+        let io = async {
+            for f in frames {
+                self.socket.feed(f).await?;
+            }
+            self.socket.flush().await
+        };
+        match io.await {
             Ok(()) => {
                 metrics::counter!("chorus_socket_frames_sent_total", "door" => "ws").increment(n as u64);
                 Ok(())
@@ -322,8 +154,85 @@ async fn write(socket: &mut WebSocket, session: &Session, frames: Vec<Message>) 
                 tracing::debug!(error = %e, "websocket write failed");
                 Err(End::Gone)
             }
-        },
-        code = session.handle.kill.killed() => Err(End::Close(code)),
+        }
+    }
+}
+
+impl Transport for Ws {
+    type Input = WsInput;
+
+    fn namespace(&self) -> Option<&str> {
+        None
+    }
+
+    fn heartbeat(&self) -> Option<Duration> {
+        Some(self.heartbeat)
+    }
+
+    async fn recv(&mut self) -> Inbound<WsInput> {
+        match self.socket.recv().await {
+            None => Inbound::End(End::Gone),
+            Some(Err(e)) => Inbound::End(classify_read_error(e)),
+            Some(Ok(Message::Text(t))) => Inbound::Input(WsInput::Text(t)),
+            Some(Ok(Message::Binary(_))) => Inbound::Input(WsInput::Binary),
+            Some(Ok(Message::Ping(_) | Message::Pong(_))) => Inbound::Heard,
+            Some(Ok(Message::Close(_))) => Inbound::End(End::Gone),
+        }
+    }
+
+    async fn handle(&mut self, session: &mut Session, input: WsInput) -> Result<(), End> {
+        match input {
+            WsInput::Text(t) => match handle_text(session, &t).await {
+                Ok(out) => self.send(out).await,
+                Err(code) => Err(End::Close(code)),
+            },
+            WsInput::Binary => {
+                let _ = self
+                    .send(vec![text(frames::protocol_error(
+                        None,
+                        "bad_frame",
+                        "binary frames are not part of chorus.v1",
+                    ))])
+                    .await;
+                Err(End::Close(CloseCode::PROTOCOL_VIOLATION))
+            }
+        }
+    }
+
+    async fn hello(&mut self, hello: Value) -> Result<(), End> {
+        self.send(vec![text(frames::hello(hello))]).await
+    }
+
+    async fn write(&mut self, pushes: Vec<Push>) -> Result<(), End> {
+        self.send(pushes.into_iter().map(push_frame).collect()).await
+    }
+
+    async fn ping(&mut self) -> Result<(), End> {
+        self.send(vec![Message::Ping(Default::default())]).await
+    }
+
+    async fn finish(&mut self, end: End) {
+        let End::Close(code) = end else { return };
+        if code.is_reconnect() {
+            let _ = tokio::time::timeout(
+                Duration::from_secs(1),
+                self.socket.send(text(frames::reconnect(code.reason(), code.0))),
+            )
+            .await;
+        }
+        close(&mut self.socket, code).await;
+    }
+}
+
+fn push_frame(p: Push) -> Message {
+    match p {
+        Push::Event(d) => Message::Text(d.frame(Door::Ws)),
+        Push::ResyncRequired { topic, seq } => {
+            text(json!({"op": "resync_required", "topic": topic.wire_name(), "seq": seq.to_string()}).to_string())
+        }
+        Push::Unsubscribed { topic, error } => {
+            text(json!({"op": "unsubscribed", "topic": topic.wire_name(), "error": error}).to_string())
+        }
     }
 }
 
