@@ -51,9 +51,9 @@ use futures_util::{SinkExt, StreamExt};
 use hdrhistogram::Histogram;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
-use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::http::HeaderValue;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 
 const SECRET: &str = "loadgen-secret-0123456789-0123456789-abcdef";
 
@@ -339,6 +339,58 @@ struct Stats {
     last_delivery_us: AtomicU64,
 }
 
+impl Stats {
+    fn new() -> Arc<Stats> {
+        Arc::new(Stats {
+            delivered: AtomicU64::new(0),
+            connected: AtomicU64::new(0),
+            hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).unwrap()),
+            last_delivery_us: AtomicU64::new(0),
+        })
+    }
+
+    /// After opening the `i`th connection: pace the opening a little so the server's
+    /// accept queue never overflows.
+    async fn pace(&self, i: usize) {
+        if i % 200 == 199 {
+            while self.connected.load(Ordering::Relaxed) + 400 < i as u64 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        }
+    }
+
+    /// Waits (10 minutes at most) until `n` connections are in.
+    async fn all_connected(&self, n: usize) {
+        let started = Instant::now();
+        while (self.connected.load(Ordering::Relaxed) as usize) < n {
+            assert!(
+                started.elapsed() < Duration::from_secs(600),
+                "only {} of {n} connected",
+                self.connected.load(Ordering::Relaxed)
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+type Client = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// The next text frame, skipping the others; `None` once the connection ends or the run
+/// stops.
+async fn next_text(ws: &mut Client, stop: &tokio_util::sync::CancellationToken) -> Option<Utf8Bytes> {
+    loop {
+        let msg = tokio::select! {
+            m = ws.next() => m,
+            _ = stop.cancelled() => return None,
+        };
+        match msg {
+            Some(Ok(Message::Text(t))) => return Some(t),
+            Some(Ok(_)) => {}
+            _ => return None,
+        }
+    }
+}
+
 /// Parses the send time out of a comment event without parsing the JSON.
 fn sent_at(frame: &str) -> Option<u64> {
     let i = frame.find("\"body\":\"t=")? + 10;
@@ -415,17 +467,7 @@ async fn sio_conn(
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
     let mut last = 0u64;
     let mut counted = false;
-    loop {
-        let msg = tokio::select! {
-            m = ws.next() => m,
-            _ = stop.cancelled() => break,
-        };
-        let Some(Ok(Message::Text(t))) = msg else {
-            if matches!(msg, Some(Ok(_))) {
-                continue;
-            }
-            break;
-        };
+    while let Some(t) = next_text(&mut ws, &stop).await {
         if t.starts_with('0') {
             let _ = ws.send(Message::Text(format!("40/post,{}", json!({"token": token})).into())).await;
         } else if t == "2" {
@@ -463,7 +505,6 @@ async fn open(
     stats: &Arc<Stats>,
     stop: &tokio_util::sync::CancellationToken,
 ) {
-    let started = Instant::now();
     for (i, token) in tokens.iter().enumerate() {
         let base = bases[i % bases.len()].clone();
         let (token, topic, st, stop) = (token.clone(), topic.clone(), stats.clone(), stop.clone());
@@ -472,22 +513,9 @@ async fn open(
         } else {
             tokio::spawn(sio_conn(base, token, topic, st, stop));
         }
-        // Pace the opening a little so the accept queue never overflows.
-        if i % 200 == 199 {
-            while stats.connected.load(Ordering::Relaxed) + 400 < i as u64 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
+        stats.pace(i).await;
     }
-    while (stats.connected.load(Ordering::Relaxed) as usize) < tokens.len() {
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "only {} of {} connected",
-            stats.connected.load(Ordering::Relaxed),
-            tokens.len()
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    stats.all_connected(tokens.len()).await;
 }
 
 /// A fresh PostgreSQL database for this run, dropped when the run ends.
@@ -543,12 +571,7 @@ async fn main() {
     let nginx_pids = nginx.as_ref().map(Nginx::pids).unwrap_or_default();
     let accounts = users(&o, data.path(), o.conns).await;
     let tokens: Vec<String> = accounts.iter().map(|a| a.1.clone()).collect();
-    let stats = Arc::new(Stats {
-        delivered: AtomicU64::new(0),
-        connected: AtomicU64::new(0),
-        hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).unwrap()),
-        last_delivery_us: AtomicU64::new(0),
-    });
+    let stats = Stats::new();
     let stop = tokio_util::sync::CancellationToken::new();
     let rss = |pids: &[u32]| pids.iter().map(|p| rss_kib(*p)).sum::<u64>();
 
@@ -987,31 +1010,14 @@ impl MixShared {
 async fn peer(o: &Opts) -> Value {
     let url = o.peer_url.clone().expect("checked");
     let pid = o.peer_pid.expect("checked");
-    let stats = Arc::new(Stats {
-        delivered: AtomicU64::new(0),
-        connected: AtomicU64::new(0),
-        hist: Mutex::new(Histogram::new_with_bounds(1, 60_000_000, 3).unwrap()),
-        last_delivery_us: AtomicU64::new(0),
-    });
+    let stats = Stats::new();
     let stop = tokio_util::sync::CancellationToken::new();
     let idle_before = rss_kib(pid);
     for i in 0..o.conns {
         tokio::spawn(peer_conn(url.clone(), stats.clone(), stop.clone()));
-        if i % 200 == 199 {
-            while stats.connected.load(Ordering::Relaxed) + 400 < i as u64 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
+        stats.pace(i).await;
     }
-    let started = Instant::now();
-    while (stats.connected.load(Ordering::Relaxed) as usize) < o.conns {
-        assert!(
-            started.elapsed() < Duration::from_secs(600),
-            "only {} joined",
-            stats.connected.load(Ordering::Relaxed)
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    stats.all_connected(o.conns).await;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let idle_per_connection = rss_kib(pid).saturating_sub(idle_before) as f64 / o.conns as f64;
     let count = (o.rate * o.secs as f64).round() as u64;
@@ -1053,17 +1059,7 @@ async fn peer_conn(url: String, stats: Arc<Stats>, stop: tokio_util::sync::Cance
     };
     let mut hist = Histogram::<u64>::new_with_bounds(1, 60_000_000, 3).unwrap();
     let (mut last, mut counted) = (0u64, false);
-    loop {
-        let msg = tokio::select! {
-            m = ws.next() => m,
-            _ = stop.cancelled() => break,
-        };
-        let Some(Ok(Message::Text(t))) = msg else {
-            if matches!(msg, Some(Ok(_))) {
-                continue;
-            }
-            break;
-        };
+    while let Some(t) = next_text(&mut ws, &stop).await {
         if t.starts_with('0') {
             let _ = ws.send(Message::Text(r#"40{"room":"r1"}"#.into())).await;
         } else if t == "2" {

@@ -78,8 +78,10 @@ pub trait Transport: Send {
     /// Writes pushes, in order, as one write where the transport can.
     fn write(&mut self, pushes: Vec<Push>) -> impl Future<Output = Result<(), End>> + Send;
 
-    /// Sends a heartbeat.
-    fn ping(&mut self) -> impl Future<Output = Result<(), End>> + Send;
+    /// Sends a heartbeat (only called when [`Transport::heartbeat`] asks for one).
+    fn ping(&mut self) -> impl Future<Output = Result<(), End>> + Send {
+        async { Ok(()) }
+    }
 
     /// The session's block set changed: keep what the transport derives from it in step
     /// (Socket.IO's per-account rooms). Called before the first subscription, too.
@@ -399,6 +401,12 @@ mod tests {
             (session, rx)
         }
 
+        /// The hub, and the session's position on its feed (subscribed on start).
+        fn feed(&self, session: &Session) -> (Arc<crate::realtime::hub::Hub>, i64) {
+            let base = session.position(&Topic::Feed(Id(7))).expect("feed subscribed on start");
+            (self.app.state().hub.clone(), base)
+        }
+
         fn did(&self) -> Vec<Did> {
             self.log.lock().unwrap().clone()
         }
@@ -466,9 +474,8 @@ mod tests {
     async fn queued_events_go_out_in_one_write() {
         let mut rig = rig(None, false, 16).await;
         let (mut session, mut rx) = rig.open(Duration::from_secs(3600)).await;
-        let hub = rig.app.state().hub.clone();
+        let (hub, base) = rig.feed(&session);
         let position = |s: &Session| s.position(&Topic::Feed(Id(7)));
-        let base = position(&session).expect("feed subscribed on start");
         for seq in 1..=5 {
             hub.deliver(feed_event(base + seq));
         }
@@ -484,8 +491,7 @@ mod tests {
     async fn a_client_that_stops_reading_is_cut_off_while_its_write_is_blocked() {
         let mut rig = rig(None, true, 8).await;
         let (mut session, mut rx) = rig.open(Duration::from_secs(3600)).await;
-        let hub = rig.app.state().hub.clone();
-        let base = session.position(&Topic::Feed(Id(7))).unwrap();
+        let (hub, base) = rig.feed(&session);
         tokio::time::pause();
         let mut script = rig.script.take().unwrap();
         let loop_ = async { serve(&mut script, &mut session, &mut rx).await };
@@ -517,8 +523,7 @@ mod tests {
     async fn a_session_behind_holds_its_next_write_one_that_keeps_up_does_not() {
         let mut rig = rig(None, false, 64).await;
         let (mut session, mut rx) = rig.open(Duration::from_secs(3600)).await;
-        let hub = rig.app.state().hub.clone();
-        let base = session.position(&Topic::Feed(Id(7))).unwrap();
+        let (hub, base) = rig.feed(&session);
         tokio::time::pause();
         // The first event waits 40 ms in the queue before the session gets to it.
         hub.deliver(feed_event(base + 1));

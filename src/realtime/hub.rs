@@ -10,7 +10,8 @@
 //! # Cost per event
 //! - The envelope is wrapped once in an `Arc<Delivery>`; each recipient costs an `Arc` clone
 //!   and a `try_send`, never a serialisation. Each door's encoding is made once, by whichever
-//!   session writes it first ([`Delivery::frame`]), and shared by the rest.
+//!   session writes it first ([`Delivery::ws_frame`], [`Delivery::sio_payload`]), and shared
+//!   by the rest.
 //! - Socket.IO sessions on *ephemeral* topics are reached through one socketioxide room
 //!   broadcast per event (socketioxide encodes a broadcast once). On *durable* topics —
 //!   which are personal or per-conversation, so small — Socket.IO sessions get the same
@@ -33,6 +34,7 @@ use axum::extract::ws::Utf8Bytes;
 use dashmap::DashMap;
 use dashmap::mapref::entry::Entry;
 use futures_util::task::AtomicWaker;
+use serde_json::value::RawValue;
 use tokio::sync::{OnceCell, broadcast, mpsc};
 
 use crate::broker::{Broker, Sink};
@@ -73,7 +75,7 @@ pub struct Delivery {
     /// coalesces its next writes by as much (see `conn.rs`).
     pub born: tokio::time::Instant,
     ws_frame: OnceLock<Utf8Bytes>,
-    sio_payload: OnceLock<Utf8Bytes>,
+    sio_payload: OnceLock<Box<RawValue>>,
 }
 
 impl Delivery {
@@ -82,14 +84,19 @@ impl Delivery {
         Self { topic, env, born: tokio::time::Instant::now(), ws_frame: OnceLock::new(), sio_payload: OnceLock::new() }
     }
 
-    /// The event as `door` writes it, encoded on first use and shared afterwards
+    /// The plain-WebSocket frame, encoded on first use and shared afterwards
     /// ([`encode_event`]).
-    pub fn frame(&self, door: Door) -> Utf8Bytes {
-        let cell = match door {
-            Door::Ws => &self.ws_frame,
-            Door::Sio => &self.sio_payload,
-        };
-        cell.get_or_init(|| encode_event(&self.topic, &self.env, door)).clone()
+    pub fn ws_frame(&self) -> Utf8Bytes {
+        self.ws_frame.get_or_init(|| encode_event(&self.topic, &self.env, Door::Ws)).clone()
+    }
+
+    /// The Socket.IO payload, encoded (and checked as JSON, which socketioxide's raw value
+    /// needs) on first use and shared by every socket it is emitted to.
+    pub fn sio_payload(&self) -> &RawValue {
+        self.sio_payload.get_or_init(|| {
+            let s = encode_event(&self.topic, &self.env, Door::Sio).as_str().to_owned();
+            RawValue::from_string(s).expect("data is JSON, so the payload is")
+        })
     }
 }
 
@@ -252,7 +259,7 @@ impl TopicSubs {
 
 /// Broadcasts an ephemeral event to a Socket.IO room (installed by the Socket.IO door),
 /// except to the sockets whose user is blocked with the event's actor ([`blocked_room`]).
-pub type SioBridge = Arc<dyn Fn(&Topic, &Envelope) + Send + Sync>;
+pub type SioBridge = Arc<dyn Fn(&Delivery) + Send + Sync>;
 
 /// The Socket.IO room a session joins for each account in its [`BlockSet`]: a room
 /// broadcast of an event by that account excludes it (`except`), so the block filter costs
@@ -477,7 +484,7 @@ impl Hub {
         if room > 0
             && let Some(bridge) = self.sio_bridge.get()
         {
-            bridge(&delivery.topic, &delivery.env);
+            bridge(&delivery);
             delivered += room as u64;
         }
         metrics::counter!("chorus_events_delivered_total").increment(delivered);

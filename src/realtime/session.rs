@@ -537,11 +537,6 @@ impl Session {
         }
     }
 
-    /// Topics currently watched (wire names), for the doors' bookkeeping.
-    pub fn is_subscribed(&self, topic: &Topic) -> bool {
-        self.subs.contains_key(topic)
-    }
-
     /// The last `seq` passed to the client on a durable topic.
     pub fn position(&self, topic: &Topic) -> Option<i64> {
         self.subs.get(topic).copied().flatten()

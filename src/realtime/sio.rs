@@ -39,10 +39,10 @@ use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::error::AppError;
-use crate::events::{Envelope, Topic};
+use crate::events::Topic;
 use crate::realtime::close::CloseCode;
 use crate::realtime::conn::{self, End, Inbound, Transport};
-use crate::realtime::hub::{Delivery, Door, Outbound, blocked_room, encode_event};
+use crate::realtime::hub::{Delivery, Door, Outbound, blocked_room};
 use crate::realtime::session::{Command, Push, RateVerdict, Reply, Session};
 use crate::state::AppState;
 
@@ -103,15 +103,14 @@ pub fn layer(state: &AppState) -> SocketIoLayer<LocalAdapter> {
 
 /// The hub's once-per-event broadcast to the room of an ephemeral topic.
 fn bridge(io: SocketIo) -> crate::realtime::hub::SioBridge {
-    Arc::new(move |topic: &Topic, env: &Envelope| {
-        let Some(ns) = io.of(topic.namespace()) else { return };
-        let payload = encode_event(topic, env, Door::Sio);
-        let Ok(raw) = serde_json::from_str::<&RawValue>(payload.as_str()) else { return };
+    Arc::new(move |d: &Delivery| {
+        let Some(ns) = io.of(d.topic.namespace()) else { return };
+        let raw = d.sio_payload();
         // The local adapter completes at once; never block the hub's delivery.
-        let to = ns.to(topic.key());
-        let fut = match env.actor {
-            Some(a) => to.except(blocked_room(a)).emit(env.event.as_str(), &raw),
-            None => to.emit(env.event.as_str(), &raw),
+        let to = ns.to(d.topic.key());
+        let fut = match d.env.actor {
+            Some(a) => to.except(blocked_room(a)).emit(d.env.event.as_str(), raw),
+            None => to.emit(d.env.event.as_str(), raw),
         };
         if let Some(Err(e)) = fut.now_or_never() {
             tracing::debug!(error = %e, "socket.io room broadcast failed for some sockets");
@@ -159,15 +158,13 @@ async fn on_connect(s: SocketRef) {
 }
 
 async fn run(s: SocketRef, h: Handoff) {
-    let ns = s.ns().to_string();
-    let mut t = Sio { s, ns, cmds: h.cmds, gone: Box::pin(h.gone.cancelled_owned()) };
+    let mut t = Sio { s, cmds: h.cmds, gone: Box::pin(h.gone.cancelled_owned()) };
     conn::run(&mut t, h.session, h.rx, h.positions).await;
 }
 
 /// A namespace socket as the connection loop sees it.
 struct Sio {
     s: SocketRef,
-    ns: String,
     cmds: Commands,
     /// Resolves when socketioxide reports the disconnect; kept across the loop's iterations.
     gone: Pin<Box<WaitForCancellationFutureOwned>>,
@@ -177,7 +174,7 @@ impl Transport for Sio {
     type Input = (String, Value, Option<AckSender>);
 
     fn namespace(&self) -> Option<&str> {
-        Some(&self.ns)
+        Some(self.s.ns())
     }
 
     fn heartbeat(&self) -> Option<Duration> {
@@ -205,10 +202,6 @@ impl Transport for Sio {
 
     async fn write(&mut self, pushes: Vec<Push>) -> Result<(), End> {
         emit_pushes(&self.s, pushes).map_err(End::Close)
-    }
-
-    async fn ping(&mut self) -> Result<(), End> {
-        Ok(())
     }
 
     fn blocks_changed(&mut self, session: &mut Session) {
@@ -303,9 +296,7 @@ fn join_block_rooms(s: &SocketRef, (added, removed): (Vec<crate::domain::Id>, Ve
 }
 
 fn emit_event(s: &SocketRef, d: &Arc<Delivery>) -> Result<(), CloseCode> {
-    let payload = d.frame(Door::Sio);
-    let raw = serde_json::from_str::<&RawValue>(payload.as_str()).expect("payload is JSON");
-    match s.emit(d.env.event.as_str(), raw) {
+    match s.emit(d.env.event.as_str(), d.sio_payload()) {
         Ok(()) => Ok(()),
         Err(SendError::Socket(SocketError::InternalChannelFull)) => Err(CloseCode::SLOW_CONSUMER),
         Err(_) => Ok(()), // closed: the disconnect handler ends the task

@@ -226,7 +226,7 @@ impl Transport for Ws {
 
 fn push_frame(p: Push) -> Message {
     match p {
-        Push::Event(d) => Message::Text(d.frame(Door::Ws)),
+        Push::Event(d) => Message::Text(d.ws_frame()),
         Push::ResyncRequired { topic, seq } => {
             text(json!({"op": "resync_required", "topic": topic.wire_name(), "seq": seq.to_string()}).to_string())
         }
