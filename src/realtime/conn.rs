@@ -33,6 +33,10 @@ use crate::realtime::session::{Accept, Push, Session};
 /// Deliveries written per batch at most (then the loop looks at the client again).
 pub const BATCH: usize = 64;
 
+/// Read buffer of a connection's WebSocket, on both doors. Every idle connection holds one
+/// (zeroed, never shrunk), and client frames are small: a larger one takes a few reads.
+pub const READ_BUFFER: usize = 1024;
+
 /// Why a connection's loop stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum End {
@@ -76,7 +80,8 @@ pub trait Transport: Send {
     fn hello(&mut self, hello: Value) -> impl Future<Output = Result<(), End>> + Send;
 
     /// Writes pushes, in order, as one write where the transport can.
-    fn write(&mut self, pushes: Vec<Push>) -> impl Future<Output = Result<(), End>> + Send;
+    /// Takes them all out of `pushes` (the loop reuses its buffer: no allocation per write).
+    fn write(&mut self, pushes: &mut Vec<Push>) -> impl Future<Output = Result<(), End>> + Send;
 
     /// Sends a heartbeat (only called when [`Transport::heartbeat`] asks for one).
     fn ping(&mut self) -> impl Future<Output = Result<(), End>> + Send {
@@ -100,12 +105,15 @@ pub async fn run<T: Transport>(
     mut rx: mpsc::Receiver<Outbound>,
     positions: HashMap<String, String>,
 ) -> End {
-    let end = match start(t, &mut session, &positions).await {
+    // What runs once per connection is boxed: a task's future is as large as its largest
+    // state, and the idle state (`serve` waiting) is what thousands of connections hold.
+    let end = match Box::pin(start(t, &mut session, &positions)).await {
         Ok(()) => serve(t, &mut session, &mut rx).await,
+
         Err(end) => end,
     };
-    t.finish(end).await;
-    session.close().await;
+    Box::pin(t.finish(end)).await;
+    Box::pin(session.close()).await;
     end
 }
 
@@ -118,11 +126,11 @@ pub async fn start<T: Transport>(
     // Before any subscription: an event by a blocked account must never get through.
     t.blocks_changed(session);
     let ns = t.namespace().map(str::to_owned);
-    let (hello, replay) = session.start(ns.as_deref(), positions).await;
+    let (hello, mut replay) = session.start(ns.as_deref(), positions).await;
     let kill = session.handle.kill.clone();
     guarded(&kill, t.hello(hello)).await?;
     if !replay.is_empty() {
-        guarded(&kill, t.write(replay)).await?;
+        guarded(&kill, t.write(&mut replay)).await?;
     }
     Ok(())
 }
@@ -135,6 +143,7 @@ pub async fn serve<T: Transport>(t: &mut T, session: &mut Session, rx: &mut mpsc
         write_delay: Duration::from_millis(session.hub_config().write_delay_ms),
         queue_frames: session.hub_config().queue_frames,
         next_write: Instant::now(),
+        pushes: Vec::new(),
     };
     let kill = session.handle.kill.clone();
     let killed = kill.killed();
@@ -152,7 +161,8 @@ pub async fn serve<T: Transport>(t: &mut T, session: &mut Session, rx: &mut mpsc
             input = t.recv() => {
                 last_heard = Instant::now();
                 match input {
-                    Inbound::Input(i) => guarded(&kill, t.handle(session, i)).await,
+                    // Boxed: a command's database work must not size the idle connection.
+                    Inbound::Input(i) => guarded(&kill, Box::pin(t.handle(session, i))).await,
                     Inbound::Heard => Ok(()),
                     Inbound::End(end) => Err(end),
                 }
@@ -189,6 +199,9 @@ struct Pace {
     queue_frames: usize,
     /// No write before this: set after each write from how late its first event was.
     next_write: Instant,
+    /// The next write's pushes: one buffer for the connection's life, emptied by each
+    /// write, so a delivery allocates nothing. A burst's capacity is given back.
+    pushes: Vec<Push>,
 }
 
 /// Writes `first` and whatever else is queued.
@@ -235,31 +248,35 @@ async fn deliver<T: Transport>(
         .await?;
         limit = pace.queue_frames;
     }
-    let (pushes, rechecked) = collect(session, namespace, first, rx, limit).await;
+    let rechecked = collect(session, namespace, first, rx, limit, &mut pace.pushes).await;
     if rechecked {
         t.blocks_changed(session);
     }
-    if pushes.is_empty() {
+    if pace.pushes.is_empty() {
         return Ok(());
     }
-    let written = guarded(kill, t.write(pushes)).await;
+    let written = guarded(kill, t.write(&mut pace.pushes)).await;
+    if pace.pushes.capacity() > BATCH {
+        pace.pushes = Vec::new();
+    }
     if lag >= MIN_LAG {
         pace.next_write = Instant::now() + lag.min(MAX_COALESCE);
     }
     written
 }
 
-/// What the queue holds right now, up to `limit` deliveries, as pushes to write together:
-/// a connection with a backlog drains it in one write, one without pays for one event.
-/// Also says whether the batch re-checked the session (its block set may have changed).
+/// What the queue holds right now, up to `limit` deliveries, as pushes (into `out`) to
+/// write together: a connection with a backlog drains it in one write, one without pays
+/// for one event. Returns whether the batch re-checked the session (its block set may have
+/// changed).
 async fn collect(
     session: &mut Session,
     namespace: Option<&str>,
     first: Outbound,
     rx: &mut mpsc::Receiver<Outbound>,
     limit: usize,
-) -> (Vec<Push>, bool) {
-    let mut out = Vec::new();
+    out: &mut Vec<Push>,
+) -> bool {
     let mut rechecked = false;
     let mut next = Some(first);
     let mut taken = 0;
@@ -270,16 +287,17 @@ async fn collect(
                 Accept::Skip => {}
                 Accept::Many(mut pushes) => out.append(&mut pushes),
             },
-            Outbound::Resync => out.append(&mut session.resync().await),
+            // Rare and database-bound: boxed, so they do not size every connection's task.
+            Outbound::Resync => out.append(&mut Box::pin(session.resync()).await),
             Outbound::Recheck => {
-                out.append(&mut session.recheck(namespace).await);
+                out.append(&mut Box::pin(session.recheck(namespace)).await);
                 rechecked = true;
             }
         }
         taken += 1;
         next = if taken < limit { rx.try_recv().ok() } else { None };
     }
-    (out, rechecked)
+    rechecked
 }
 
 /// Runs `io` unless the session is killed first. Biased: the write usually completes on its
@@ -350,11 +368,13 @@ mod tests {
             Ok(())
         }
 
-        async fn write(&mut self, pushes: Vec<Push>) -> Result<(), End> {
+        async fn write(&mut self, pushes: &mut Vec<Push>) -> Result<(), End> {
             if self.stalled {
                 std::future::pending::<()>().await;
             }
             self.log.lock().unwrap().push(Did::Wrote(pushes.len()));
+            pushes.clear();
+
             Ok(())
         }
 

@@ -216,9 +216,22 @@ impl BlockSet {
     }
 }
 
-/// The hub's handle on one session.
+/// The hub's handle on one session: shared, because every topic the session watches holds
+/// it (a pointer per subscription instead of a copy of these fields).
 #[derive(Clone, Debug)]
-pub struct SessionHandle {
+pub struct SessionHandle(Arc<Handle>);
+
+impl std::ops::Deref for SessionHandle {
+    type Target = Handle;
+
+    fn deref(&self) -> &Handle {
+        &self.0
+    }
+}
+
+/// What the hub knows of a session.
+#[derive(Debug)]
+pub struct Handle {
     /// Session id.
     pub id: SessionId,
     /// Authenticated user.
@@ -331,7 +344,7 @@ impl Hub {
             *n += 1;
         }
         let (tx, rx) = mpsc::channel(self.queue_frames);
-        let handle = SessionHandle {
+        let handle = SessionHandle(Arc::new(Handle {
             id: self.next_id.fetch_add(1, Ordering::Relaxed),
             user,
             auth_session,
@@ -339,7 +352,7 @@ impl Hub {
             tx,
             kill: Arc::new(Kill::default()),
             blocks: Arc::new(BlockSet::default()),
-        };
+        }));
         self.sessions.insert(handle.id, handle.clone());
         metrics::gauge!("chorus_socket_connections", "door" => door.label()).increment(1.0);
         Some((handle, rx))

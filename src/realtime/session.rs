@@ -597,9 +597,10 @@ impl Session {
             *slot = Some(seq);
             return pass;
         }
-        // A gap: read what is missing, then this one.
+        // A gap: read what is missing, then this one. Boxed: the read is rare, and inline it
+        // would size every connection's task.
         let topic = d.topic;
-        match self.catch_up(&topic, last, Some(seq - 1)).await {
+        match Box::pin(self.catch_up(&topic, last, Some(seq - 1))).await {
             Ok((mut pushes, _, _)) => {
                 if !blocked {
                     pushes.push(Push::Event(d.clone()));

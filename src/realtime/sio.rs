@@ -72,7 +72,10 @@ impl fmt::Display for Refused {
     }
 }
 
-type Commands = mpsc::Receiver<(String, Value, Option<AckSender>)>;
+/// A client event waiting for the session task. Boxed: the channel allocates its slots in
+/// blocks of 32 when it is made, and every idle socket holds that block.
+type Cmd = Box<(&'static str, Value, Option<AckSender>)>;
+type Commands = mpsc::Receiver<Cmd>;
 /// What the connect middleware hands to the connect handler.
 struct Handoff {
     session: Session,
@@ -82,7 +85,7 @@ struct Handoff {
     gone: CancellationToken,
 }
 type Opened = Arc<Mutex<Option<Handoff>>>;
-type CommandTx = mpsc::Sender<(String, Value, Option<AckSender>)>;
+type CommandTx = mpsc::Sender<Cmd>;
 
 /// Builds the socket.io layer and wires its namespaces and the hub's room bridge.
 pub fn layer(state: &AppState) -> SocketIoLayer<LocalAdapter> {
@@ -93,6 +96,8 @@ pub fn layer(state: &AppState) -> SocketIoLayer<LocalAdapter> {
         .ping_timeout(Duration::from_millis(hub.heartbeat_ms))
         .max_payload(hub.max_frame_bytes as u64)
         .max_buffer_size(hub.queue_frames)
+        // Client frames are small; the read buffer is held by every idle socket.
+        .ws_read_buffer_size(conn::READ_BUFFER)
         .build_layer();
     for ns in NAMESPACES {
         io.ns(ns, on_connect.with(authenticate));
@@ -102,6 +107,7 @@ pub fn layer(state: &AppState) -> SocketIoLayer<LocalAdapter> {
 }
 
 /// The hub's once-per-event broadcast to the room of an ephemeral topic.
+
 fn bridge(io: SocketIo) -> crate::realtime::hub::SioBridge {
     Arc::new(move |d: &Delivery| {
         let Some(ns) = io.of(d.topic.namespace()) else { return };
@@ -130,14 +136,14 @@ async fn authenticate(
 ) -> Result<(), Refused> {
     let Ok(auth) = auth else { return Err(Refused(CloseCode::UNAUTHORIZED)) };
     let claims = state.auth.verify_access(&state.revocations, &auth.token).await.map_err(|f| Refused(f.into()))?;
-    let (session, rx) = Session::open(&state, &claims, Door::Sio).await.map_err(Refused)?;
+    let (session, rx) = Box::pin(Session::open(&state, &claims, Door::Sio)).await.map_err(Refused)?;
     // Commands queue until the session task runs; bounded like everything per connection.
     let (cmd_tx, cmds): (CommandTx, _) = mpsc::channel(64);
     let gone = CancellationToken::new();
     for op in OPS.into_iter().chain(ACTIONS) {
         let tx = cmd_tx.clone();
         s.on(op, async move |Data(data): Data<Value>, ack: AckSender| {
-            let _ = tx.try_send((op.to_string(), data, Some(ack)));
+            let _ = tx.try_send(Box::new((op, data, Some(ack))));
         });
     }
     {
@@ -171,7 +177,7 @@ struct Sio {
 }
 
 impl Transport for Sio {
-    type Input = (String, Value, Option<AckSender>);
+    type Input = Cmd;
 
     fn namespace(&self) -> Option<&str> {
         Some(self.s.ns())
@@ -191,8 +197,9 @@ impl Transport for Sio {
         }
     }
 
-    async fn handle(&mut self, session: &mut Session, (op, data, ack): Self::Input) -> Result<(), End> {
-        handle(&self.s, session, &op, data, ack).await.map_err(End::Close)
+    async fn handle(&mut self, session: &mut Session, cmd: Self::Input) -> Result<(), End> {
+        let (op, data, ack) = *cmd;
+        handle(&self.s, session, op, data, ack).await.map_err(End::Close)
     }
 
     async fn hello(&mut self, hello: Value) -> Result<(), End> {
@@ -200,8 +207,8 @@ impl Transport for Sio {
         Ok(())
     }
 
-    async fn write(&mut self, pushes: Vec<Push>) -> Result<(), End> {
-        emit_pushes(&self.s, pushes).map_err(End::Close)
+    async fn write(&mut self, pushes: &mut Vec<Push>) -> Result<(), End> {
+        emit_pushes(&self.s, pushes.drain(..)).map_err(End::Close)
     }
 
     fn blocks_changed(&mut self, session: &mut Session) {
@@ -303,7 +310,7 @@ fn emit_event(s: &SocketRef, d: &Arc<Delivery>) -> Result<(), CloseCode> {
     }
 }
 
-fn emit_pushes(s: &SocketRef, pushes: Vec<Push>) -> Result<(), CloseCode> {
+fn emit_pushes(s: &SocketRef, pushes: impl IntoIterator<Item = Push>) -> Result<(), CloseCode> {
     for p in pushes {
         match p {
             Push::Event(d) => emit_event(s, &d)?,

@@ -49,7 +49,7 @@ pub async fn handler(ws: WebSocketUpgrade, State(state): State<AppState>, Query(
     ws.protocols(["chorus.v1"])
         .max_message_size(max)
         .max_frame_size(max)
-        .read_buffer_size(4096)
+        .read_buffer_size(conn::READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
         .on_upgrade(move |socket| run(socket, state, q))
@@ -65,18 +65,21 @@ async fn run(mut socket: WebSocket, state: AppState, q: WsQuery) {
             return close(&mut socket, CloseCode::PROTOCOL_VIOLATION).await;
         }
     };
-    let (claims, positions) = match authenticate(&mut socket, &state, q.access_token, positions).await {
+    // The steps before the loop are boxed: their futures would otherwise size the task that
+    // every idle connection holds for its lifetime.
+    let (claims, positions) = match Box::pin(authenticate(&mut socket, &state, q.access_token, positions)).await {
         Ok(v) => v,
         Err(End::Close(code)) => return close(&mut socket, code).await,
         Err(End::Gone) => return,
     };
-    let (session, rx) = match Session::open(&state, &claims, Door::Ws).await {
+    let (session, rx) = match Box::pin(Session::open(&state, &claims, Door::Ws)).await {
         Ok(s) => s,
         Err(code) => return close(&mut socket, code).await,
     };
     metrics::counter!("chorus_socket_connects_total", "door" => "ws").increment(1);
     let heartbeat = Duration::from_millis(state.config.hub.heartbeat_ms.max(100));
-    conn::run(&mut Ws { socket, heartbeat }, session, rx, positions.unwrap_or_default()).await;
+    let frames_sent = metrics::counter!("chorus_socket_frames_sent_total", "door" => "ws");
+    conn::run(&mut Ws { socket, heartbeat, frames_sent }, session, rx, positions.unwrap_or_default()).await;
 }
 
 /// Authenticates from the query token, or from a first `auth` frame within the timeout.
@@ -124,6 +127,9 @@ async fn authenticate(
 struct Ws {
     socket: WebSocket,
     heartbeat: Duration,
+    /// `chorus_socket_frames_sent_total{door="ws"}`, looked up once: a lookup per write
+    /// would hash the name and labels for every delivery.
+    frames_sent: metrics::Counter,
 }
 
 /// A client frame the loop hands back to [`Ws::handle`].
@@ -134,20 +140,18 @@ enum WsInput {
 
 impl Ws {
     /// Feeds every frame and flushes once (the write buffer makes that one `send`).
-    async fn send(&mut self, frames: Vec<Message>) -> Result<(), End> {
-        if frames.is_empty() {
-            return Ok(());
-        }
-        let n = frames.len();
+    async fn send(&mut self, frames: impl IntoIterator<Item = Message> + Send) -> Result<(), End> {
+        let mut n = 0;
         let io = async {
             for f in frames {
                 self.socket.feed(f).await?;
+                n += 1;
             }
-            self.socket.flush().await
+            if n > 0 { self.socket.flush().await } else { Ok(()) }
         };
         match io.await {
             Ok(()) => {
-                metrics::counter!("chorus_socket_frames_sent_total", "door" => "ws").increment(n as u64);
+                self.frames_sent.increment(n);
                 Ok(())
             }
             Err(e) => {
@@ -203,8 +207,8 @@ impl Transport for Ws {
         self.send(vec![text(frames::hello(hello))]).await
     }
 
-    async fn write(&mut self, pushes: Vec<Push>) -> Result<(), End> {
-        self.send(pushes.into_iter().map(push_frame).collect()).await
+    async fn write(&mut self, pushes: &mut Vec<Push>) -> Result<(), End> {
+        self.send(pushes.drain(..).map(push_frame)).await
     }
 
     async fn ping(&mut self) -> Result<(), End> {
