@@ -368,10 +368,7 @@ impl EventBatch {
             topics.iter().filter(|t| t.is_durable()).map(|t| (Arc::from(t.key()), t)).collect();
         if !durable.is_empty() {
             let keys: Vec<&str> = durable.iter().map(|(k, _)| &**k).collect();
-            let seqs = ev_store::next_seqs(tx.ex(), &keys).await?;
-            let rows: Vec<(&str, i64, &str, &str, Option<Id>)> =
-                keys.iter().zip(&seqs).map(|(k, s)| (*k, *s, event.as_str(), &*data, self.actor)).collect();
-            ev_store::insert(tx.ex(), &rows, Timestamp::now()).await?;
+            let seqs = ev_store::append(tx.ex(), &keys, event.as_str(), &data, self.actor, Timestamp::now()).await?;
             for ((key, _), seq) in durable.iter().zip(seqs) {
                 self.items.push(self.envelope(key.clone(), event, Some(seq), data.clone()));
             }

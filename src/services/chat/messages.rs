@@ -76,8 +76,9 @@ pub async fn send(state: &AppState, me: Id, id: Id, req: SendMessage) -> AppResu
         created_at: now,
         updated_at: now,
     };
-    let message = view_message(state, tx.ex(), row).await?;
+    let message = view_new_message(state, tx.ex(), row, &req.media_ids).await?;
     let mut events = EventBatch::by(me);
+
     events.add(&mut tx, &[Topic::Chat(id)], EventName::MessageCreated, &message).await?;
     // Members with no open socket get a `message` notification (a durable job decides).
     let preview = if body.is_empty() { "sent an attachment" } else { body };

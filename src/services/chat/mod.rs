@@ -61,7 +61,7 @@ pub use messages::{
     delete_message, edit_message, history, reactable, reaction_event, remove_message, reported_message, send,
 };
 pub use receipts::{mark_read, typing, unread};
-use views::{view_conversation, view_message, views_of_conversations, views_of_messages};
+use views::{view_conversation, view_message, view_new_message, views_of_conversations, views_of_messages};
 
 /// Largest group.
 pub const MAX_GROUP_MEMBERS: usize = 256;

@@ -70,7 +70,25 @@ pub(super) async fn view_message(state: &AppState, ex: Ex<'_>, row: MessageRow) 
     Ok(views_of_messages(state, ex, vec![row]).await?.pop().expect("one in, one out"))
 }
 
+/// A message the send path has just stored, as clients see it, read through the sending
+/// transaction. It can have no reactions yet and its media are the ones just attached, in
+/// the order given, so only the sender (and the media, if any) are read: two round trips
+/// fewer inside the send transaction than [`view_message`].
+pub(super) async fn view_new_message(
+    state: &AppState,
+    mut ex: Ex<'_>,
+    row: MessageRow,
+    media_ids: &[Id],
+) -> AppResult<MessageView> {
+    let sender = user_store::get_many(ex.reborrow(), &[row.sender_id]).await?;
+    let sender = sender.first().map(UserSummary::from).ok_or(AppError::NotFound)?;
+    let mut media = media_svc::message_views(state, ex, media_ids).await?;
+    let media = media_ids.iter().filter_map(|id| media.remove(id)).collect();
+    Ok(assemble(row, sender, media, Counts::default()))
+}
+
 /// Messages as clients see them, read through `ex`: a connection, or the transaction that
+
 /// is writing them (a message it stores or edits is not committed yet).
 pub(super) async fn views_of_messages(
     state: &AppState,
