@@ -35,7 +35,7 @@ pub const BATCH: usize = 64;
 
 /// Read buffer of a connection's WebSocket, on both doors. Every idle connection holds one
 /// (zeroed, never shrunk), and client frames are small: a larger one takes a few reads.
-pub const READ_BUFFER: usize = 1024;
+pub const READ_BUFFER: usize = 512;
 
 /// Why a connection's loop stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,19 +99,23 @@ pub trait Transport: Send {
 /// Runs a connection to its end: starts the session (personal topics, resumed from
 /// `positions`, then `hello` and the replay), serves it, says goodbye and closes the
 /// session.
+///
+/// Takes everything by value: an async fn's arguments live in its future for as long as it
+/// runs, so a caller that kept its own copies across this call would hold them twice.
 pub async fn run<T: Transport>(
-    t: &mut T,
+    mut t: T,
     mut session: Session,
+
     mut rx: mpsc::Receiver<Outbound>,
     positions: HashMap<String, String>,
 ) -> End {
     // What runs once per connection is boxed: a task's future is as large as its largest
     // state, and the idle state (`serve` waiting) is what thousands of connections hold.
-    let end = match Box::pin(start(t, &mut session, &positions)).await {
-        Ok(()) => serve(t, &mut session, &mut rx).await,
-
+    let end = match Box::pin(start(&mut t, &mut session, &positions)).await {
+        Ok(()) => serve(&mut t, &mut session, &mut rx).await,
         Err(end) => end,
     };
+
     Box::pin(t.finish(end)).await;
     Box::pin(session.close()).await;
     end

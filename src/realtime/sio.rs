@@ -160,12 +160,10 @@ async fn on_connect(s: SocketRef) {
     let Some(h) = opened.lock().expect("handoff poisoned").take() else { return };
     s.extensions.remove::<Opened>();
     metrics::counter!("chorus_socket_connects_total", "door" => "socketio").increment(1);
-    tokio::spawn(run(s, h));
-}
-
-async fn run(s: SocketRef, h: Handoff) {
-    let mut t = Sio { s, cmds: h.cmds, gone: Box::pin(h.gone.cancelled_owned()) };
-    conn::run(&mut t, h.session, h.rx, h.positions).await;
+    let Handoff { session, rx, positions, cmds, gone } = h;
+    let t = Sio { s, cmds, gone: Box::pin(gone.cancelled_owned()) };
+    // Spawned as is: a wrapper future would keep a second copy of what it hands over.
+    tokio::spawn(conn::run(t, session, rx, positions));
 }
 
 /// A namespace socket as the connection loop sees it.

@@ -18,12 +18,13 @@ use axum::response::Response;
 use futures_util::SinkExt;
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tokio::sync::mpsc;
 
 use crate::auth::AccessClaims;
 use crate::realtime::close::CloseCode;
 use crate::realtime::conn::{self, End, Inbound, Transport};
 use crate::realtime::frames::{self, ClientFrame, FrameError};
-use crate::realtime::hub::Door;
+use crate::realtime::hub::{Door, Outbound};
 use crate::realtime::session::{Command, Push, RateVerdict, Reply, Session};
 use crate::state::AppState;
 
@@ -52,34 +53,54 @@ pub async fn handler(ws: WebSocketUpgrade, State(state): State<AppState>, Query(
         .read_buffer_size(conn::READ_BUFFER)
         .write_buffer_size(WRITE_BUFFER)
         .max_write_buffer_size(MAX_WRITE_BUFFER)
-        .on_upgrade(move |socket| run(socket, state, q))
+        .on_upgrade(move |socket| {
+            // A task's future is as large as its largest state and keeps what it captured
+            // for its whole life, and every idle connection holds its task: what happens
+            // once (positions, auth, session) is boxed and consumed before the loop starts.
+            let opening = Box::pin(open(socket, state, q));
+            async move {
+                if let Some((ws, session, rx, positions)) = opening.await {
+                    conn::run(ws, session, rx, positions).await;
+                }
+            }
+        })
 }
 
-async fn run(mut socket: WebSocket, state: AppState, q: WsQuery) {
+/// What the connection loop is handed.
+type Opened = (Ws, Session, mpsc::Receiver<Outbound>, HashMap<String, String>);
+
+/// Reads the resume positions, authenticates and opens the session; `None` (the socket
+/// closed with the reason) when one of them fails.
+async fn open(mut socket: WebSocket, state: AppState, q: WsQuery) -> Option<Opened> {
     let positions: Option<HashMap<String, String>> = match q.positions.as_deref().map(serde_json::from_str) {
         None => None,
         Some(Ok(p)) => Some(p),
         Some(Err(_)) => {
             let _ =
                 socket.send(text(frames::protocol_error(None, "bad_frame", "positions must be a JSON object"))).await;
-            return close(&mut socket, CloseCode::PROTOCOL_VIOLATION).await;
+            close(&mut socket, CloseCode::PROTOCOL_VIOLATION).await;
+            return None;
         }
     };
-    // The steps before the loop are boxed: their futures would otherwise size the task that
-    // every idle connection holds for its lifetime.
-    let (claims, positions) = match Box::pin(authenticate(&mut socket, &state, q.access_token, positions)).await {
+    let (claims, positions) = match authenticate(&mut socket, &state, q.access_token, positions).await {
         Ok(v) => v,
-        Err(End::Close(code)) => return close(&mut socket, code).await,
-        Err(End::Gone) => return,
+        Err(End::Close(code)) => {
+            close(&mut socket, code).await;
+            return None;
+        }
+        Err(End::Gone) => return None,
     };
-    let (session, rx) = match Box::pin(Session::open(&state, &claims, Door::Ws)).await {
+    let (session, rx) = match Session::open(&state, &claims, Door::Ws).await {
         Ok(s) => s,
-        Err(code) => return close(&mut socket, code).await,
+        Err(code) => {
+            close(&mut socket, code).await;
+            return None;
+        }
     };
     metrics::counter!("chorus_socket_connects_total", "door" => "ws").increment(1);
     let heartbeat = Duration::from_millis(state.config.hub.heartbeat_ms.max(100));
     let frames_sent = metrics::counter!("chorus_socket_frames_sent_total", "door" => "ws");
-    conn::run(&mut Ws { socket, heartbeat, frames_sent }, session, rx, positions.unwrap_or_default()).await;
+    Some((Ws { socket, heartbeat, frames_sent }, session, rx, positions.unwrap_or_default()))
 }
 
 /// Authenticates from the query token, or from a first `auth` frame within the timeout.
