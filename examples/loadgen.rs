@@ -5,30 +5,33 @@
 //! machine). The servers inherit its environment, so `CHORUS_*` settings apply to them.
 //!
 //! ```sh
-//! cargo build --release --bin chorus --examples && ulimit -n 20000   # or higher, if the hard limit allows
+//! # the server on its own (a build with the examples turns on tokio's test-util clock), the
+//! # examples in a target directory of their own
+//! cargo build --release --bin chorus && CARGO_TARGET_DIR=target/examples cargo build --release --examples
+//! ulimit -n 20000   # or higher, if the hard limit allows
 //! # idle connections: server memory per connection (19,900 under a 20,000-descriptor limit:
 //! # the server and the tool each need a few descriptors besides their sockets)
-//! target/release/examples/loadgen idle --conns 19900
+//! target/examples/release/examples/loadgen idle --conns 19900
 //! # a 10,000-subscriber topic; 10 events/s = 100,000 deliveries/s
-//! target/release/examples/loadgen fanout --conns 10000 --rate 10 --secs 20
+//! target/examples/release/examples/loadgen fanout --conns 10000 --rate 10 --secs 20
 //! # as fast as the server can go (the driver keeps up to --inflight events unacknowledged, 8)
-//! target/release/examples/loadgen fanout --conns 10000 --rate 1000 --secs 20
+//! target/examples/release/examples/loadgen fanout --conns 10000 --rate 1000 --secs 20
 //! # the same with the servers batching writes (hub.write_delay_ms) and a deeper backlog
-//! CHORUS_HUB__WRITE_DELAY_MS=100 target/release/examples/loadgen fanout --conns 10000 --rate 1000 --secs 20 --inflight 32
+//! CHORUS_HUB__WRITE_DELAY_MS=100 target/examples/release/examples/loadgen fanout --conns 10000 --rate 1000 --secs 20 --inflight 32
 //! # two instances sharing Redis (subscribers spread over both, events published on one)
-//! target/release/examples/loadgen fanout --conns 10000 --rate 1000 --secs 20 --instances 2 --redis redis://127.0.0.1:6379
+//! target/examples/release/examples/loadgen fanout --conns 10000 --rate 1000 --secs 20 --instances 2 --redis redis://127.0.0.1:6379
 //! # the same through Socket.IO
-//! target/release/examples/loadgen fanout --door sio --conns 10000 --rate 10 --secs 20
+//! target/examples/release/examples/loadgen fanout --door sio --conns 10000 --rate 10 --secs 20
 //! # through nginx (examples/deploy/nginx.conf) in front of 1, 2 or 3 instances
-//! target/release/examples/loadgen fanout --conns 5000 --rate 10 --secs 20 --nginx
-//! target/release/examples/loadgen fanout --conns 5000 --rate 10 --secs 20 --nginx --instances 3 --redis redis://127.0.0.1:6379
+//! target/examples/release/examples/loadgen fanout --conns 5000 --rate 10 --secs 20 --nginx
+//! target/examples/release/examples/loadgen fanout --conns 5000 --rate 10 --secs 20 --nginx --instances 3 --redis redis://127.0.0.1:6379
 //! # chat: 1,000 conversations of 2–20 members, messages sent over REST to both instances,
 //! # delivered over the socket to every member (the sender's own socket included)
-//! target/release/examples/loadgen chat --conns 2000 --conversations 1000 --rate 500 --secs 20 --instances 2 --redis redis://127.0.0.1:6379
+//! target/examples/release/examples/loadgen chat --conns 2000 --conversations 1000 --rate 500 --secs 20 --instances 2 --redis redis://127.0.0.1:6379
 //! # contention on PostgreSQL: many clients toggling reactions, comments, follows and chat
 //! # sends on the same few posts and people at once, with their notification and fan-out
 //! # jobs running; reports server errors, deadlocks and dead-lettered jobs
-//! target/release/examples/loadgen mix --conns 300 --inflight 64 --secs 30 --instances 2 \
+//! target/examples/release/examples/loadgen mix --conns 300 --inflight 64 --secs 30 --instances 2 \
 //!   --redis redis://127.0.0.1:6379 --database-url postgres://postgres@127.0.0.1:5432/test
 //! ```
 //!

@@ -10,8 +10,8 @@
 //!
 //! ```sh
 //! cargo build --release --example loopback_floor && ulimit -n 65536
-//! target/release/examples/loopback_floor --conns 10000 --rounds 100 --batch 1
-//! target/release/examples/loopback_floor --conns 10000 --rounds 100 --batch 4
+//! target/examples/release/examples/loopback_floor --conns 10000 --rounds 100 --batch 1
+//! target/examples/release/examples/loopback_floor --conns 10000 --rounds 100 --batch 4
 //! ```
 
 use std::io::Write;
