@@ -36,7 +36,8 @@
 //! ```
 //!
 //! With a PostgreSQL `--database-url` every run gets a fresh database on that server
-//! (`loadgen_{pid}`, dropped afterwards).
+//! (`loadgen_{pid}`, dropped afterwards). `LOADGEN_SERVER_LOG=/tmp/chorus.log` keeps each
+//! server's log (`/tmp/chorus.log.0`, `.1`, …; `CHORUS_LOG` sets its level, `warn` by default).
 //!
 //! Events are real: the driver posts comments over REST on one public post that every
 //! connection watches (`post:{id}`); each comment's body carries its send time, and every
@@ -137,6 +138,18 @@ fn opts() -> Opts {
         fail("--instances and --conns must be at least 1");
     }
     o
+}
+
+/// Where server `i`'s log goes: `$LOADGEN_SERVER_LOG.{i}` when that is set (to see why a
+/// job was retried, say), nowhere otherwise.
+fn server_log(i: usize) -> Stdio {
+    match std::env::var_os("LOADGEN_SERVER_LOG") {
+        Some(base) => {
+            let path = PathBuf::from(format!("{}.{i}", base.to_string_lossy()));
+            std::fs::File::create(&path).map(Stdio::from).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+        }
+        None => Stdio::null(),
+    }
 }
 
 #[path = "deploy/nginx_conf.rs"]
@@ -259,7 +272,7 @@ async fn start_servers(o: &Opts, data: &std::path::Path) -> Vec<Server> {
             .env("DATABASE_URL", &db)
             .env("CHORUS_JWT_SECRET", SECRET)
             .env("CHORUS_NODE_ID", (i + 1).to_string())
-            .env("CHORUS_LOG", "warn")
+            .env("CHORUS_LOG", std::env::var("CHORUS_LOG").unwrap_or_else(|_| "warn".into()))
             .env("CHORUS_HUB__MAX_CONNECTIONS", "100000")
             .env("CHORUS_HUB__HEARTBEAT_MS", "60000")
             .env("CHORUS_RATE_LIMIT__AUTH_PER_IP_PER_MINUTE", "100000")
@@ -281,7 +294,7 @@ async fn start_servers(o: &Opts, data: &std::path::Path) -> Vec<Server> {
             .env("CHORUS_DEFAULT_WHO_CAN_MESSAGE", "everyone")
             .env("CHORUS_TRUSTED_PROXIES", "[\"127.0.0.1\"]")
             .env_remove("REDIS_URL")
-            .stdout(Stdio::null())
+            .stdout(server_log(i))
             .stderr(Stdio::inherit());
         if let Some(r) = &o.redis {
             cmd.env("REDIS_URL", r).env("CHORUS_REDIS_NAMESPACE", format!("loadgen{}", std::process::id()));

@@ -105,7 +105,6 @@ pub trait Transport: Send {
 pub async fn run<T: Transport>(
     mut t: T,
     mut session: Session,
-
     mut rx: mpsc::Receiver<Outbound>,
     positions: HashMap<String, String>,
 ) -> End {
@@ -115,7 +114,6 @@ pub async fn run<T: Transport>(
         Ok(()) => serve(&mut t, &mut session, &mut rx).await,
         Err(end) => end,
     };
-
     Box::pin(t.finish(end)).await;
     Box::pin(session.close()).await;
     end
@@ -378,7 +376,6 @@ mod tests {
             }
             self.log.lock().unwrap().push(Did::Wrote(pushes.len()));
             pushes.clear();
-
             Ok(())
         }
 

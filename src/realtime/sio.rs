@@ -107,7 +107,6 @@ pub fn layer(state: &AppState) -> SocketIoLayer<LocalAdapter> {
 }
 
 /// The hub's once-per-event broadcast to the room of an ephemeral topic.
-
 fn bridge(io: SocketIo) -> crate::realtime::hub::SioBridge {
     Arc::new(move |d: &Delivery| {
         let Some(ns) = io.of(d.topic.namespace()) else { return };

@@ -78,7 +78,6 @@ pub async fn send(state: &AppState, me: Id, id: Id, req: SendMessage) -> AppResu
     };
     let message = view_new_message(state, tx.ex(), row, &req.media_ids).await?;
     let mut events = EventBatch::by(me);
-
     events.add(&mut tx, &[Topic::Chat(id)], EventName::MessageCreated, &message).await?;
     // Members with no open socket get a `message` notification (a durable job decides).
     let preview = if body.is_empty() { "sent an attachment" } else { body };

@@ -88,7 +88,6 @@ pub(super) async fn view_new_message(
 }
 
 /// Messages as clients see them, read through `ex`: a connection, or the transaction that
-
 /// is writing them (a message it stores or edits is not committed yet).
 pub(super) async fn views_of_messages(
     state: &AppState,
