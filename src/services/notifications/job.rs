@@ -64,8 +64,15 @@ pub async fn run_notify(state: AppState, job: Notify) -> anyhow::Result<()> {
 
 /// Re-reads the source of `cause` and lists who should hear of it. Nothing when the source
 /// is gone.
+///
+/// A comment the notifications will point at is read with `FOR KEY SHARE`: it cannot be
+/// deleted before this job commits. Read plainly, a removal in between made the insert fail
+/// its foreign key and the job retry (seen under `loadgen mix`). A removal takes the
+/// comment's lock before it deletes anything, so it waits for the job and never the other
+/// way round; one that got there first leaves nothing to read, and the job plans nothing.
 async fn plan(tx: &mut Tx, cause: &Cause) -> anyhow::Result<(Id, Vec<Planned>)> {
     use NotificationKind as K;
+    let key_share = crate::store::posts::RowLock::KeyShare;
     Ok(match cause {
         Cause::Followed { follower, followee } => {
             let ok = graph_store::follow_status(tx.ex(), *follower, *followee).await? == Some(FollowStatus::Active);
@@ -88,7 +95,7 @@ async fn plan(tx: &mut Tx, cause: &Cause) -> anyhow::Result<(Id, Vec<Planned>)> 
                 return Ok((*actor, Vec::new()));
             }
             let p = if *comment {
-                match comment_store::get(tx.ex(), *id).await? {
+                match comment_store::lock(tx.ex(), *id, key_share).await? {
                     Some(c) if !c.deleted => post_store::get(tx.ex(), c.post_id).await?.map(|post| {
                         let mut p = Planned::about(c.author_id, K::Reaction, (TargetType::Comment, c.id));
                         p.post_id = Some(c.post_id);
@@ -109,7 +116,7 @@ async fn plan(tx: &mut Tx, cause: &Cause) -> anyhow::Result<(Id, Vec<Planned>)> 
             (*actor, p.into_iter().collect())
         }
         Cause::Commented { comment } => {
-            let Some(c) = comment_store::get(tx.ex(), *comment).await?.filter(|c| !c.deleted) else {
+            let Some(c) = comment_store::lock(tx.ex(), *comment, key_share).await?.filter(|c| !c.deleted) else {
                 return Ok((Id(0), Vec::new()));
             };
             let Some(post) = post_store::get(tx.ex(), c.post_id).await? else { return Ok((c.author_id, Vec::new())) };
@@ -139,7 +146,7 @@ async fn plan(tx: &mut Tx, cause: &Cause) -> anyhow::Result<(Id, Vec<Planned>)> 
             let Some(post) = post_store::get(tx.ex(), *post).await? else { return Ok((Id(0), Vec::new())) };
             let (actor, target, current, preview) = match comment {
                 Some(cid) => {
-                    let Some(c) = comment_store::get(tx.ex(), *cid).await?.filter(|c| !c.deleted) else {
+                    let Some(c) = comment_store::lock(tx.ex(), *cid, key_share).await?.filter(|c| !c.deleted) else {
                         return Ok((Id(0), Vec::new()));
                     };
                     let current = comment_store::mentions_of(tx.ex(), &[c.id]).await?;
