@@ -414,12 +414,17 @@ mod tests {
     impl Rig {
         /// Opens a session for user 7 whose token expires in `expires_in`, and starts it.
         async fn open(&mut self, expires_in: Duration) -> (Session, mpsc::Receiver<Outbound>) {
-            let exp = (now_ms() + expires_in.as_millis() as i64) / 1000;
-            let claims = AccessClaims { sub: "7".into(), sid: "9".into(), jti: "j".into(), iat: exp - 900, exp };
-            let (mut session, rx) = Session::open(self.app.state(), &claims, Door::Ws).await.unwrap();
+            let (mut session, rx) = self.session(expires_in).await;
             let script = self.script.as_mut().unwrap();
             start(script, &mut session, &HashMap::new()).await.unwrap();
             (session, rx)
+        }
+
+        /// Opens a session for user 7 whose token expires in `expires_in`.
+        async fn session(&self, expires_in: Duration) -> (Session, mpsc::Receiver<Outbound>) {
+            let exp = (now_ms() + expires_in.as_millis() as i64) / 1000;
+            let claims = AccessClaims { sub: "7".into(), sid: "9".into(), jti: "j".into(), iat: exp - 900, exp };
+            Session::open(self.app.state(), &claims, Door::Ws).await.unwrap()
         }
 
         /// The hub, and the session's position on its feed (subscribed on start).
@@ -572,6 +577,19 @@ mod tests {
         assert!(held >= Duration::from_millis(39) && held <= Duration::from_millis(42), "{held:?}");
         // (Paused time moves in the timer's whole milliseconds.)
         assert!(prompt <= Duration::from_millis(3), "{prompt:?}");
+    }
+
+    /// Every idle connection holds this future (and its transport's) for its lifetime: the
+    /// once-per-connection and rare steps are boxed out of it. A change that inlines one
+    /// again (a database call in the loop, say) grows it by kilobytes and fails here.
+    #[tokio::test]
+    async fn the_loop_an_idle_connection_holds_stays_small() {
+        let mut rig = rig(None, false, 16).await;
+        let (session, rx) = rig.session(Duration::from_secs(3600)).await;
+        let script = rig.script.take().unwrap();
+        let fut = run(script, session, rx, HashMap::new());
+        let size = std::mem::size_of_val(&fut);
+        assert!(size <= 2048, "the connection loop's future is {size} bytes");
     }
 
     #[tokio::test]
