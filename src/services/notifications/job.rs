@@ -7,6 +7,8 @@ use sha2::{Digest, Sha256};
 use super::*;
 use crate::push::{Message as PushMessage, Urgency};
 use crate::services::push;
+use crate::store::comments::CommentRow;
+use crate::store::posts::{PostRow, RowLock};
 
 /// One notification to deliver, before the recipient's checks.
 struct Planned {
@@ -62,17 +64,27 @@ pub async fn run_notify(state: AppState, job: Notify) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Comment `id` (not deleted) and its post, both locked `FOR KEY SHARE` until the job
+/// commits, in the order removals lock them: the post, then the comment. Read plainly, a
+/// removal in between made the notification's insert fail its foreign key and the job retry
+/// (seen under `loadgen mix`). A comment's or a post's removal takes its row lock before it
+/// deletes anything, so it waits for the job, or the job waits for it and then finds nothing
+/// (`None`); taken the other way round (comment, then post) the job and a post's removal,
+/// which deletes the post's comments, could each wait for the other.
+async fn post_and_comment(tx: &mut Tx, id: Id) -> anyhow::Result<Option<(PostRow, CommentRow)>> {
+    let Some(c) = comment_store::get(tx.ex(), id).await? else { return Ok(None) };
+    let Some(post) = post_store::lock(tx.ex(), c.post_id, RowLock::KeyShare).await? else { return Ok(None) };
+    let c = comment_store::lock(tx.ex(), id, RowLock::KeyShare).await?.filter(|c| !c.deleted);
+    Ok(c.map(|c| (post, c)))
+}
+
 /// Re-reads the source of `cause` and lists who should hear of it. Nothing when the source
 /// is gone.
 ///
-/// A comment the notifications will point at is read with `FOR KEY SHARE`: it cannot be
-/// deleted before this job commits. Read plainly, a removal in between made the insert fail
-/// its foreign key and the job retry (seen under `loadgen mix`). A removal takes the
-/// comment's lock before it deletes anything, so it waits for the job and never the other
-/// way round; one that got there first leaves nothing to read, and the job plans nothing.
+/// The post and the comment the notifications will point at are read `FOR KEY SHARE` (see
+/// [`post_and_comment`]): neither can be deleted before this job commits.
 async fn plan(tx: &mut Tx, cause: &Cause) -> anyhow::Result<(Id, Vec<Planned>)> {
     use NotificationKind as K;
-    let key_share = crate::store::posts::RowLock::KeyShare;
     Ok(match cause {
         Cause::Followed { follower, followee } => {
             let ok = graph_store::follow_status(tx.ex(), *follower, *followee).await? == Some(FollowStatus::Active);
@@ -95,19 +107,16 @@ async fn plan(tx: &mut Tx, cause: &Cause) -> anyhow::Result<(Id, Vec<Planned>)> 
                 return Ok((*actor, Vec::new()));
             }
             let p = if *comment {
-                match comment_store::lock(tx.ex(), *id, key_share).await? {
-                    Some(c) if !c.deleted => post_store::get(tx.ex(), c.post_id).await?.map(|post| {
-                        let mut p = Planned::about(c.author_id, K::Reaction, (TargetType::Comment, c.id));
-                        p.post_id = Some(c.post_id);
-                        p.comment_id = Some(c.id);
-                        // The comment's author must still be allowed to see the post.
-                        p.post_author = Some(post.author_id);
-                        p
-                    }),
-                    _ => None,
-                }
+                post_and_comment(tx, *id).await?.map(|(post, c)| {
+                    let mut p = Planned::about(c.author_id, K::Reaction, (TargetType::Comment, c.id));
+                    p.post_id = Some(c.post_id);
+                    p.comment_id = Some(c.id);
+                    // The comment's author must still be allowed to see the post.
+                    p.post_author = Some(post.author_id);
+                    p
+                })
             } else {
-                post_store::get(tx.ex(), *id).await?.map(|post| {
+                post_store::lock(tx.ex(), *id, RowLock::KeyShare).await?.map(|post| {
                     let mut p = Planned::about(post.author_id, K::Reaction, (TargetType::Post, post.id));
                     p.post_id = Some(post.id);
                     p
@@ -116,10 +125,9 @@ async fn plan(tx: &mut Tx, cause: &Cause) -> anyhow::Result<(Id, Vec<Planned>)> 
             (*actor, p.into_iter().collect())
         }
         Cause::Commented { comment } => {
-            let Some(c) = comment_store::lock(tx.ex(), *comment, key_share).await?.filter(|c| !c.deleted) else {
+            let Some((post, c)) = post_and_comment(tx, *comment).await? else {
                 return Ok((Id(0), Vec::new()));
             };
-            let Some(post) = post_store::get(tx.ex(), c.post_id).await? else { return Ok((c.author_id, Vec::new())) };
             let mut out: Vec<Planned> = Vec::new();
             let mut add = |recipient: Id, kind: NotificationKind| {
                 if recipient != c.author_id && !out.iter().any(|p| p.recipient == recipient) {
@@ -143,10 +151,13 @@ async fn plan(tx: &mut Tx, cause: &Cause) -> anyhow::Result<(Id, Vec<Planned>)> 
             (c.author_id, out)
         }
         Cause::Mentioned { post, comment, users } => {
-            let Some(post) = post_store::get(tx.ex(), *post).await? else { return Ok((Id(0), Vec::new())) };
+            let Some(post) = post_store::lock(tx.ex(), *post, RowLock::KeyShare).await? else {
+                return Ok((Id(0), Vec::new()));
+            };
             let (actor, target, current, preview) = match comment {
                 Some(cid) => {
-                    let Some(c) = comment_store::lock(tx.ex(), *cid, key_share).await?.filter(|c| !c.deleted) else {
+                    let Some(c) = comment_store::lock(tx.ex(), *cid, RowLock::KeyShare).await?.filter(|c| !c.deleted)
+                    else {
                         return Ok((Id(0), Vec::new()));
                     };
                     let current = comment_store::mentions_of(tx.ex(), &[c.id]).await?;
