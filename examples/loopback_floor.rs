@@ -9,7 +9,7 @@
 //! shows what writing several events per send buys (`--batch N`).
 //!
 //! ```sh
-//! cargo build --release --example loopback_floor && ulimit -n 65536
+//! CARGO_TARGET_DIR=target/examples cargo build --release --example loopback_floor && ulimit -n 65536
 //! target/examples/release/examples/loopback_floor --conns 10000 --rounds 100 --batch 1
 //! target/examples/release/examples/loopback_floor --conns 10000 --rounds 100 --batch 4
 //! ```

@@ -129,10 +129,11 @@ pub async fn start<T: Transport>(
     t.blocks_changed(session);
     let ns = t.namespace().map(str::to_owned);
     let (hello, mut replay) = session.start(ns.as_deref(), positions).await;
-    let kill = session.handle.kill.clone();
-    guarded(&kill, t.hello(hello)).await?;
+    let handle = session.handle.clone();
+    let kill = &handle.kill;
+    guarded(kill, t.hello(hello)).await?;
     if !replay.is_empty() {
-        guarded(&kill, t.write(&mut replay)).await?;
+        guarded(kill, t.write(&mut replay)).await?;
     }
     Ok(())
 }
@@ -147,7 +148,9 @@ pub async fn serve<T: Transport>(t: &mut T, session: &mut Session, rx: &mut mpsc
         next_write: Instant::now(),
         pushes: Vec::new(),
     };
-    let kill = session.handle.kill.clone();
+    // The session's handle, shared: its kill switch is watched while `session` is lent out.
+    let handle = session.handle.clone();
+    let kill = &handle.kill;
     let killed = kill.killed();
     let mut last_heard = Instant::now();
     // Without a heartbeat of ours the timer is parked far away and never fires.
@@ -164,21 +167,21 @@ pub async fn serve<T: Transport>(t: &mut T, session: &mut Session, rx: &mut mpsc
                 last_heard = Instant::now();
                 match input {
                     // Boxed: a command's database work must not size the idle connection.
-                    Inbound::Input(i) => guarded(&kill, Box::pin(t.handle(session, i))).await,
+                    Inbound::Input(i) => guarded(kill, Box::pin(t.handle(session, i))).await,
                     Inbound::Heard => Ok(()),
                     Inbound::End(end) => Err(end),
                 }
             }
             out = rx.recv() => match out {
                 None => Err(End::Gone),
-                Some(first) => deliver(t, session, ns.as_deref(), first, rx, &kill, &mut pace).await,
+                Some(first) => deliver(t, session, ns.as_deref(), first, rx, kill, &mut pace).await,
             },
             _ = &mut ping => {
                 if last_heard.elapsed() > every * 2 {
                     Err(End::Close(CloseCode::HEARTBEAT_TIMEOUT))
                 } else {
                     ping.as_mut().reset(Instant::now() + every);
-                    guarded(&kill, t.ping()).await
+                    guarded(kill, t.ping()).await
                 }
             }
         };
@@ -193,7 +196,7 @@ pub const MAX_COALESCE: Duration = Duration::from_millis(100);
 /// Lag below which a session writes at once.
 const MIN_LAG: Duration = Duration::from_millis(5);
 
-/// When a session writes.
+/// When a session writes, and the buffer it writes from.
 struct Pace {
     /// `hub.write_delay_ms`: a fixed hold on every write (off by default).
     write_delay: Duration,

@@ -241,10 +241,10 @@ pub struct Handle {
     /// Door.
     pub door: Door,
     tx: mpsc::Sender<Outbound>,
-    /// Close switch.
-    pub kill: Arc<Kill>,
+    /// Close switch (inline: the handle itself is shared).
+    pub kill: Kill,
     /// Who the session's user is blocked with: their events are not delivered to it.
-    pub blocks: Arc<BlockSet>,
+    pub blocks: BlockSet,
 }
 
 #[derive(Default)]
@@ -350,8 +350,8 @@ impl Hub {
             auth_session,
             door,
             tx,
-            kill: Arc::new(Kill::default()),
-            blocks: Arc::new(BlockSet::default()),
+            kill: Kill::default(),
+            blocks: BlockSet::default(),
         }));
         self.sessions.insert(handle.id, handle.clone());
         metrics::gauge!("chorus_socket_connections", "door" => door.label()).increment(1.0);

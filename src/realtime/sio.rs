@@ -135,7 +135,7 @@ async fn authenticate(
 ) -> Result<(), Refused> {
     let Ok(auth) = auth else { return Err(Refused(CloseCode::UNAUTHORIZED)) };
     let claims = state.auth.verify_access(&state.revocations, &auth.token).await.map_err(|f| Refused(f.into()))?;
-    let (session, rx) = Box::pin(Session::open(&state, &claims, Door::Sio)).await.map_err(Refused)?;
+    let (session, rx) = Session::open(&state, &claims, Door::Sio).await.map_err(Refused)?;
     // Commands queue until the session task runs; bounded like everything per connection.
     let (cmd_tx, cmds): (CommandTx, _) = mpsc::channel(64);
     let gone = CancellationToken::new();

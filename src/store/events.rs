@@ -43,21 +43,25 @@ pub async fn append(
     let mut out = Vec::with_capacity(topics.len());
     for chunk in topics.chunks(CHUNK) {
         let n = chunk.len();
-        let values = (1..=n).map(|i| format!("(${i}, 1)")).collect::<Vec<_>>().join(",");
+        let params: Vec<String> = (1..=n).map(|i| format!("${i}")).collect();
         let upsert = format!(
-            "INSERT INTO topic_seqs (topic, seq) VALUES {values} \
-             ON CONFLICT (topic) DO UPDATE SET seq = topic_seqs.seq + 1 RETURNING topic, seq"
+            "INSERT INTO topic_seqs (topic, seq) VALUES {} \
+             ON CONFLICT (topic) DO UPDATE SET seq = topic_seqs.seq + 1 RETURNING topic, seq",
+            params.iter().map(|p| format!("({p}, 1)")).collect::<Vec<_>>().join(",")
+        );
+        // The event's columns from the allocated numbers: the CTE's rows on PostgreSQL, the
+        // topics' rows (just upserted in this transaction) on SQLite. Both bind the topics,
+        // then event, data, actor and time.
+        let insert = format!(
+            "INSERT INTO events (topic, seq, event, data, actor_id, created_at) SELECT topic, seq, ${}, ${}, ${}, ${} FROM",
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4
         );
         let rows: Vec<(String, i64)> = match ex.reborrow() {
             Ex::Postgres(c) => {
-                let sql = format!(
-                    "WITH s AS ({upsert}) INSERT INTO events (topic, seq, event, data, actor_id, created_at) \
-                     SELECT topic, seq, ${}, ${}, ${}, ${} FROM s RETURNING topic, seq",
-                    n + 1,
-                    n + 2,
-                    n + 3,
-                    n + 4
-                );
+                let sql = format!("WITH s AS ({upsert}) {insert} s RETURNING topic, seq");
                 let mut q = sqlx::query_as(&sql);
                 for t in chunk {
                     q = q.bind(*t);
@@ -69,25 +73,11 @@ pub async fn append(
                 for t in chunk {
                     q = q.bind(*t);
                 }
-                let rows: Vec<(String, i64)> = q.fetch_all(&mut *c).await?;
-                let values = (0..rows.len())
-                    .map(|i| {
-                        format!(
-                            "(${}, ${}, ${n1}, ${n2}, ${n3}, ${n4})",
-                            2 * i + 1,
-                            2 * i + 2,
-                            n1 = 2 * n + 1,
-                            n2 = 2 * n + 2,
-                            n3 = 2 * n + 3,
-                            n4 = 2 * n + 4
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(",");
-                let sql = format!("INSERT INTO events (topic, seq, event, data, actor_id, created_at) VALUES {values}");
+                let rows = q.fetch_all(&mut *c).await?;
+                let sql = format!("{insert} topic_seqs WHERE topic IN ({})", params.join(","));
                 let mut q = sqlx::query(&sql);
-                for (topic, seq) in &rows {
-                    q = q.bind(topic).bind(*seq);
+                for t in chunk {
+                    q = q.bind(*t);
                 }
                 q.bind(event).bind(data).bind(actor).bind(now).execute(&mut *c).await?;
                 rows
